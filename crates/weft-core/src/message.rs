@@ -1,0 +1,139 @@
+//! The owned form of a group of Lua values, made to cross to another thread.
+//!
+//! A [`Message`] is a small graph: `values` are the roots (arguments, results, one channel
+//! item), and every table or function becomes one [`Node`] that other values point at by
+//! index. Pointing instead of nesting is what preserves cycles and shared sub-tables: a
+//! table reachable twice is one node, rebuilt once on the other side.
+
+use crate::handle::Handle;
+use std::sync::Arc;
+
+/// One value inside a message.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// `nil`.
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// An integer (kept apart from floats for Lua 5.3+; LuaJIT has only floats).
+    Int(i64),
+    /// A float.
+    Num(f64),
+    /// A string: arbitrary bytes, as in Lua.
+    Str(Box<[u8]>),
+    /// A table or function: an index into [`Message::nodes`].
+    Node(u32),
+    /// A value found in the sender's `package.loaded`, re-resolved with `require`.
+    Module(Box<ModuleRef>),
+    /// A weft object, shared by reference.
+    Handle(Handle),
+}
+
+/// A module table (`field == None`) or a value inside one, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleRef {
+    /// The key in `package.loaded`, e.g. `"math"` or `"socket.core"`.
+    pub module: Box<str>,
+    /// The string key inside the module table, e.g. `"sqrt"`.
+    pub field: Option<Box<[u8]>>,
+}
+
+/// A table or a function.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// A plain table (no metatable).
+    Table(TableNode),
+    /// A Lua function.
+    Function(FunctionNode),
+}
+
+/// The contents of a plain table: the sequence `1..=array.len()` and everything else.
+#[derive(Clone, Debug, Default)]
+pub struct TableNode {
+    /// Values at keys `1..=n`, in order (none of them nil).
+    pub array: Vec<Value>,
+    /// All other key/value pairs.
+    pub hash: Vec<(Value, Value)>,
+}
+
+/// A Lua function: its bytecode (shared, so a function sent many times is dumped once)
+/// and its upvalues, copied by value.
+#[derive(Clone, Debug)]
+pub struct FunctionNode {
+    /// The dumped chunk.
+    pub code: Arc<Bytecode>,
+    /// Upvalues in order (`nil` for an upvalue that is `nil`).
+    pub upvalues: Vec<Value>,
+}
+
+/// A dumped Lua function, with a hash so receivers can cache the loaded prototype.
+#[derive(Debug)]
+pub struct Bytecode {
+    /// The bytes `lua_dump` produced.
+    pub bytes: Box<[u8]>,
+    /// FNV-1a over `bytes`: the key of each receiving state's load cache.
+    pub hash: u64,
+}
+
+impl Bytecode {
+    /// Wrap dumped bytes and compute their hash.
+    pub fn new(bytes: Vec<u8>) -> Bytecode {
+        let hash = fnv1a(&bytes);
+        Bytecode { bytes: bytes.into_boxed_slice(), hash }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A group of values and the nodes they point into.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    /// The root values, in order.
+    pub values: Vec<Value>,
+    /// Tables and functions, referenced by [`Value::Node`].
+    pub nodes: Vec<Node>,
+}
+
+impl Message {
+    /// A message holding exactly one value and no nodes.
+    pub fn single(value: Value) -> Message {
+        Message { values: vec![value], nodes: Vec::new() }
+    }
+
+    /// The node a [`Value::Node`] index names.
+    pub fn node(&self, index: u32) -> &Node {
+        &self.nodes[index as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_bytecode_hashes_alike_and_different_bytecode_does_not() {
+        let a = Bytecode::new(b"\x1bLJ\x02abc".to_vec());
+        let b = Bytecode::new(b"\x1bLJ\x02abc".to_vec());
+        let c = Bytecode::new(b"\x1bLJ\x02abd".to_vec());
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, c.hash);
+    }
+
+    #[test]
+    fn a_cycle_is_one_node_pointing_at_itself() {
+        let mut t = TableNode::default();
+        t.hash.push((Value::Str(b"self".to_vec().into()), Value::Node(0)));
+        let m = Message { values: vec![Value::Node(0)], nodes: vec![Node::Table(t)] };
+        match m.node(0) {
+            Node::Table(t) => assert!(matches!(t.hash[0].1, Value::Node(0))),
+            Node::Function(_) => panic!("expected a table"),
+        }
+    }
+}
