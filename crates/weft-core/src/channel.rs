@@ -161,7 +161,11 @@ impl Channel {
 
     /// Take the oldest item, waiting until `deadline`. A closed channel still yields
     /// what it holds, then [`PopError::Closed`].
-    pub fn pop(self: &Arc<Self>, deadline: Deadline, cancel: Option<&CancelToken>) -> Result<Message, PopError> {
+    pub fn pop(
+        self: &Arc<Self>,
+        deadline: Deadline,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Message, PopError> {
         if let Some(m) = self.try_pop() {
             return Ok(m);
         }
@@ -259,7 +263,12 @@ mod tests {
                 let ch = ch.clone();
                 std::thread::spawn(move || {
                     for i in 0..5_000 {
-                        ch.push(Message::single(Value::Int(p * 1_000_000 + i)), Deadline::Never, None).unwrap();
+                        ch.push(
+                            Message::single(Value::Int(p * 1_000_000 + i)),
+                            Deadline::Never,
+                            None,
+                        )
+                        .unwrap();
                     }
                 })
             })
@@ -280,9 +289,14 @@ mod tests {
             p.join().unwrap();
         }
         ch.close();
-        let mut all: Vec<i64> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+        let mut all: Vec<i64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
         all.sort_unstable();
-        let mut expected: Vec<i64> = (0..4).flat_map(|p| (0..5_000).map(move |i| p * 1_000_000 + i)).collect();
+        let mut expected: Vec<i64> = (0..4)
+            .flat_map(|p| (0..5_000).map(move |i| p * 1_000_000 + i))
+            .collect();
         expected.sort_unstable();
         assert_eq!(all, expected);
     }
@@ -293,7 +307,8 @@ mod tests {
         let c2 = ch.clone();
         let h = std::thread::spawn(move || {
             for i in 0..1000 {
-                c2.push(Message::single(Value::Int(i)), Deadline::Never, None).unwrap();
+                c2.push(Message::single(Value::Int(i)), Deadline::Never, None)
+                    .unwrap();
             }
             c2.close();
         });
@@ -309,10 +324,14 @@ mod tests {
     #[test]
     fn timeouts_on_empty_and_full() {
         let ch = Channel::new(Some(1));
-        assert_eq!(ch.pop(Deadline::after_secs(Some(0.01)), None).unwrap_err(), PopError::Timeout);
+        assert_eq!(
+            ch.pop(Deadline::after_secs(Some(0.01)), None).unwrap_err(),
+            PopError::Timeout
+        );
         ch.push(Message::default(), Deadline::Never, None).unwrap();
         assert_eq!(
-            ch.push(Message::default(), Deadline::after_secs(Some(0.01)), None).unwrap_err(),
+            ch.push(Message::default(), Deadline::after_secs(Some(0.01)), None)
+                .unwrap_err(),
             PushError::Timeout
         );
         assert_eq!(ch.len(), 1);
@@ -321,9 +340,14 @@ mod tests {
     #[test]
     fn closed_channel_drains_then_reports_closed() {
         let ch = Channel::new(None);
-        ch.push(Message::single(Value::Int(1)), Deadline::Never, None).unwrap();
+        ch.push(Message::single(Value::Int(1)), Deadline::Never, None)
+            .unwrap();
         ch.close();
-        assert_eq!(ch.push(Message::default(), Deadline::Never, None).unwrap_err(), PushError::Closed);
+        assert_eq!(
+            ch.push(Message::default(), Deadline::Never, None)
+                .unwrap_err(),
+            PushError::Closed
+        );
         assert_eq!(int(&ch.pop(Deadline::Never, None).unwrap()), 1);
         assert_eq!(ch.pop(Deadline::Never, None).unwrap_err(), PopError::Closed);
     }
@@ -345,7 +369,8 @@ mod tests {
         let (t1, t2) = (CancelToken::new(), CancelToken::new());
         let empty = Channel::new(None);
         let (c1, tc1, e2, tc2) = (ch.clone(), t1.clone(), empty.clone(), t2.clone());
-        let pusher = std::thread::spawn(move || c1.push(Message::default(), Deadline::Never, Some(&tc1)));
+        let pusher =
+            std::thread::spawn(move || c1.push(Message::default(), Deadline::Never, Some(&tc1)));
         let popper = std::thread::spawn(move || e2.pop(Deadline::Never, Some(&tc2)).map(|_| ()));
         std::thread::sleep(Duration::from_millis(30));
         t1.cancel();

@@ -79,7 +79,10 @@ impl Bytecode {
     /// Wrap dumped bytes and compute their hash.
     pub fn new(bytes: Vec<u8>) -> Bytecode {
         let hash = fnv1a(&bytes);
-        Bytecode { bytes: bytes.into_boxed_slice(), hash }
+        Bytecode {
+            bytes: bytes.into_boxed_slice(),
+            hash,
+        }
     }
 }
 
@@ -104,7 +107,10 @@ pub struct Message {
 impl Message {
     /// A message holding exactly one value and no nodes.
     pub fn single(value: Value) -> Message {
-        Message { values: vec![value], nodes: Vec::new() }
+        Message {
+            values: vec![value],
+            nodes: Vec::new(),
+        }
     }
 
     /// The node a [`Value::Node`] index names.
@@ -129,8 +135,12 @@ mod tests {
     #[test]
     fn a_cycle_is_one_node_pointing_at_itself() {
         let mut t = TableNode::default();
-        t.hash.push((Value::Str(b"self".to_vec().into()), Value::Node(0)));
-        let m = Message { values: vec![Value::Node(0)], nodes: vec![Node::Table(t)] };
+        t.hash
+            .push((Value::Str(b"self".to_vec().into()), Value::Node(0)));
+        let m = Message {
+            values: vec![Value::Node(0)],
+            nodes: vec![Node::Table(t)],
+        };
         match m.node(0) {
             Node::Table(t) => assert!(matches!(t.hash[0].1, Value::Node(0))),
             Node::Function(_) => panic!("expected a table"),

@@ -90,14 +90,26 @@ pub struct Pool {
 impl Pool {
     /// Start `size` workers named `name-1`, `name-2`, … and wait until each has run
     /// `lifecycle.start`.
-    pub fn new(size: usize, name: &str, lifecycle: Arc<dyn WorkerLifecycle>) -> Result<Pool, PoolError> {
+    pub fn new(
+        size: usize,
+        name: &str,
+        lifecycle: Arc<dyn WorkerLifecycle>,
+    ) -> Result<Pool, PoolError> {
         let size = size.max(1);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { queue: VecDeque::new(), closing: false, sleeping: 0 }),
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                closing: false,
+                sleeping: 0,
+            }),
             wake: Condvar::new(),
             queued: AtomicUsize::new(0),
         });
-        let pool = Pool { shared: shared.clone(), threads: Mutex::new(Vec::new()), size };
+        let pool = Pool {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::new()),
+            size,
+        };
         let (started_tx, started_rx) = mpsc::channel();
         for index in 0..size {
             let shared = shared.clone();
@@ -120,10 +132,14 @@ impl Pool {
             match started_rx.recv() {
                 Ok((_, Ok(()))) => {}
                 Ok((index, Err(message))) => {
-                    failure.get_or_insert(PoolError::Init { worker: index + 1, message });
+                    failure.get_or_insert(PoolError::Init {
+                        worker: index + 1,
+                        message,
+                    });
                 }
                 Err(_) => {
-                    failure.get_or_insert(PoolError::Spawn("a worker exited while starting".into()));
+                    failure
+                        .get_or_insert(PoolError::Spawn("a worker exited while starting".into()));
                 }
             }
         }
@@ -176,7 +192,11 @@ impl Pool {
 
     /// Close and wait for every worker to exit.
     pub fn close_and_join(&self) -> Result<(), PoolError> {
-        let own = WORKER_OF.with(|w| w.borrow().as_ref().is_some_and(|s| Arc::ptr_eq(s, &self.shared)));
+        let own = WORKER_OF.with(|w| {
+            w.borrow()
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &self.shared))
+        });
         if own {
             return Err(PoolError::SelfJoin);
         }
@@ -230,7 +250,12 @@ impl Shared {
         }
     }
 
-    fn help_until(self: &Arc<Self>, task: &Arc<Task>, deadline: Deadline, waiter: Option<&CancelToken>) -> WaitEnd {
+    fn help_until(
+        self: &Arc<Self>,
+        task: &Arc<Task>,
+        deadline: Deadline,
+        waiter: Option<&CancelToken>,
+    ) -> WaitEnd {
         let watcher: Arc<dyn Interrupt> = self.clone();
         if !task.watch(watcher.clone()) {
             return WaitEnd::Finished;
@@ -251,7 +276,10 @@ impl Shared {
                 continue;
             }
             let mut s = self.state.lock();
-            if !s.queue.is_empty() || task.status().is_finished() || waiter.is_some_and(|w| w.is_cancelled()) {
+            if !s.queue.is_empty()
+                || task.status().is_finished()
+                || waiter.is_some_and(|w| w.is_cancelled())
+            {
                 continue;
             }
             s.sleeping += 1;
@@ -276,7 +304,12 @@ fn run_job(job: Job) {
 
 type Started = mpsc::Sender<(usize, Result<(), String>)>;
 
-fn worker_main(index: usize, shared: Arc<Shared>, lifecycle: Arc<dyn WorkerLifecycle>, started: Started) {
+fn worker_main(
+    index: usize,
+    shared: Arc<Shared>,
+    lifecycle: Arc<dyn WorkerLifecycle>,
+    started: Started,
+) {
     WORKER_OF.with(|w| *w.borrow_mut() = Some(shared.clone()));
     let start = std::panic::catch_unwind(AssertUnwindSafe(|| lifecycle.start(index)))
         .unwrap_or_else(|_| Err("the start hook panicked".into()));
@@ -352,7 +385,10 @@ mod tests {
             assert_eq!(wait_task(t, Deadline::Never, None), WaitEnd::Finished);
         }
         pool.close_and_join().unwrap();
-        assert!(matches!(pool.submit(Box::new(|| {})), Err(PoolError::Closed)));
+        assert!(matches!(
+            pool.submit(Box::new(|| {})),
+            Err(PoolError::Closed)
+        ));
     }
 
     #[test]
@@ -375,12 +411,18 @@ mod tests {
         pool.submit(Box::new(move || {
             assert!(o2.start());
             let inner = Task::new(false);
-            POOL.get().unwrap().submit(job_returning(inner.clone(), 41)).unwrap();
+            POOL.get()
+                .unwrap()
+                .submit(job_returning(inner.clone(), 41))
+                .unwrap();
             assert_eq!(wait_task(&inner, Deadline::Never, None), WaitEnd::Finished);
             o2.finish(Outcome::Returned(Message::single(Value::Int(42))));
         }))
         .unwrap();
-        assert_eq!(outer.wait(Deadline::after_secs(Some(10.0)), None), WaitEnd::Finished);
+        assert_eq!(
+            outer.wait(Deadline::after_secs(Some(10.0)), None),
+            WaitEnd::Finished
+        );
     }
 
     #[test]
@@ -396,7 +438,10 @@ mod tests {
             t2.finish(Outcome::Cancelled);
         }))
         .unwrap();
-        assert_eq!(task.wait(Deadline::after_secs(Some(10.0)), None), WaitEnd::Finished);
+        assert_eq!(
+            task.wait(Deadline::after_secs(Some(10.0)), None),
+            WaitEnd::Finished
+        );
         assert!(ran.load(Ordering::SeqCst));
     }
 
@@ -408,7 +453,10 @@ mod tests {
         let t2 = task.clone();
         pool.submit(Box::new(move || {
             t2.start();
-            let refused = matches!(POOL.get().unwrap().close_and_join(), Err(PoolError::SelfJoin));
+            let refused = matches!(
+                POOL.get().unwrap().close_and_join(),
+                Err(PoolError::SelfJoin)
+            );
             t2.finish(Outcome::Returned(Message::single(Value::Bool(refused))));
         }))
         .unwrap();

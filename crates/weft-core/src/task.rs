@@ -102,7 +102,11 @@ const YIELD_ROUNDS: u32 = 8;
 impl Task {
     /// A task that is already running (a spawned thread) or queued (a pool job).
     pub fn new(running: bool) -> Arc<Task> {
-        let status = if running { Status::Running } else { Status::Pending };
+        let status = if running {
+            Status::Running
+        } else {
+            Status::Pending
+        };
         Arc::new(Task {
             status: AtomicU8::new(status as u8),
             outcome: OnceLock::new(),
@@ -212,7 +216,11 @@ impl Task {
         }
     }
 
-    fn spin_until_finished(&self, deadline: Deadline, waiter: Option<&CancelToken>) -> Option<WaitEnd> {
+    fn spin_until_finished(
+        &self,
+        deadline: Deadline,
+        waiter: Option<&CancelToken>,
+    ) -> Option<WaitEnd> {
         for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
             if self.status().is_finished() {
                 return Some(WaitEnd::Finished);
@@ -282,9 +290,15 @@ mod tests {
     #[test]
     fn wait_times_out_then_succeeds() {
         let task = Task::new(true);
-        assert_eq!(task.wait(Deadline::after_secs(Some(0.02)), None), WaitEnd::TimedOut);
+        assert_eq!(
+            task.wait(Deadline::after_secs(Some(0.02)), None),
+            WaitEnd::TimedOut
+        );
         task.finish(Outcome::Cancelled);
-        assert_eq!(task.wait(Deadline::after_secs(Some(0.0)), None), WaitEnd::Finished);
+        assert_eq!(
+            task.wait(Deadline::after_secs(Some(0.0)), None),
+            WaitEnd::Finished
+        );
     }
 
     #[test]
@@ -296,7 +310,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(30));
             w2.cancel();
         });
-        assert_eq!(task.wait(Deadline::Never, Some(&waiter)), WaitEnd::Cancelled);
+        assert_eq!(
+            task.wait(Deadline::Never, Some(&waiter)),
+            WaitEnd::Cancelled
+        );
         h.join().unwrap();
     }
 

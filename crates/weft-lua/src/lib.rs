@@ -1,1 +1,112 @@
-//! placeholder
+//! weft-lua: the `weft` Lua module.
+//!
+//! Built two ways from the same code: as a loadable `weft.so` for Debian's `luajit`,
+//! `lua5.4` or `lua5.1` (feature `module` plus one flavour feature; see the Makefile), and
+//! as a library the `weft` CLI embeds with a vendored LuaJIT (feature `vendored`).
+//!
+//! - [`codec`]: Lua values ⇄ `weft_core::Message`, on the raw C API.
+//! - `runtime`: per-state data and the error convention (binding functions return
+//!   failures; `lua/weft.lua` raises them as plain Lua errors).
+//! - `worker`: building worker states and running one call in them.
+//! - `tasks`, `pools`, `channels`: the API functions; `handles`: their userdata types.
+//!
+//! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
+
+mod channels;
+pub mod codec;
+mod handles;
+mod pools;
+mod runtime;
+mod tasks;
+pub mod worker;
+
+use mlua::{Lua, Table};
+use runtime::{export, fail_mark};
+
+/// The version string Lua sees as `weft.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Build (once per state) and return the `weft` module table.
+pub fn open(lua: &Lua) -> mlua::Result<Table> {
+    if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {
+        return Ok(module);
+    }
+    runtime::ensure_state_data(lua);
+    runtime::register_internals(lua)?;
+    let core = lua.create_table()?;
+    core.set("version", VERSION)?;
+    core.set("cpus", export(lua, "weft.cpus", |_, ()| Ok(pools::cpus()))?)?;
+    core.set("spawn", export(lua, "weft.spawn", tasks::spawn)?)?;
+    // SAFETY: `check` follows the lua_CFunction contract and raises only with no Rust
+    // destructor pending.
+    core.set("check", unsafe { lua.create_c_function(tasks::check)? })?;
+    core.set("task_join", export(lua, "join", tasks::join)?)?;
+    core.set("task_wait", export(lua, "wait", tasks::wait)?)?;
+    core.set("task_status", export(lua, "status", tasks::status)?)?;
+    core.set("task_cancel", export(lua, "cancel", tasks::cancel)?)?;
+    core.set(
+        "channel",
+        export(lua, "weft.channel", channels::new_channel)?,
+    )?;
+    core.set("channel_push", export(lua, "channel:push", channels::push)?)?;
+    core.set("channel_pop", export(lua, "channel:pop", channels::pop)?)?;
+    core.set(
+        "channel_close",
+        export(lua, "channel:close", channels::close)?,
+    )?;
+    core.set("channel_len", export(lua, "channel:len", channels::len)?)?;
+    core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
+    core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;
+    core.set("pool_map", export(lua, "pool:map", pools::map)?)?;
+    core.set("pool_range", export(lua, "pool:range", pools::range)?)?;
+    core.set("pool_close", export(lua, "pool:close", pools::close)?)?;
+    core.set("pool_size", export(lua, "pool:size", pools::size)?)?;
+    core.set("map", export(lua, "weft.map", pools::default_map)?)?;
+    core.set("range", export(lua, "weft.range", pools::default_range)?)?;
+    core.set(
+        "set_methods",
+        lua.create_function(|lua, (task, channel, pool): (Table, Table, Table)| {
+            lua.set_named_registry_value("weft.methods.task", task)?;
+            lua.set_named_registry_value("weft.methods.channel", channel)?;
+            lua.set_named_registry_value("weft.methods.pool", pool)
+        })?,
+    )?;
+    let module: Table = lua
+        .load(include_str!("../../../lua/weft.lua"))
+        .set_name("=weft.lua")
+        .call((core, fail_mark()))?;
+    lua.set_named_registry_value("weft.module", &module)?;
+    Ok(module)
+}
+
+/// Keep this shared object mapped until the process exits. The host interpreter unloads
+/// C modules when its state closes, but weft's worker threads may still be running code
+/// from this library at that moment (a script may end with threads still running).
+#[cfg(feature = "module")]
+fn pin_library() {
+    static PINNED: std::sync::Once = std::sync::Once::new();
+    PINNED.call_once(|| {
+        // SAFETY: dladdr only reads loader tables for an address inside this library;
+        // dlopen with RTLD_NOLOAD finds the already-loaded object and RTLD_NODELETE marks
+        // it never to be unloaded. The handle is intentionally leaked.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            if libc::dladdr(pin_library as *const libc::c_void, &mut info) != 0
+                && !info.dli_fname.is_null()
+            {
+                libc::dlopen(
+                    info.dli_fname,
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+                );
+            }
+        }
+    });
+}
+
+/// `require "weft"` in a host interpreter.
+#[cfg(feature = "module")]
+#[mlua::lua_module(skip_memory_check)]
+fn weft(lua: &Lua) -> mlua::Result<Table> {
+    pin_library();
+    open(lua)
+}

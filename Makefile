@@ -1,0 +1,46 @@
+# weft — build the Lua module, run every test.
+#
+#   make module LUA=luajit|lua5.4|lua5.1   -> target/lua/<LUA>/weft.so
+#   make test                              everything CI runs (installs what it needs)
+
+LUA ?= luajit
+CARGO ?= cargo
+
+feature_luajit := luajit
+feature_lua5.4 := lua54
+feature_lua5.1 := lua51
+FEATURE = $(feature_$(LUA))
+
+.PHONY: module modules test deps rust-test lua-test lint bench clean
+
+module:
+	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
+	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module --target-dir target/module-$(LUA)
+	mkdir -p target/lua/$(LUA)
+	cp target/module-$(LUA)/release/libweft_lua.so target/lua/$(LUA)/weft.so
+
+modules:
+	$(MAKE) module LUA=luajit
+	$(MAKE) module LUA=lua5.4
+
+deps:
+	bash .ci/install-deps
+
+rust-test:
+	$(CARGO) test --workspace
+
+lua-test: modules
+	bash tests/lua/run.sh luajit
+	bash tests/lua/run.sh lua5.4
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps lint rust-test lua-test
+
+bench:
+	$(CARGO) run --release -- bench
+
+clean:
+	$(CARGO) clean

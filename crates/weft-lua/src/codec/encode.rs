@@ -1,0 +1,468 @@
+//! Lua stack values → [`Message`].
+
+use super::path::{render, Segment};
+use super::raw::str_bytes;
+use super::CodecState;
+use mlua::ffi;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::sync::Arc;
+use weft_core::message::{Bytecode, FunctionNode, Message, ModuleRef, Node, TableNode, Value};
+
+/// Deeper nesting than this is refused rather than risking the native stack.
+const MAX_DEPTH: u32 = 200;
+
+/// What the root values are, for error messages ("argument 2", "result 1", "item 7").
+#[derive(Clone, Copy, Debug)]
+pub enum Label {
+    /// A call's argument.
+    Argument,
+    /// A task's result.
+    Result,
+    /// An element of a `map` list.
+    Item,
+    /// A value pushed into a channel.
+    Value,
+    /// A task's error value.
+    Error,
+}
+
+impl Label {
+    fn noun(self) -> &'static str {
+        match self {
+            Label::Argument => "argument",
+            Label::Result => "result",
+            Label::Item => "item",
+            Label::Value => "value",
+            Label::Error => "error value",
+        }
+    }
+}
+
+enum Fail {
+    Refused {
+        reason: String,
+        path: Vec<Segment>,
+    },
+    /// A by-name-only value missed the module index; rebuild it and retry once.
+    Stale,
+}
+
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail::Refused {
+        reason: reason.into(),
+        path: Vec::new(),
+    })
+}
+
+fn within<T>(segment: impl FnOnce() -> Segment, r: Result<T, Fail>) -> Result<T, Fail> {
+    r.map_err(|f| match f {
+        Fail::Refused { reason, mut path } => {
+            path.push(segment());
+            Fail::Refused { reason, path }
+        }
+        Fail::Stale => Fail::Stale,
+    })
+}
+
+/// Builds one [`Message`] from values on a Lua stack. Tables and functions met twice
+/// (or inside themselves) become one node.
+pub struct Encoder<'a> {
+    codec: &'a CodecState,
+    seen: HashMap<*const c_void, u32>,
+    nodes: Vec<Node>,
+    values: Vec<Value>,
+    depth: u32,
+    index_rebuilt: bool,
+}
+
+impl<'a> Encoder<'a> {
+    /// An empty message under construction.
+    pub fn new(codec: &'a CodecState) -> Encoder<'a> {
+        Encoder {
+            codec,
+            seen: HashMap::new(),
+            nodes: Vec::new(),
+            values: Vec::new(),
+            depth: 0,
+            index_rebuilt: false,
+        }
+    }
+
+    /// Append the value at stack index `idx` as the next root value. On refusal the
+    /// error reads `weft: cannot send <label> <number><path> (<reason>)`.
+    ///
+    /// # Safety
+    /// Must run on the thread owning `state`, inside a protected call; `idx` is valid.
+    pub unsafe fn push(
+        &mut self,
+        state: *mut ffi::lua_State,
+        idx: c_int,
+        label: Label,
+        number: usize,
+    ) -> Result<(), String> {
+        // SAFETY: forwarded contract.
+        unsafe {
+            let idx = ffi::lua_absindex(state, idx);
+            let top = ffi::lua_gettop(state);
+            let nodes_before = self.nodes.len() as u32;
+            loop {
+                match self.value(state, idx) {
+                    Ok(v) => {
+                        self.values.push(v);
+                        return Ok(());
+                    }
+                    Err(Fail::Stale) if !self.index_rebuilt => {
+                        ffi::lua_settop(state, top);
+                        self.nodes.truncate(nodes_before as usize);
+                        self.seen.retain(|_, n| *n < nodes_before);
+                        self.codec.modules.borrow_mut().rebuild(state);
+                        self.index_rebuilt = true;
+                    }
+                    Err(Fail::Stale) => unreachable!("a rebuilt index never reports staleness"),
+                    Err(Fail::Refused { reason, mut path }) => {
+                        ffi::lua_settop(state, top);
+                        path.reverse();
+                        let path = render(&path);
+                        let sep = if path.is_empty() || path.starts_with(' ') {
+                            ""
+                        } else {
+                            " "
+                        };
+                        return Err(format!(
+                            "weft: cannot send {} {number}{sep}{path} ({reason})",
+                            label.noun()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The finished message.
+    pub fn finish(self) -> Message {
+        Message {
+            values: self.values,
+            nodes: self.nodes,
+        }
+    }
+
+    unsafe fn value(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Result<Value, Fail> {
+        // SAFETY: idx is an absolute, valid index (push and the recursive callers ensure it).
+        unsafe {
+            match ffi::lua_type(state, idx) {
+                ffi::LUA_TNIL => Ok(Value::Nil),
+                ffi::LUA_TBOOLEAN => Ok(Value::Bool(ffi::lua_toboolean(state, idx) != 0)),
+                ffi::LUA_TNUMBER => Ok(number(state, idx)),
+                ffi::LUA_TSTRING => Ok(Value::Str(str_bytes(state, idx).into())),
+                ffi::LUA_TTABLE => self.table(state, idx),
+                ffi::LUA_TFUNCTION => self.function(state, idx),
+                ffi::LUA_TUSERDATA => self.userdata(state, idx),
+                ffi::LUA_TLIGHTUSERDATA => {
+                    refuse("a light userdata: a raw C pointer has no meaning in another thread")
+                }
+                ffi::LUA_TTHREAD => refuse("a coroutine"),
+                #[cfg(feature = "luajit")]
+                ffi::LUA_TCDATA => {
+                    refuse("a LuaJIT cdata; put numeric data in a weft.array to share it")
+                }
+                _ => refuse("a value of a type weft cannot send"),
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), Fail> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return refuse(format!("nested more than {MAX_DEPTH} levels deep"));
+        }
+        Ok(())
+    }
+
+    unsafe fn by_name(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Option<ModuleRef> {
+        // SAFETY: idx valid; the index reads tables only.
+        unsafe {
+            if !self.codec.modules.borrow().is_built() {
+                self.codec.modules.borrow_mut().rebuild(state);
+                self.index_rebuilt = true;
+            }
+            self.codec.modules.borrow().lookup(state, idx)
+        }
+    }
+
+    fn stale_or(&self, reason: &str) -> Result<Value, Fail> {
+        if self.index_rebuilt {
+            refuse(reason)
+        } else {
+            Err(Fail::Stale)
+        }
+    }
+
+    unsafe fn table(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Result<Value, Fail> {
+        // SAFETY: idx holds a table; lua_next iteration with balanced pops; each nested
+        // value is encoded at an absolute index above the iteration slots.
+        unsafe {
+            let ptr = ffi::lua_topointer(state, idx);
+            if let Some(&n) = self.seen.get(&ptr) {
+                return Ok(Value::Node(n));
+            }
+            if let Some(m) = self.by_name(state, idx) {
+                return Ok(Value::Module(Box::new(m)));
+            }
+            if ffi::lua_getmetatable(state, idx) != 0 {
+                ffi::lua_pop(state, 1);
+                return refuse("a table with a metatable; weft.freeze it or send plain data");
+            }
+            if ffi::lua_checkstack(state, 4) == 0 {
+                return refuse("out of Lua stack space");
+            }
+            self.enter()?;
+            let node = self.nodes.len() as u32;
+            self.nodes.push(Node::Table(TableNode::default()));
+            self.seen.insert(ptr, node);
+            let mut array = Vec::with_capacity(ffi::lua_rawlen(state, idx));
+            let mut hash = Vec::new();
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, idx) != 0 {
+                let key = ffi::lua_gettop(state) - 1;
+                let value = key + 1;
+                match next_array_index(state, key, array.len()) {
+                    Some(i) => {
+                        let v = within(|| Segment::Index(i), self.value(state, value))?;
+                        array.push(v);
+                    }
+                    None => {
+                        let k = within(|| Segment::Key, self.value(state, key))?;
+                        let v = within(|| key_segment(state, key), self.value(state, value))?;
+                        hash.push((k, v));
+                    }
+                }
+                ffi::lua_settop(state, key);
+            }
+            self.nodes[node as usize] = Node::Table(TableNode { array, hash });
+            self.depth -= 1;
+            Ok(Value::Node(node))
+        }
+    }
+
+    unsafe fn function(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Result<Value, Fail> {
+        // SAFETY: idx holds a function; getupvalue pushes one value per call, popped below.
+        unsafe {
+            let ptr = ffi::lua_topointer(state, idx);
+            if let Some(&n) = self.seen.get(&ptr) {
+                return Ok(Value::Node(n));
+            }
+            if ffi::lua_iscfunction(state, idx) != 0 {
+                return match self.by_name(state, idx) {
+                    Some(m) => Ok(Value::Module(Box::new(m))),
+                    None => self.stale_or("a C function not found in package.loaded"),
+                };
+            }
+            if ffi::lua_checkstack(state, 4) == 0 {
+                return refuse("out of Lua stack space");
+            }
+            let code = match self.codec.dumps.borrow_mut().dump(state, idx) {
+                Some(code) => code,
+                None => return refuse("a function that cannot be dumped"),
+            };
+            self.enter()?;
+            let node = self.nodes.len() as u32;
+            self.nodes.push(Node::Function(FunctionNode {
+                code: code.clone(),
+                upvalues: Vec::new(),
+            }));
+            self.seen.insert(ptr, node);
+            let mut upvalues = Vec::new();
+            for n in 1.. {
+                let name = ffi::lua_getupvalue(state, idx, n);
+                if name.is_null() {
+                    break;
+                }
+                let slot = ffi::lua_gettop(state);
+                let v = within(
+                    || {
+                        Segment::Upvalue(
+                            std::ffi::CStr::from_ptr(name)
+                                .to_string_lossy()
+                                .into_owned(),
+                        )
+                    },
+                    self.value(state, slot),
+                )?;
+                upvalues.push(v);
+                ffi::lua_settop(state, slot - 1);
+            }
+            self.nodes[node as usize] = Node::Function(FunctionNode { code, upvalues });
+            self.depth -= 1;
+            Ok(Value::Node(node))
+        }
+    }
+
+    unsafe fn userdata(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Result<Value, Fail> {
+        // SAFETY: metatable reads are balanced; the export callback runs under lua_pcall.
+        unsafe {
+            let top = ffi::lua_gettop(state);
+            if ffi::lua_getmetatable(state, idx) != 0 {
+                ffi::lua_getfield(state, -1, c"__weft_export".as_ptr());
+                if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+                    ffi::lua_pushvalue(state, idx);
+                    let exported = super::raw::pcall(state, 1, 0);
+                    ffi::lua_settop(state, top);
+                    return match (exported, super::take_handle()) {
+                        (Ok(()), Some(h)) => Ok(Value::Handle(h)),
+                        (Err(e), _) => refuse(format!("a weft handle that cannot be shared: {e}")),
+                        (Ok(()), None) => refuse("a weft handle that cannot be shared"),
+                    };
+                }
+                ffi::lua_settop(state, top);
+            }
+            if let Some(m) = self.by_name(state, idx) {
+                return Ok(Value::Module(Box::new(m)));
+            }
+            let what = userdata_name(state, idx);
+            self.stale_or(&format!(
+                "{what}, not a weft handle and not found in package.loaded"
+            ))
+        }
+    }
+}
+
+unsafe fn userdata_name(state: *mut ffi::lua_State, idx: c_int) -> String {
+    // SAFETY: balanced metatable read.
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        let mut name = "a userdata".to_string();
+        if ffi::lua_getmetatable(state, idx) != 0 {
+            ffi::lua_getfield(state, -1, c"__name".as_ptr());
+            if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
+                name = format!(
+                    "a userdata ({})",
+                    String::from_utf8_lossy(str_bytes(state, -1))
+                );
+            }
+        }
+        ffi::lua_settop(state, top);
+        name
+    }
+}
+
+/// If the key at `key` is the next array index (`len + 1`), return it.
+unsafe fn next_array_index(state: *mut ffi::lua_State, key: c_int, len: usize) -> Option<i64> {
+    // SAFETY: key is a valid index; only type checks and conversions of numbers.
+    unsafe {
+        if ffi::lua_type(state, key) != ffi::LUA_TNUMBER {
+            return None;
+        }
+        let want = len as i64 + 1;
+        #[cfg(feature = "lua54")]
+        {
+            (ffi::lua_isinteger(state, key) != 0 && ffi::lua_tointeger(state, key) == want)
+                .then_some(want)
+        }
+        #[cfg(not(feature = "lua54"))]
+        {
+            (ffi::lua_tonumber(state, key) == want as f64).then_some(want)
+        }
+    }
+}
+
+unsafe fn key_segment(state: *mut ffi::lua_State, key: c_int) -> Segment {
+    // SAFETY: key is a valid index; strings are read without conversion.
+    unsafe {
+        match ffi::lua_type(state, key) {
+            ffi::LUA_TSTRING => Segment::Field(str_bytes(state, key).to_vec()),
+            ffi::LUA_TNUMBER => {
+                let n = ffi::lua_tonumber(state, key);
+                if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                    Segment::Index(n as i64)
+                } else {
+                    Segment::OtherKey
+                }
+            }
+            _ => Segment::OtherKey,
+        }
+    }
+}
+
+unsafe fn number(state: *mut ffi::lua_State, idx: c_int) -> Value {
+    // SAFETY: idx holds a number.
+    unsafe {
+        #[cfg(feature = "lua54")]
+        if ffi::lua_isinteger(state, idx) != 0 {
+            return Value::Int(ffi::lua_tointeger(state, idx));
+        }
+        Value::Num(ffi::lua_tonumber(state, idx))
+    }
+}
+
+/// Dumped bytecode of functions this state has sent, so a function submitted many times is
+/// dumped once. The functions are kept alive in a registry table while cached, so a
+/// pointer in the map can never name a different, newer function.
+#[derive(Default)]
+pub struct DumpCache {
+    by_function: HashMap<*const c_void, Arc<Bytecode>>,
+}
+
+const DUMP_CACHE_LIMIT: usize = 256;
+const KEEPALIVE: &std::ffi::CStr = c"weft.dumped";
+
+unsafe extern "C-unwind" fn write_chunk(
+    _: *mut ffi::lua_State,
+    p: *const c_void,
+    size: usize,
+    out: *mut c_void,
+) -> c_int {
+    // SAFETY: `out` is the Vec passed to lua_dump below; p/size describe a valid buffer.
+    unsafe {
+        let out = &mut *(out as *mut Vec<u8>);
+        out.extend_from_slice(std::slice::from_raw_parts(p as *const u8, size));
+    }
+    0
+}
+
+impl DumpCache {
+    /// The bytecode of the Lua function at `idx` (absolute), or None if it cannot be dumped.
+    ///
+    /// # Safety
+    /// `idx` must hold a Lua (not C) function; 4 free stack slots.
+    pub unsafe fn dump(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Option<Arc<Bytecode>> {
+        // SAFETY: lua_dump reads the function on top of the stack; registry writes balanced.
+        unsafe {
+            let ptr = ffi::lua_topointer(state, idx);
+            if let Some(code) = self.by_function.get(&ptr) {
+                return Some(code.clone());
+            }
+            let mut bytes = Vec::new();
+            ffi::lua_pushvalue(state, idx);
+            let status = ffi::lua_dump(
+                state,
+                write_chunk,
+                &mut bytes as *mut Vec<u8> as *mut c_void,
+                0,
+            );
+            ffi::lua_pop(state, 1);
+            if status != 0 || bytes.is_empty() {
+                return None;
+            }
+            let code = Arc::new(Bytecode::new(bytes));
+            if self.by_function.len() >= DUMP_CACHE_LIMIT {
+                self.by_function.clear();
+                ffi::lua_pushnil(state);
+                ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, KEEPALIVE.as_ptr());
+            }
+            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, KEEPALIVE.as_ptr());
+            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+                ffi::lua_pop(state, 1);
+                ffi::lua_createtable(state, 0, 16);
+                ffi::lua_pushvalue(state, -1);
+                ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, KEEPALIVE.as_ptr());
+            }
+            ffi::lua_pushvalue(state, idx);
+            ffi::lua_pushboolean(state, 1);
+            ffi::lua_rawset(state, -3);
+            ffi::lua_pop(state, 1);
+            self.by_function.insert(ptr, code.clone());
+            Some(code)
+        }
+    }
+}

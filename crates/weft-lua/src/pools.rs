@@ -1,0 +1,353 @@
+//! `weft.pool`, its methods, and the default pool behind `weft.map` / `weft.range`.
+//!
+//! A pool's function is encoded once per call (`map`, `range`) and shared by every chunk;
+//! each worker loads it once and keeps it (see the codec's load cache).
+
+use crate::codec::Label;
+use crate::handles::{LuaPool, LuaTask};
+use crate::runtime::{encode, Raise, Ret, StateData};
+use crate::tasks::results;
+use crate::worker::{inherit, run_as_task, run_call, run_map_chunk, with_worker_state, LuaWorkers};
+use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use weft_core::pool::wait_task;
+use weft_core::task::{Outcome, WaitEnd};
+use weft_core::{cancel, Deadline, Message, Pool, Task, Value};
+
+const MAX_WORKERS: usize = 1024;
+
+/// Number of CPUs weft uses by default.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn positive_int(v: &LuaValue, what: &str) -> Ret<usize> {
+    let n = match v {
+        LuaValue::Integer(i) => *i as f64,
+        LuaValue::Number(n) => *n,
+        other => {
+            return Err(Raise::Usage(format!(
+                "{what} must be a positive integer, got {}",
+                other.type_name()
+            )))
+        }
+    };
+    if n.fract() != 0.0 || n < 1.0 || n > 9.0e15 {
+        return Err(Raise::Usage(format!(
+            "{what} must be a positive integer, got {n}"
+        )));
+    }
+    Ok(n as usize)
+}
+
+/// `weft.pool{size = n, init = fn}`.
+pub(crate) fn new_pool(lua: &Lua, opts: Option<Table>) -> Ret<LuaPool> {
+    let mut size = cpus();
+    let mut init = None;
+    if let Some(opts) = opts {
+        let s: LuaValue = opts.get("size")?;
+        if !s.is_nil() {
+            size = positive_int(&s, "weft.pool: size")?;
+            if size > MAX_WORKERS {
+                return Err(Raise::Usage(format!(
+                    "weft.pool: size must be at most {MAX_WORKERS}, got {size}"
+                )));
+            }
+        }
+        match opts.get::<LuaValue>("init")? {
+            LuaValue::Nil => {}
+            f @ LuaValue::Function(_) => {
+                let msg = encode(lua, MultiValue::from_iter([f]), Label::Argument, 1).map_err(
+                    |e| match e {
+                        Raise::Usage(m) => Raise::Usage(m.replace("argument 1", "init")),
+                        other => other,
+                    },
+                )?;
+                init = Some(Arc::new(msg));
+            }
+            other => {
+                return Err(Raise::Usage(format!(
+                    "weft.pool: init must be a function, got {}",
+                    other.type_name()
+                )))
+            }
+        }
+    }
+    let workers = LuaWorkers {
+        inherit: inherit(lua),
+        init,
+    };
+    let pool = Pool::new(size, "weft-pool", Arc::new(workers))
+        .map_err(|e| Raise::Usage(format!("weft.pool: {e}")))?;
+    Ok(LuaPool(Arc::new(pool)))
+}
+
+static DEFAULT_POOL: Mutex<Option<Arc<Pool>>> = Mutex::new(None);
+
+fn default_pool(lua: &Lua) -> Ret<Arc<Pool>> {
+    let mut slot = DEFAULT_POOL.lock();
+    if let Some(p) = &*slot {
+        return Ok(p.clone());
+    }
+    let workers = LuaWorkers {
+        inherit: inherit(lua),
+        init: None,
+    };
+    let pool = Arc::new(
+        Pool::new(cpus(), "weft-default", Arc::new(workers))
+            .map_err(|e| Raise::Usage(format!("weft: {e}")))?,
+    );
+    *slot = Some(pool.clone());
+    Ok(pool)
+}
+
+fn pool_of(ud: &AnyUserData) -> Ret<Arc<Pool>> {
+    ud.borrow::<LuaPool>()
+        .map(|p| p.0.clone())
+        .map_err(|_| Raise::Usage("weft: expected a pool".into()))
+}
+
+fn submit_call(pool: &Pool, func: Arc<Message>, args: Message) -> Ret<Arc<Task>> {
+    let task = Task::new(false);
+    let job_task = task.clone();
+    pool.submit(Box::new(move || {
+        if job_task.start() {
+            run_as_task(&job_task, || {
+                with_worker_state(|lua| run_call(lua, &func, &args))
+            });
+        }
+    }))
+    .map_err(|e| Raise::Usage(format!("weft: {e}")))?;
+    Ok(task)
+}
+
+fn require_function(v: Option<&LuaValue>, what: &str) -> Ret<()> {
+    match v {
+        Some(LuaValue::Function(_)) => Ok(()),
+        other => Err(Raise::Usage(format!(
+            "{what} must be a function, got {}",
+            other.map_or("no value", |v| v.type_name())
+        ))),
+    }
+}
+
+/// `pool:submit(fn, ...)` → a future.
+pub(crate) fn submit(lua: &Lua, mut args: MultiValue) -> Ret<LuaTask> {
+    let ud = match args.pop_front() {
+        Some(LuaValue::UserData(ud)) => ud,
+        _ => {
+            return Err(Raise::Usage(
+                "weft: pool:submit must be called with ':'".into(),
+            ))
+        }
+    };
+    let pool = pool_of(&ud)?;
+    require_function(args.front(), "pool:submit: argument 1")?;
+    let call = encode(lua, args, Label::Argument, 1)?;
+    Ok(LuaTask(submit_call(
+        &pool,
+        Arc::new(call),
+        Message::default(),
+    )?))
+}
+
+fn chunk_option(opts: Option<Table>, n: usize, workers: usize) -> Ret<usize> {
+    if let Some(opts) = opts {
+        let c: LuaValue = opts.get("chunk")?;
+        if !c.is_nil() {
+            return positive_int(&c, "chunk");
+        }
+    }
+    Ok(n.div_ceil(workers * 4).max(1))
+}
+
+/// Wait for every task in order; on the first failure (in index order) cancel the rest.
+fn wait_all(tasks: &[Arc<Task>]) -> Ret<()> {
+    let me = cancel::current();
+    for (i, t) in tasks.iter().enumerate() {
+        if wait_task(t, Deadline::Never, me.as_deref()) != WaitEnd::Finished {
+            tasks.iter().for_each(|t| t.cancel());
+            return Err(Raise::Usage("cancelled".into()));
+        }
+        if !matches!(t.outcome(), Some(Outcome::Returned(_))) {
+            tasks[i + 1..].iter().for_each(|t| t.cancel());
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn first_failure(lua: &Lua, tasks: &[Arc<Task>]) -> Ret<()> {
+    for t in tasks {
+        if !matches!(t.outcome(), Some(Outcome::Returned(_))) {
+            results(lua, t)?;
+        }
+    }
+    Ok(())
+}
+
+fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Table>) -> Ret<Table> {
+    require_function(Some(&func), "map: argument 1")?;
+    let n = items.raw_len();
+    let chunk = chunk_option(opts, n, pool.size())?;
+    let func = Arc::new(encode(
+        lua,
+        MultiValue::from_iter([func]),
+        Label::Argument,
+        1,
+    )?);
+    let mut tasks = Vec::with_capacity(n.div_ceil(chunk));
+    let mut first = 1;
+    while first <= n {
+        let last = (first + chunk - 1).min(n);
+        let slice: MultiValue = (first..=last)
+            .map(|i| items.raw_get::<LuaValue>(i))
+            .collect::<mlua::Result<_>>()?;
+        let msg = encode(lua, slice, Label::Item, first)?;
+        let task = Task::new(false);
+        let (job_task, func) = (task.clone(), func.clone());
+        pool.submit(Box::new(move || {
+            if job_task.start() {
+                run_as_task(&job_task, || {
+                    with_worker_state(|lua| run_map_chunk(lua, &func, &msg, first, &job_task))
+                });
+            }
+        }))
+        .map_err(|e| Raise::Usage(format!("weft: {e}")))?;
+        tasks.push(task);
+        first = last + 1;
+    }
+    wait_all(&tasks)?;
+    first_failure(lua, &tasks)?;
+    let out = lua.create_table_with_capacity(n, 0)?;
+    let mut index = 1;
+    for t in &tasks {
+        if let Some(Outcome::Returned(m)) = t.outcome() {
+            set_values(lua, &out, m, index)?;
+            index += m.values.len();
+        }
+    }
+    Ok(out)
+}
+
+/// Decode `msg`'s values straight into `table[first..]` (no detour through the stack,
+/// which is limited to ~65k slots on LuaJIT).
+fn set_values(lua: &Lua, table: &Table, msg: &Message, first: usize) -> Ret<()> {
+    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let mut err = None;
+    // SAFETY: on the owning thread inside a protected call; slot 1 holds `table`.
+    unsafe {
+        lua.exec_raw::<()>(table, |state| {
+            let decoder = match crate::codec::Decoder::new(state, &data.codec, msg) {
+                Ok(d) => d,
+                Err(e) => {
+                    err = Some(e);
+                    return;
+                }
+            };
+            for (k, v) in msg.values.iter().enumerate() {
+                if let Err(e) = decoder.push(state, v) {
+                    err = Some(e);
+                    return;
+                }
+                ffi::lua_rawseti(state, 1, (first + k) as ffi::lua_Integer);
+            }
+            decoder.finish(state);
+            ffi::lua_settop(state, 0);
+        })?;
+    }
+    err.map_or(Ok(()), |e| Err(Raise::Usage(e)))
+}
+
+fn range_on(
+    lua: &Lua,
+    pool: &Pool,
+    n: LuaValue,
+    func: LuaValue,
+    opts: Option<Table>,
+) -> Ret<Table> {
+    let n = match &n {
+        LuaValue::Integer(0) => 0,
+        LuaValue::Number(x) if *x == 0.0 => 0,
+        other => positive_int(other, "range: n")?,
+    };
+    require_function(Some(&func), "range: argument 2")?;
+    let chunk = chunk_option(opts, n, pool.size())?;
+    let func = Arc::new(encode(
+        lua,
+        MultiValue::from_iter([func]),
+        Label::Argument,
+        2,
+    )?);
+    let mut tasks = Vec::new();
+    let mut first = 1;
+    while first <= n {
+        let last = (first + chunk - 1).min(n);
+        let args = Message {
+            values: vec![Value::Int(first as i64), Value::Int(last as i64)],
+            nodes: Vec::new(),
+        };
+        tasks.push(submit_call(pool, func.clone(), args)?);
+        first = last + 1;
+    }
+    wait_all(&tasks)?;
+    first_failure(lua, &tasks)?;
+    let out = lua.create_table_with_capacity(tasks.len(), 0)?;
+    for (i, t) in tasks.iter().enumerate() {
+        if let Some(Outcome::Returned(m)) = t.outcome() {
+            if let Some(v) = m.values.first() {
+                let single = Message {
+                    values: vec![v.clone()],
+                    nodes: m.nodes.clone(),
+                };
+                set_values(lua, &out, &single, i + 1)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `pool:map(fn, items [, {chunk = c}])`.
+pub(crate) fn map(
+    lua: &Lua,
+    (ud, func, items, opts): (AnyUserData, LuaValue, Table, Option<Table>),
+) -> Ret<Table> {
+    map_on(lua, &*pool_of(&ud)?, func, items, opts)
+}
+
+/// `pool:range(n, fn [, {chunk = c}])` → the first result of each chunk, in order.
+pub(crate) fn range(
+    lua: &Lua,
+    (ud, n, func, opts): (AnyUserData, LuaValue, LuaValue, Option<Table>),
+) -> Ret<Table> {
+    range_on(lua, &*pool_of(&ud)?, n, func, opts)
+}
+
+/// `weft.map(fn, items [, opts])` on the default pool.
+pub(crate) fn default_map(
+    lua: &Lua,
+    (func, items, opts): (LuaValue, Table, Option<Table>),
+) -> Ret<Table> {
+    map_on(lua, &*default_pool(lua)?, func, items, opts)
+}
+
+/// `weft.range(n, fn [, opts])` on the default pool.
+pub(crate) fn default_range(
+    lua: &Lua,
+    (n, func, opts): (LuaValue, LuaValue, Option<Table>),
+) -> Ret<Table> {
+    range_on(lua, &*default_pool(lua)?, n, func, opts)
+}
+
+/// `pool:close()`: no new tasks; queued ones finish; waits for the workers to exit.
+pub(crate) fn close(_: &Lua, ud: AnyUserData) -> Ret<()> {
+    let pool = pool_of(&ud)?;
+    pool.close_and_join()
+        .map_err(|e| Raise::Usage(format!("weft: pool:close: {e}")))
+}
+
+/// `pool:size()`.
+pub(crate) fn size(_: &Lua, ud: AnyUserData) -> Ret<usize> {
+    Ok(pool_of(&ud)?.size())
+}

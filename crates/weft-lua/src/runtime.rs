@@ -1,0 +1,190 @@
+//! Per-state setup and the conventions every binding function follows.
+//!
+//! Errors: an error raised from an mlua callback reaches Lua as a userdata, which breaks
+//! the ordinary `local ok, err = pcall(...); err:match(...)`. So binding functions never
+//! raise: they return `FAIL, value, level`, and the thin wrappers in `lua/weft.lua` call
+//! `error(value, level)`. Users see plain string errors (or the original error value of a
+//! failed task), positioned at their own call for usage errors.
+
+use crate::codec::{self, decode, CodecState, Encoder, Label};
+use mlua::{
+    ffi, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Value as LuaValue,
+};
+use std::ffi::c_void;
+use weft_core::message::{Message, Value};
+
+/// Everything weft keeps per Lua state.
+#[derive(Default)]
+pub(crate) struct StateData {
+    pub codec: CodecState,
+}
+
+static FAIL_MARK: u8 = 0;
+
+/// The sentinel that starts a failure return.
+pub(crate) fn fail_mark() -> LightUserData {
+    LightUserData(&FAIL_MARK as *const u8 as *mut c_void)
+}
+
+/// A failure to report to Lua.
+pub(crate) enum Raise {
+    /// A usage error, raised as a string at the caller's position.
+    Usage(String),
+    /// A value re-raised as it is (a task's error, already carrying its traceback).
+    Value(LuaValue),
+}
+
+impl From<mlua::Error> for Raise {
+    fn from(e: mlua::Error) -> Raise {
+        Raise::Usage(format!("weft: {e}"))
+    }
+}
+
+/// A binding function's result.
+pub(crate) type Ret<T> = Result<T, Raise>;
+
+/// Make a binding function named `name` (used in argument-conversion errors).
+pub(crate) fn export<A, R, F>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> Ret<R> + 'static,
+{
+    lua.create_function(move |lua, args: MultiValue| {
+        let result = A::from_lua_multi(args, lua)
+            .map_err(|e| Raise::Usage(format!("weft: bad arguments to {name}: {e}")))
+            .and_then(|a| f(lua, a));
+        match result {
+            Ok(r) => r.into_lua_multi(lua),
+            Err(Raise::Usage(msg)) => (fail_mark(), msg, 2).into_lua_multi(lua),
+            Err(Raise::Value(v)) => (fail_mark(), v, 0).into_lua_multi(lua),
+        }
+    })
+}
+
+/// Install weft's per-state data once.
+pub(crate) fn ensure_state_data(lua: &Lua) {
+    if lua.app_data_ref::<StateData>().is_none() {
+        lua.set_app_data(StateData::default());
+    }
+}
+
+fn scalar(v: &LuaValue) -> Option<Value> {
+    Some(match v {
+        LuaValue::Nil => Value::Nil,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        #[cfg(feature = "lua54")]
+        LuaValue::Integer(i) => Value::Int(*i),
+        #[cfg(not(feature = "lua54"))]
+        LuaValue::Integer(i) => Value::Num(*i as f64),
+        LuaValue::Number(n) => Value::Num(*n),
+        LuaValue::String(s) => Value::Str(s.as_bytes().to_vec().into_boxed_slice()),
+        _ => return None,
+    })
+}
+
+/// Encode `values` as one message; numbering for errors starts at `first_number`.
+pub(crate) fn encode(
+    lua: &Lua,
+    values: MultiValue,
+    label: Label,
+    first_number: usize,
+) -> Ret<Message> {
+    if values.len() == 1 {
+        if let Some(v) = scalar(&values[0]) {
+            return Ok(Message::single(v));
+        }
+    }
+    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let mut out: Option<Result<Message, String>> = None;
+    // SAFETY: runs on this state's thread inside mlua's protected call; the encoder only
+    // reads the stack slots 1..=n that exec_raw pushed.
+    unsafe {
+        lua.exec_raw::<()>(values, |state| {
+            let n = ffi::lua_gettop(state);
+            let mut enc = Encoder::new(&data.codec);
+            for i in 1..=n {
+                if let Err(e) = enc.push(state, i, label, first_number + i as usize - 1) {
+                    out = Some(Err(e));
+                    ffi::lua_settop(state, 0);
+                    return;
+                }
+            }
+            ffi::lua_settop(state, 0);
+            out = Some(Ok(enc.finish()));
+        })?;
+    }
+    match out {
+        Some(Ok(m)) => Ok(m),
+        Some(Err(e)) => Err(Raise::Usage(e)),
+        None => Err(Raise::Usage("weft: encoding was interrupted".into())),
+    }
+}
+
+/// Decode a message into Lua values in this state.
+pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
+    if msg.nodes.is_empty()
+        && msg
+            .values
+            .iter()
+            .all(|v| !matches!(v, Value::Module(_) | Value::Handle(_)))
+    {
+        let mut out = MultiValue::with_capacity(msg.values.len());
+        for v in &msg.values {
+            out.push_back(match v {
+                Value::Nil => LuaValue::Nil,
+                Value::Bool(b) => LuaValue::Boolean(*b),
+                Value::Int(i) => LuaValue::Integer(*i as _),
+                Value::Num(n) => LuaValue::Number(*n),
+                Value::Str(s) => LuaValue::String(lua.create_string(s)?),
+                _ => unreachable!("filtered above"),
+            });
+        }
+        return Ok(out);
+    }
+    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let mut err = None;
+    // SAFETY: runs on this state's thread inside a protected call; push_all leaves exactly
+    // the decoded values on the stack, which exec_raw returns.
+    let values = unsafe {
+        lua.exec_raw::<MultiValue>((), |state| {
+            if let Err(e) = decode::push_all(state, &data.codec, msg) {
+                err = Some(e);
+                ffi::lua_settop(state, 0);
+            }
+        })?
+    };
+    match err {
+        Some(e) => Err(Raise::Usage(e)),
+        None => Ok(values),
+    }
+}
+
+/// Register the export/import callbacks and the task error handler in the registry.
+pub(crate) fn register_internals(lua: &Lua) -> mlua::Result<()> {
+    lua.set_named_registry_value(
+        "weft.export",
+        lua.create_function(|_, ud: mlua::AnyUserData| {
+            crate::handles::export(&ud).map(codec::stash_handle)
+        })?,
+    )?;
+    lua.set_named_registry_value(
+        "weft.import",
+        lua.create_function(|lua, ()| match codec::take_handle() {
+            Some(h) => crate::handles::import(lua, h),
+            None => Err(mlua::Error::runtime("no handle to import")),
+        })?,
+    )?;
+    let handler: Function = lua
+        .load(
+            r#"local traceback, tostring, type = debug.traceback, tostring, type
+            return function(e)
+              local text = type(e) == "string" and e or tostring(e)
+              return { e, traceback(text, 2), text }
+            end"#,
+        )
+        .set_name("=weft.handler")
+        .call(())?;
+    lua.set_named_registry_value("weft.handler", handler)?;
+    Ok(())
+}

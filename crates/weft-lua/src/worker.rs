@@ -1,0 +1,301 @@
+//! Lua states on worker threads: creating them, and running one call in them.
+//!
+//! A worker state is a fresh state with every standard library (including `debug` and, on
+//! LuaJIT, `ffi` and `jit`), the creating state's `package.path`/`cpath`, `weft` already
+//! loaded, and an instruction-count hook that raises "cancelled" once the running task is
+//! cancelled.
+
+use crate::codec::{decode::push_all, raw::push_named, Decoder, Encoder, Label};
+use crate::runtime::StateData;
+use mlua::{ffi, Lua, Table};
+use std::cell::RefCell;
+use std::ffi::c_int;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use weft_core::cancel;
+use weft_core::message::Message;
+use weft_core::pool::WorkerLifecycle;
+use weft_core::task::{Failure, Outcome, Task};
+
+/// What a worker state copies from the state that created it.
+#[derive(Clone, Default)]
+pub struct Inherit {
+    path: Option<String>,
+    cpath: Option<String>,
+}
+
+/// Read `package.path` and `package.cpath` of `lua`.
+pub fn inherit(lua: &Lua) -> Inherit {
+    let package: Option<Table> = lua.globals().get("package").ok();
+    let get = |k: &str| {
+        package
+            .as_ref()
+            .and_then(|p| p.get::<Option<String>>(k).ok().flatten())
+    };
+    Inherit {
+        path: get("path"),
+        cpath: get("cpath"),
+    }
+}
+
+/// Instructions between two cancellation checks in interpreted code.
+const HOOK_INTERVAL: c_int = 10_000;
+
+unsafe extern "C-unwind" fn cancel_hook(state: *mut ffi::lua_State, _: *mut ffi::lua_Debug) {
+    if cancel::current_is_cancelled() {
+        // SAFETY: raising from a count hook is allowed; no Rust value with a destructor is
+        // alive in this frame.
+        unsafe {
+            ffi::lua_pushstring(state, c"cancelled".as_ptr());
+            ffi::lua_error(state);
+        }
+    }
+}
+
+/// A new worker state.
+pub fn new_state(inherit: &Inherit) -> mlua::Result<Lua> {
+    // SAFETY: weft's workers expose `debug` and `ffi` exactly as a standalone `luajit`
+    // does; the user's code is trusted as it is in the host interpreter.
+    let lua = unsafe { Lua::unsafe_new() };
+    let package: Table = lua.globals().get("package")?;
+    if let Some(p) = &inherit.path {
+        package.set("path", p.as_str())?;
+    }
+    if let Some(p) = &inherit.cpath {
+        package.set("cpath", p.as_str())?;
+    }
+    let weft = crate::open(&lua)?;
+    package.get::<Table>("loaded")?.set("weft", weft)?;
+    // SAFETY: sets a C hook on the state's main thread; the hook only reads a thread-local.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            let _ = ffi::lua_sethook(state, Some(cancel_hook), ffi::LUA_MASKCOUNT, HOOK_INTERVAL);
+        })?;
+    }
+    Ok(lua)
+}
+
+pub(crate) fn failed(text: String) -> Outcome {
+    Outcome::Failed(Failure {
+        error: Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+        traceback: text.clone(),
+        text,
+    })
+}
+
+/// The outcome of a panic caught at a worker's edge.
+pub(crate) fn panicked() -> Outcome {
+    failed("weft: internal error (a Rust panic) while running the task".into())
+}
+
+/// Read the error left by `lua_pcall` with the `weft.handler` message handler.
+unsafe fn failure_on_top(state: *mut ffi::lua_State, data: &StateData) -> Failure {
+    // SAFETY: the handler returns {error, traceback, text}; anything else (a memory error)
+    // is read as text. Balanced pushes and pops.
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        if ffi::lua_type(state, top) != ffi::LUA_TTABLE {
+            let text = if ffi::lua_type(state, top) == ffi::LUA_TSTRING {
+                String::from_utf8_lossy(crate::codec::raw::str_bytes(state, top)).into_owned()
+            } else {
+                "(error object is not a string)".into()
+            };
+            return Failure {
+                error: Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+                traceback: text.clone(),
+                text,
+            };
+        }
+        ffi::lua_rawgeti(state, top, 2);
+        ffi::lua_rawgeti(state, top, 3);
+        let traceback =
+            String::from_utf8_lossy(crate::codec::raw::str_bytes(state, top + 1)).into_owned();
+        let text =
+            String::from_utf8_lossy(crate::codec::raw::str_bytes(state, top + 2)).into_owned();
+        ffi::lua_rawgeti(state, top, 1);
+        let mut enc = Encoder::new(&data.codec);
+        let error = match enc.push(state, top + 3, Label::Error, 1) {
+            Ok(()) => enc.finish(),
+            Err(_) => Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+        };
+        ffi::lua_settop(state, top);
+        Failure {
+            error,
+            text,
+            traceback,
+        }
+    }
+}
+
+/// Run `func(args...)` (both messages decoded here) and capture its outcome.
+pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
+    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let mut outcome = None;
+    // SAFETY: on the owning thread inside exec_raw's protected call; the user function
+    // runs under lua_pcall, so its errors never unwind through these frames.
+    let r = unsafe {
+        lua.exec_raw::<()>((), |state| {
+            push_named(state, c"weft.handler");
+            let handler = ffi::lua_gettop(state);
+            let n = match push_all(state, &data.codec, func)
+                .and_then(|a| Ok(a + push_all(state, &data.codec, args)?))
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    outcome = Some(failed(e));
+                    ffi::lua_settop(state, 0);
+                    return;
+                }
+            };
+            if ffi::lua_pcall(state, n - 1, ffi::LUA_MULTRET, handler) != ffi::LUA_OK {
+                outcome = Some(Outcome::Failed(failure_on_top(state, &data)));
+            } else {
+                let mut enc = Encoder::new(&data.codec);
+                let results = ffi::lua_gettop(state) - handler;
+                for i in 1..=results {
+                    if let Err(e) = enc.push(state, handler + i, Label::Result, i as usize) {
+                        outcome = Some(failed(e));
+                        break;
+                    }
+                }
+                if outcome.is_none() {
+                    outcome = Some(Outcome::Returned(enc.finish()));
+                }
+            }
+            ffi::lua_settop(state, 0);
+        })
+    };
+    match (r, outcome) {
+        (Ok(()), Some(o)) => o,
+        (Err(e), _) => failed(format!("weft: {e}")),
+        (Ok(()), None) => failed("weft: the task produced no outcome".into()),
+    }
+}
+
+/// Run `func(item)` for each item of a `map` chunk; results come back as the message's
+/// values, in order. A failure names the item by its 1-based index in the whole list.
+pub fn run_map_chunk(
+    lua: &Lua,
+    func: &Message,
+    items: &Message,
+    first_index: usize,
+    task: &Task,
+) -> Outcome {
+    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let mut outcome = None;
+    // SAFETY: as in run_call: each item call runs under lua_pcall with the handler.
+    let r = unsafe {
+        lua.exec_raw::<()>((), |state| {
+            push_named(state, c"weft.handler");
+            let handler = ffi::lua_gettop(state);
+            if let Err(e) = push_all(state, &data.codec, func) {
+                outcome = Some(failed(e));
+                ffi::lua_settop(state, 0);
+                return;
+            }
+            let f = ffi::lua_gettop(state);
+            let decoder = match Decoder::new(state, &data.codec, items) {
+                Ok(d) => d,
+                Err(e) => {
+                    outcome = Some(failed(e));
+                    ffi::lua_settop(state, 0);
+                    return;
+                }
+            };
+            let mut enc = Encoder::new(&data.codec);
+            for (k, item) in decoder.values().iter().enumerate() {
+                if task.cancel_token().is_cancelled() {
+                    outcome = Some(Outcome::Cancelled);
+                    break;
+                }
+                let base = ffi::lua_gettop(state);
+                ffi::lua_pushvalue(state, f);
+                if let Err(e) = decoder.push(state, item) {
+                    outcome = Some(failed(format!("weft: map item {}: {e}", first_index + k)));
+                    break;
+                }
+                if ffi::lua_pcall(state, 1, 1, handler) != ffi::LUA_OK {
+                    let mut failure = failure_on_top(state, &data);
+                    failure.traceback = format!(
+                        "weft: map item {} failed: {}",
+                        first_index + k,
+                        failure.traceback
+                    );
+                    outcome = Some(Outcome::Failed(failure));
+                    break;
+                }
+                if let Err(e) = enc.push(state, base + 1, Label::Result, first_index + k) {
+                    outcome = Some(failed(format!("{e} (from map item {})", first_index + k)));
+                    break;
+                }
+                ffi::lua_settop(state, base);
+            }
+            if outcome.is_none() {
+                outcome = Some(Outcome::Returned(enc.finish()));
+            }
+            ffi::lua_settop(state, 0);
+        })
+    };
+    match (r, outcome) {
+        (Ok(()), Some(o)) => o,
+        (Err(e), _) => failed(format!("weft: {e}")),
+        (Ok(()), None) => failed("weft: the task produced no outcome".into()),
+    }
+}
+
+/// Report a failure that happened because the task was cancelled as a cancellation.
+pub fn settle(outcome: Outcome, task: &Task) -> Outcome {
+    match outcome {
+        Outcome::Failed(_) if task.cancel_token().is_cancelled() => Outcome::Cancelled,
+        o => o,
+    }
+}
+
+/// Run `body` as `task` on this thread: its token is current, panics become failures, and
+/// the outcome is recorded.
+pub fn run_as_task(task: &Arc<Task>, body: impl FnOnce() -> Outcome) {
+    let _current = cancel::enter(task.cancel_token().clone());
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| panicked());
+    task.finish(settle(outcome, task));
+}
+
+thread_local! {
+    static WORKER_STATE: RefCell<Option<Lua>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this pool worker's Lua state.
+pub fn with_worker_state(f: impl FnOnce(&Lua) -> Outcome) -> Outcome {
+    WORKER_STATE.with(|w| match &*w.borrow() {
+        Some(lua) => f(lua),
+        None => failed("weft: no Lua state on this worker".into()),
+    })
+}
+
+/// Pool lifecycle: build a state per worker and run the pool's `init` in it.
+pub struct LuaWorkers {
+    /// Paths copied from the creating state.
+    pub inherit: Inherit,
+    /// `init`, called as `init(worker_index)` with a 1-based index.
+    pub init: Option<Arc<Message>>,
+}
+
+impl WorkerLifecycle for LuaWorkers {
+    fn start(&self, index: usize) -> Result<(), String> {
+        let lua = new_state(&self.inherit).map_err(|e| e.to_string())?;
+        if let Some(init) = &self.init {
+            let args = Message::single(weft_core::Value::Int(index as i64 + 1));
+            match run_call(&lua, init, &args) {
+                Outcome::Returned(_) => {}
+                Outcome::Failed(f) => return Err(f.traceback),
+                Outcome::Cancelled => return Err("cancelled".into()),
+            }
+        }
+        WORKER_STATE.with(|w| *w.borrow_mut() = Some(lua));
+        Ok(())
+    }
+
+    fn stop(&self, _: usize) {
+        let lua = WORKER_STATE.with(|w| w.borrow_mut().take());
+        drop(lua);
+    }
+}
