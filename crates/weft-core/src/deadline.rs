@@ -17,7 +17,7 @@ impl Deadline {
     pub fn after_secs(seconds: Option<f64>) -> Deadline {
         match seconds {
             Some(s) if s.is_finite() => {
-                let s = s.max(0.0).min(1.0e9);
+                let s = s.clamp(0.0, 1.0e9);
                 Deadline::At(Instant::now() + Duration::from_secs_f64(s))
             }
             _ => Deadline::Never,

@@ -26,6 +26,18 @@ use runtime::{export, fail_mark};
 /// The version string Lua sees as `weft.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Copy `values` out of `lua` into a [`weft_core::Message`] that any thread can own,
+/// with the same rules as every weft crossing (errors name the refused value's path).
+pub fn encode_values(lua: &Lua, values: mlua::MultiValue) -> Result<weft_core::Message, String> {
+    runtime::ensure_state_data(lua);
+    runtime::encode(lua, values, codec::Label::Argument, 1).map_err(runtime::Raise::into_text)
+}
+
+/// Rebuild a message's values in `lua` (which must have run [`open`]).
+pub fn decode_values(lua: &Lua, msg: &weft_core::Message) -> Result<mlua::MultiValue, String> {
+    runtime::decode(lua, msg).map_err(runtime::Raise::into_text)
+}
+
 /// Build (once per state) and return the `weft` module table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {

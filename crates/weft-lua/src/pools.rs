@@ -33,7 +33,7 @@ fn positive_int(v: &LuaValue, what: &str) -> Ret<usize> {
             )))
         }
     };
-    if n.fract() != 0.0 || n < 1.0 || n > 9.0e15 {
+    if n.fract() != 0.0 || !(1.0..=9.0e15).contains(&n) {
         return Err(Raise::Usage(format!(
             "{what} must be a positive integer, got {n}"
         )));

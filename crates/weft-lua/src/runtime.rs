@@ -34,6 +34,17 @@ pub(crate) enum Raise {
     Value(LuaValue),
 }
 
+impl Raise {
+    /// The failure as text (for Rust callers).
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Raise::Usage(s) => s,
+            Raise::Value(LuaValue::String(s)) => s.to_string_lossy(),
+            Raise::Value(v) => format!("{v:?}"),
+        }
+    }
+}
+
 impl From<mlua::Error> for Raise {
     fn from(e: mlua::Error) -> Raise {
         Raise::Usage(format!("weft: {e}"))

@@ -1,0 +1,498 @@
+-- weft runtime benchmarks: threads, pools, channels, copying, parallel speedup.
+--
+--   LUA_CPATH="$PWD/target/lua/luajit/?.so;;" luajit bench/runtime.lua [--quick] [--json]
+--   LUA_CPATH="$PWD/target/lua/lua5.4/?.so;;" lua5.4 bench/runtime.lua [--quick]
+--
+-- Every figure is repeated; the table shows the median, min–max and the number of
+-- repetitions, next to a same-run baseline measured in plain Lua (this machine is shared
+-- and noisy: read the ratios, not the absolute numbers). Sanity checks (sums, counts,
+-- order) fail the run with a non-zero exit. See bench/README.md.
+
+local weft = require "weft"
+
+-- options -----------------------------------------------------------------------------
+
+local QUICK, JSON = false, false
+for _, a in ipairs(arg or {}) do
+  if a == "--quick" then QUICK = true
+  elseif a == "--json" then JSON = true
+  elseif a == "-h" or a == "--help" then
+    print("usage: bench/runtime.lua [--quick] [--json]")
+    os.exit(0)
+  else
+    io.stderr:write("bench/runtime.lua: unknown option ", a, "\n")
+    os.exit(2)
+  end
+end
+
+-- sizes: full run vs smoke test
+local S = QUICK and {
+  reps = 3, spawn_loop = 50, submit_loop = 300, call_loop = 1e5,
+  chan_n = 2e4, arr_n = 2e5, cpu_seconds = 0.08,
+} or {
+  reps = 7, spawn_loop = 200, submit_loop = 2000, call_loop = 1e6,
+  chan_n = 1e5, arr_n = 1e6, cpu_seconds = 0.5,
+}
+local CHAN_REPS = QUICK and 3 or 5
+local ARR_REPS = QUICK and 3 or 5
+local CPU_REPS = QUICK and 3 or 5
+
+-- a wall clock --------------------------------------------------------------------------
+
+local now, CLOCK
+do
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    ffi.cdef [[
+      struct weft_bench_timespec { long tv_sec; long tv_nsec; };
+      int clock_gettime(int clk_id, struct weft_bench_timespec *tp);
+    ]]
+    local ts = ffi.new("struct weft_bench_timespec")
+    local C = ffi.C
+    now = function()
+      C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+      return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+    end
+    CLOCK = "clock_gettime(CLOCK_MONOTONIC) via ffi"
+  else
+    local okS, system = pcall(require, "system") -- lua-system (a busted dependency)
+    if okS and system.monotime then
+      now, CLOCK = system.monotime, "system.monotime (lua-system)"
+    else
+      local okK, socket = pcall(require, "socket")
+      if okK and socket.gettime then
+        now, CLOCK = socket.gettime, "socket.gettime (luasocket)"
+      else
+        now, CLOCK = os.clock, "os.clock (CPU time of the whole process: multi-threaded figures are wrong)"
+        io.stderr:write("warning: no wall clock available; using os.clock\n")
+      end
+    end
+  end
+end
+
+-- helpers -----------------------------------------------------------------------------
+
+local failures = 0
+local function check(cond, what)
+  if not cond then
+    failures = failures + 1
+    io.stderr:write("SANITY CHECK FAILED: ", what, "\n")
+  end
+  return cond
+end
+
+local function progress(...)
+  io.stderr:write(...)
+  io.stderr:write("\n")
+  io.stderr:flush()
+end
+
+local function stats(xs)
+  local s = {}
+  for i = 1, #xs do s[i] = xs[i] end
+  table.sort(s)
+  local n = #s
+  local med = n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+  return { median = med, min = s[1], max = s[n], reps = n, samples = xs }
+end
+
+--- Run `body()` `reps` times (after `warm` unmeasured runs); body returns a value to record.
+local function repeat_(reps, body, warm)
+  for _ = 1, warm or 1 do body() end
+  local xs = {}
+  for r = 1, reps do
+    collectgarbage()
+    xs[r] = body()
+  end
+  return stats(xs)
+end
+
+local function fmt(x)
+  if x == nil then return "–" end
+  local a = math.abs(x)
+  if a >= 1e6 then return string.format("%.2f M", x / 1e6)
+  elseif a >= 100 then return string.format("%.0f", x)
+  elseif a >= 10 then return string.format("%.1f", x)
+  elseif a >= 1 then return string.format("%.2f", x)
+  else return string.format("%.3f", x) end
+end
+
+local function sci(n)
+  local e = math.floor(math.log(n, 10) + 0.5)
+  if 10 ^ e == n then return "1e" .. e end
+  return tostring(n)
+end
+
+local rows = {}
+--- Record one table row. `st` is the weft figure, `base` an optional baseline (same unit),
+--- `ratio_text` how to read them together.
+local function row(key, figure, unit, st, base, note)
+  rows[#rows + 1] = { key = key, figure = figure, unit = unit, st = st, base = base, note = note }
+end
+
+-- the functions that cross threads ----------------------------------------------------
+
+local function one() return 1 end
+
+local function sum_array(t)
+  local s = 0
+  for i = 1, #t do s = s + t[i] end
+  return s
+end
+
+--- Pure-Lua CPU work over first..last: eight minstd (Park–Miller) steps per index, summed
+--- mod 2^16 per step so the total stays an exact integer whatever the chunking.
+local function cpu_work(first, last)
+  local s = 0
+  for i = first, last do
+    local x = i
+    for _ = 1, 8 do x = (x * 48271) % 2147483647 end
+    s = s + x % 65536
+  end
+  return s
+end
+
+progress("weft ", tostring(weft.version), ", ", _VERSION, jit and (" / " .. jit.version) or "",
+  ", cpus ", tostring(weft.cpus()), QUICK and ", quick" or "", "; clock: ", CLOCK)
+
+-- 1. spawn + join -----------------------------------------------------------------------
+
+do
+  progress("1. spawn + join")
+  local n = S.spawn_loop
+  local st = repeat_(S.reps, function()
+    local t0 = now()
+    local bad = 0
+    for _ = 1, n do
+      if weft.spawn(one):join() ~= 1 then bad = bad + 1 end
+    end
+    local dt = now() - t0
+    check(bad == 0, "spawn(one):join() ~= 1")
+    return dt / n * 1e6
+  end)
+  local m = S.call_loop
+  local co = repeat_(S.reps, function()
+    local t0 = now()
+    local s = 0
+    for _ = 1, m do s = s + coroutine.wrap(one)() end
+    local dt = now() - t0
+    check(s == m, "coroutine baseline")
+    return dt / m * 1e6
+  end)
+  local call = repeat_(S.reps, function()
+    local f = one
+    local t0 = now()
+    local s = 0
+    for _ = 1, m do s = s + f() end
+    local dt = now() - t0
+    check(s == m, "call baseline")
+    return dt / m * 1e6
+  end)
+  row("spawn_join_us", "spawn + join of `function() return 1 end` (fresh thread), " .. n .. " per rep",
+    "µs", st, co, "baseline: coroutine.wrap(fn)() in the main state")
+  row("plain_call_us", "(baseline) plain Lua call of the same function", "µs", call, nil, nil)
+end
+
+-- 2. pool submit + join -------------------------------------------------------------------
+
+for _, size in ipairs { 1, 2 } do
+  progress("2. pool submit + join, ", size, " worker(s)")
+  local pool = weft.pool { size = size }
+  for _ = 1, 100 do pool:submit(one):join() end -- warm: states built, function loaded
+  local n = S.submit_loop
+  local st = repeat_(S.reps, function()
+    local t0 = now()
+    local bad = 0
+    for _ = 1, n do
+      if pool:submit(one):join() ~= 1 then bad = bad + 1 end
+    end
+    local dt = now() - t0
+    check(bad == 0, "pool:submit(one):join() ~= 1")
+    return dt / n * 1e6
+  end)
+  pool:close()
+  row("pool" .. size .. "_submit_join_us",
+    string.format("pool submit + join round trip, warm pool of %d worker%s, %d per rep", size,
+      size > 1 and "s" or "", n), "µs", st, nil, nil)
+end
+
+-- 3./4. channel throughput --------------------------------------------------------------
+
+do
+  local n = S.chan_n
+  local producer_pool = weft.pool { size = 1 }
+  producer_pool:submit(one):join()
+
+  local function produce_numbers(ch, count)
+    for i = 1, count do ch:push(i) end
+    ch:close()
+    return count
+  end
+  local function produce_tables(ch, count)
+    for i = 1, count do ch:push({ i, "x" }) end
+    ch:close()
+    return count
+  end
+
+  local function run(kind, capacity)
+    local producer = kind == "numbers" and produce_numbers or produce_tables
+    return repeat_(CHAN_REPS, function()
+      local ch = capacity and weft.channel(capacity) or weft.channel()
+      local t0 = now()
+      local fut = producer_pool:submit(producer, ch, n)
+      local ok = true
+      if kind == "numbers" then
+        local s = 0
+        for i = 1, n do
+          local v = ch:pop()
+          if v ~= i then ok = false end
+          s = s + v
+        end
+        ok = ok and s == n * (n + 1) / 2
+      else
+        for i = 1, n do
+          local v = ch:pop()
+          if v[1] ~= i or v[2] ~= "x" then ok = false end
+        end
+      end
+      local dt = now() - t0
+      local last, why = ch:pop()
+      check(ok, "channel " .. kind .. ": values popped in order")
+      check(last == nil and why == "closed", "channel " .. kind .. ": closed after n values")
+      check(fut:join() == n, "channel producer count")
+      return n / dt
+    end)
+  end
+
+  --- A plain Lua table used as a FIFO queue in one thread: push all, pop all.
+  local function baseline(kind)
+    return repeat_(CHAN_REPS, function()
+      local q, head, tail = {}, 1, 0
+      local t0 = now()
+      if kind == "numbers" then
+        for i = 1, n do tail = tail + 1; q[tail] = i end
+      else
+        for i = 1, n do tail = tail + 1; q[tail] = { i, "x" } end
+      end
+      local ok = true
+      for i = 1, n do
+        local v = q[head]; q[head] = nil; head = head + 1
+        if kind == "numbers" then
+          if v ~= i then ok = false end
+        elseif v[1] ~= i or v[2] ~= "x" then ok = false end
+      end
+      local dt = now() - t0
+      check(ok and head == tail + 1, "plain-table queue baseline")
+      return n / dt
+    end)
+  end
+
+  for _, kind in ipairs { "numbers", "tables" } do
+    local what = kind == "numbers" and "numbers" or '`{i, "x"}` tables'
+    progress("3/4. channel ", kind)
+    local base = baseline(kind)
+    for _, cap in ipairs { false, 1024 } do
+      local st = run(kind, cap or nil)
+      row(string.format("channel_%s_%s_msgs_per_s", kind, cap and ("cap" .. cap) or "unbounded"),
+        string.format("channel %s %s, producer thread → main, %s", sci(n), what,
+          cap and ("capacity " .. cap) or "unbounded"),
+        "msgs/s", st, base, "baseline: plain Lua table as a queue, one thread")
+    end
+  end
+  producer_pool:close()
+end
+
+-- 5. a big array to a worker and its sum back ---------------------------------------------
+
+do
+  local n = S.arr_n
+  progress("5. ", sci(n), "-number array to a worker")
+  local arr = {}
+  for i = 1, n do arr[i] = i * 0.5 end
+  local expect = 0.5 * n * (n + 1) / 2 -- exact: every partial sum is a multiple of 0.5 < 2^52
+
+  local spawn_st = repeat_(ARR_REPS, function()
+    local t0 = now()
+    local s = weft.spawn(sum_array, arr):join()
+    local dt = now() - t0
+    check(s == expect, "array sum via spawn")
+    return dt * 1e3
+  end)
+  local pool = weft.pool { size = 1 }
+  pool:submit(one):join()
+  local pool_st = repeat_(ARR_REPS, function()
+    local t0 = now()
+    local s = pool:submit(sum_array, arr):join()
+    local dt = now() - t0
+    check(s == expect, "array sum via pool:submit")
+    return dt * 1e3
+  end)
+  pool:close()
+
+  -- the steps: encoding (push into a channel) and decoding (pop out of it), main state only
+  local ch = weft.channel()
+  local enc_st, dec_st
+  do
+    local enc, dec = {}, {}
+    for r = 1, ARR_REPS do
+      collectgarbage()
+      local t0 = now()
+      ch:push(arr)
+      local t1 = now()
+      local back = ch:pop()
+      local t2 = now()
+      check(#back == n and back[n] == arr[n] and back[1] == arr[1], "array round trip through a channel")
+      enc[r], dec[r] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+      back = nil
+    end
+    enc_st, dec_st = stats(enc), stats(dec)
+  end
+
+  -- baselines: deep copy in plain Lua, and the sum itself, both in the main state
+  local copy_st = repeat_(ARR_REPS, function()
+    local t0 = now()
+    local c = {}
+    for i = 1, #arr do c[i] = arr[i] end
+    local dt = now() - t0
+    check(#c == n, "copy baseline")
+    return dt * 1e3
+  end)
+  local sum_st = repeat_(ARR_REPS, function()
+    local t0 = now()
+    local s = sum_array(arr)
+    local dt = now() - t0
+    check(s == expect, "sum baseline")
+    return dt * 1e3
+  end)
+  local label = sci(n) .. "-number array"
+  row("array_spawn_ms", label .. " to a fresh thread, sum back (`spawn(f, arr):join()`)", "ms",
+    spawn_st, copy_st, "baseline: copying the table in plain Lua")
+  row("array_pool_ms", label .. " to a warm pool worker, sum back (`submit(f, arr):join()`)", "ms",
+    pool_st, copy_st, "baseline: copying the table in plain Lua")
+  row("array_encode_ms", "  step: encode (`ch:push(arr)`, main state)", "ms", enc_st, nil, nil)
+  row("array_decode_ms", "  step: decode (`ch:pop()`, main state)", "ms", dec_st, nil, nil)
+  row("array_copy_lua_ms", "(baseline) copy the array in plain Lua", "ms", copy_st, nil, nil)
+  row("array_sum_lua_ms", "(baseline) sum the array in the main state", "ms", sum_st, nil, nil)
+  arr = nil
+  collectgarbage()
+end
+
+-- 6. CPU loop: 2 threads vs 1 ---------------------------------------------------------------
+
+do
+  progress("6. CPU loop, 2 threads vs 1")
+  -- calibrate N so the single-threaded work takes about S.cpu_seconds here
+  local N = 1e5
+  while true do
+    local t0 = now()
+    cpu_work(1, N)
+    local dt = now() - t0
+    if dt > 0.05 or N >= 1e9 then
+      N = math.floor(N * S.cpu_seconds / dt / 1000 + 0.5) * 1000
+      break
+    end
+    N = N * 4
+  end
+  N = N - N % 2
+  local expect = cpu_work(1, N)
+
+  local pool = weft.pool { size = 2, init = function(i) WEFT_BENCH_WORKER = i end }
+  local seen = weft.channel()
+  local function tagged(first, last)
+    seen:push(WEFT_BENCH_WORKER)
+    return cpu_work(first, last)
+  end
+  pool:range(2, tagged, { chunk = 1 }) -- warm both workers (loads the function in each)
+  while #seen > 0 do seen:pop() end
+
+  local t1s, t2s, ratios, mains = {}, {}, {}, {}
+  local workers_used = {}
+  for r = 1, CPU_REPS do
+    collectgarbage()
+    -- one chunk: one worker
+    local t0 = now()
+    local one_chunk = pool:range(N, tagged, { chunk = N })
+    local t1 = now() - t0
+    check(#one_chunk == 1 and one_chunk[1] == expect, "CPU loop, 1 chunk: result equals the main state's")
+    seen:pop()
+    -- two chunks on two workers
+    t0 = now()
+    local two = pool:range(N, tagged, { chunk = N / 2 })
+    local t2 = now() - t0
+    check(#two == 2 and two[1] + two[2] == expect, "CPU loop, 2 chunks: sum equals the main state's")
+    local a, b = seen:pop(), seen:pop()
+    workers_used[r] = (a ~= b) and 2 or 1
+    -- the same work inline, for reference
+    t0 = now()
+    check(cpu_work(1, N) == expect, "CPU loop in the main state")
+    mains[r] = now() - t0
+    t1s[r], t2s[r], ratios[r] = t1 * 1e3, t2 * 1e3, t1 / t2
+  end
+  pool:close()
+  local distinct = 0
+  for r = 1, CPU_REPS do if workers_used[r] == 2 then distinct = distinct + 1 end end
+  check(distinct > 0, "the 2-chunk runs never used two different workers")
+  local main_ms = {}
+  for r = 1, CPU_REPS do main_ms[r] = mains[r] * 1e3 end
+  local main_st = stats(main_ms)
+  row("cpu_1thread_ms", string.format("CPU loop (%s indices × 8 LCG steps) on 1 worker", sci(N)),
+    "ms", stats(t1s), main_st, "baseline: the same loop inline in the main state")
+  row("cpu_2threads_ms", "  the same split in 2 chunks over a 2-worker pool (`pool:range`)", "ms",
+    stats(t2s), nil, string.format("2 distinct workers in %d of %d reps", distinct, CPU_REPS))
+  row("cpu_speedup", "CPU loop speedup, 2 threads vs 1 (per-rep ratio)", "×", stats(ratios), nil,
+    "ideal 2.00×")
+end
+
+-- report ------------------------------------------------------------------------------------
+
+local function ratio_text(r)
+  if not r.base then return r.note or "" end
+  local b = r.base.median
+  local rel = r.st.median / b
+  local s
+  if r.unit == "msgs/s" then
+    s = string.format("%s %s (weft = %.2f× of it)", fmt(b), r.unit, rel)
+  else
+    s = string.format("%s %s (weft = %.1f× it)", fmt(b), r.unit, rel)
+  end
+  return (r.note and (r.note .. ": ") or "") .. s
+end
+
+if JSON then
+  local function num(x)
+    if x ~= x or x == math.huge or x == -math.huge then return "null" end
+    return string.format("%.6g", x)
+  end
+  local function esc(s) return (s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end)) end
+  local function st_json(st)
+    if not st then return "null" end
+    local xs = {}
+    for i, v in ipairs(st.samples) do xs[i] = num(v) end
+    return string.format('{"median":%s,"min":%s,"max":%s,"reps":%d,"samples":[%s]}',
+      num(st.median), num(st.min), num(st.max), st.reps, table.concat(xs, ","))
+  end
+  local out = {}
+  for i, r in ipairs(rows) do
+    out[i] = string.format('{"key":"%s","figure":"%s","unit":"%s","weft":%s,"baseline":%s,"note":%s}',
+      r.key, esc(r.figure), esc(r.unit), st_json(r.st), st_json(r.base),
+      r.note and ('"' .. esc(r.note) .. '"') or "null")
+  end
+  print(string.format('{"lua":"%s","quick":%s,"cpus":%d,"clock":"%s","failures":%d,"figures":[%s]}',
+    esc(jit and jit.version or _VERSION), tostring(QUICK), weft.cpus(), esc(CLOCK), failures,
+    table.concat(out, ",")))
+else
+  print(string.format("weft %s on %s, %d cpus%s", tostring(weft.version), jit and jit.version or _VERSION,
+    weft.cpus(), QUICK and " (--quick: smaller sizes, fewer reps)" or ""))
+  print()
+  print("| figure | weft median | min–max | reps | baseline / ratio |")
+  print("| --- | ---: | ---: | ---: | --- |")
+  for _, r in ipairs(rows) do
+    print(string.format("| %s | %s %s | %s–%s | %d | %s |", r.figure, fmt(r.st.median), r.unit,
+      fmt(r.st.min), fmt(r.st.max), r.st.reps, ratio_text(r)))
+  end
+end
+
+if failures > 0 then
+  io.stderr:write(string.format("bench/runtime.lua: %d sanity check(s) failed\n", failures))
+  os.exit(1)
+end

@@ -1,0 +1,187 @@
+//! The codec between two real LuaJIT states: what goes in comes out, shape preserved.
+
+use mlua::{Function, Lua, MultiValue, Table, Value};
+use weft_core::message::{Node, Value as MValue};
+
+fn state() -> Lua {
+    // SAFETY: test states get the full standard library, as weft workers do.
+    let lua = unsafe { Lua::unsafe_new() };
+    let weft = weft_lua::open(&lua).unwrap();
+    lua.globals()
+        .get::<Table>("package")
+        .unwrap()
+        .get::<Table>("loaded")
+        .unwrap()
+        .set("weft", weft)
+        .unwrap();
+    lua
+}
+
+fn eval(lua: &Lua, code: &str) -> MultiValue {
+    lua.load(code).eval::<MultiValue>().unwrap()
+}
+
+/// Encode in `from`, decode in `to`, return the values in `to`.
+fn cross(from: &Lua, to: &Lua, code: &str) -> MultiValue {
+    let msg = weft_lua::encode_values(from, eval(from, code)).unwrap();
+    weft_lua::decode_values(to, &msg).unwrap()
+}
+
+#[test]
+fn cycles_and_shared_subtables_survive() {
+    let (a, b) = (state(), state());
+    let out = cross(
+        &a,
+        &b,
+        "local s = {1} local t = {x = s, y = s} t.self = t return t",
+    );
+    b.globals().set("t", out[0].clone()).unwrap();
+    let checks: (bool, bool, i64) = b
+        .load("return t.self == t, t.x == t.y, t.x[1]")
+        .eval()
+        .unwrap();
+    assert_eq!(checks, (true, true, 1));
+}
+
+#[test]
+fn a_shared_table_is_one_node() {
+    let a = state();
+    let msg = weft_lua::encode_values(&a, eval(&a, "local s = {} return {s, s, s}")).unwrap();
+    assert_eq!(msg.nodes.len(), 2, "outer table and the one shared table");
+    match &msg.nodes[0] {
+        Node::Table(t) => assert!(t.array.iter().all(|v| matches!(v, MValue::Node(1)))),
+        Node::Function(_) => panic!("expected a table"),
+    }
+}
+
+#[test]
+fn functions_carry_local_helpers_and_module_functions() {
+    let (a, b) = (state(), state());
+    let out = cross(
+        &a,
+        &b,
+        r#"local sqrt = math.sqrt
+           local function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end
+           return function(x) return fact(x) + sqrt(16) end"#,
+    );
+    let f: Function = match &out[0] {
+        Value::Function(f) => f.clone(),
+        other => panic!("expected a function, got {other:?}"),
+    };
+    assert_eq!(f.call::<f64>(5).unwrap(), 124.0);
+}
+
+#[test]
+fn module_tables_cross_by_name_not_by_copy() {
+    let (a, b) = (state(), state());
+    let msg = weft_lua::encode_values(&a, eval(&a, "return string, math.floor")).unwrap();
+    assert!(msg.nodes.is_empty(), "no table was copied: {msg:?}");
+    let out = weft_lua::decode_values(&b, &msg).unwrap();
+    b.globals().set("s", out[0].clone()).unwrap();
+    b.globals().set("f", out[1].clone()).unwrap();
+    let same: (bool, bool) = b
+        .load("return s == string, f == math.floor")
+        .eval()
+        .unwrap();
+    assert_eq!(same, (true, true));
+}
+
+#[test]
+fn a_module_required_after_the_first_send_is_found_by_name() {
+    let a = state();
+    weft_lua::encode_values(&a, eval(&a, "return math.sqrt")).unwrap();
+    a.load(r#"package.loaded.late = { open = io.open }"#)
+        .exec()
+        .unwrap();
+    let msg = weft_lua::encode_values(&a, eval(&a, "return package.loaded.late.open")).unwrap();
+    match &msg.values[0] {
+        MValue::Module(m) => assert!(&*m.module == "late" || &*m.module == "io"),
+        other => panic!("expected a by-name value, got {other:?}"),
+    }
+}
+
+#[test]
+fn refusals_name_the_path_and_the_reason() {
+    let a = state();
+    let err = weft_lua::encode_values(
+        &a,
+        eval(
+            &a,
+            "return 1, { config = { handler = coroutine.create(print) } }",
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "weft: cannot send argument 2 .config.handler (a coroutine)"
+    );
+    let err = weft_lua::encode_values(
+        &a,
+        eval(
+            &a,
+            "local co = coroutine.create(print) return function() return co end",
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "weft: cannot send argument 1 upvalue 'co' (a coroutine)"
+    );
+    let err =
+        weft_lua::encode_values(&a, eval(&a, "return {[1] = setmetatable({}, {})}")).unwrap_err();
+    assert!(
+        err.starts_with("weft: cannot send argument 1 [1] (a table with a metatable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let a = state();
+    let err = weft_lua::encode_values(
+        &a,
+        eval(
+            &a,
+            "local t = {} local c = t for i = 1, 10000 do c.n = {} c = c.n end return t",
+        ),
+    )
+    .unwrap_err();
+    assert!(err.contains("nested more than 200 levels deep"), "{err}");
+}
+
+#[test]
+fn big_arrays_keep_their_order_and_values() {
+    let (a, b) = (state(), state());
+    let out = cross(
+        &a,
+        &b,
+        "local t = {} for i = 1, 100000 do t[i] = i * 0.5 end t.n = 7 return t",
+    );
+    let t: Table = match &out[0] {
+        Value::Table(t) => t.clone(),
+        other => panic!("expected a table, got {other:?}"),
+    };
+    assert_eq!(t.raw_len(), 100_000);
+    assert_eq!(t.get::<f64>(99_999).unwrap(), 49_999.5);
+    assert_eq!(t.get::<i64>("n").unwrap(), 7);
+}
+
+#[test]
+fn a_function_sent_repeatedly_is_loaded_once_but_each_copy_gets_its_own_upvalues() {
+    let (a, b) = (state(), state());
+    a.load("function make(k) return function() return k end end")
+        .exec()
+        .unwrap();
+    let f1 = cross(&a, &b, "return make(1)");
+    let f2 = cross(&a, &b, "return make(2)");
+    let both = cross(&a, &b, "return make(3), make(4)");
+    let call = |v: &Value| match v {
+        Value::Function(f) => f.call::<i64>(()).unwrap(),
+        other => panic!("expected a function, got {other:?}"),
+    };
+    assert_eq!(call(&f2[0]), 2);
+    assert_eq!((call(&both[0]), call(&both[1])), (3, 4));
+    // Loaded once: the second message handed back the cached closure (rebound).
+    assert_eq!(f1[0], f2[0]);
+    assert_ne!(both[0], both[1]);
+}
