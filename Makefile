@@ -36,6 +36,7 @@ lua-test: modules
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
 test: deps lint rust-test lua-test
 

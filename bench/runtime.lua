@@ -123,6 +123,47 @@ local function sci(n)
   return tostring(n)
 end
 
+-- CPU used by other processes (this machine is shared): /proc/stat minus our own use
+local NCPU = weft.cpus()
+local function cpu_sample()
+  local f = io.open("/proc/stat")
+  if not f then return nil end
+  local line = f:read("*l")
+  f:close()
+  local v = {}
+  for x in line:gmatch("%d+") do v[#v + 1] = tonumber(x) end
+  -- user nice system idle iowait irq softirq steal
+  local busy = v[1] + v[2] + v[3] + v[6] + v[7] + (v[8] or 0)
+  local g = io.open("/proc/self/stat")
+  if not g then return nil end
+  local st = g:read("*a")
+  g:close()
+  local after = st:match("%) (.*)$")
+  local fields = {}
+  for x in after:gmatch("%S+") do fields[#fields + 1] = x end
+  -- fields[1] is the state (field 3 of the file); utime, stime are fields 14, 15
+  local own = tonumber(fields[12]) + tonumber(fields[13])
+  return { busy = busy, own = own, t = now() }
+end
+--- Share of the machine's cores (0..1) used by other processes between two samples.
+local function others_share(a, b)
+  if not (a and b) or b.t <= a.t then return nil end
+  local ticks = (b.busy - a.busy) - (b.own - a.own)
+  return math.max(0, ticks / 100 / (b.t - a.t) / NCPU) -- USER_HZ = 100
+end
+local sections = {}
+local section_start
+local function section(name)
+  local s = cpu_sample()
+  if section_start and section_start.sample and s then
+    section_start.share = others_share(section_start.sample, s)
+  end
+  if name then
+    section_start = { name = name, sample = s }
+    sections[#sections + 1] = section_start
+  end
+end
+
 local rows = {}
 --- Record one table row. `st` is the weft figure, `base` an optional baseline (same unit),
 --- `ratio_text` how to read them together.
@@ -159,6 +200,7 @@ progress("weft ", tostring(weft.version), ", ", _VERSION, jit and (" / " .. jit.
 
 do
   progress("1. spawn + join")
+  section("spawn")
   local n = S.spawn_loop
   local st = repeat_(S.reps, function()
     local t0 = now()
@@ -190,11 +232,58 @@ do
   end)
   row("spawn_join_us", "spawn + join of `function() return 1 end` (fresh thread), " .. n .. " per rep",
     "µs", st, co, "baseline: coroutine.wrap(fn)() in the main state")
+
+  -- where a spawn's time goes (LuaJIT only: the probe reads the clock inside the thread,
+  -- as its last act, so the figure is the return path alone)
+  if jit and pcall(require, "ffi") then
+    local function probe()
+      local ffi = require "ffi"
+      ffi.cdef "struct weft_probe_ts { long s; long ns; }; int clock_gettime(int, struct weft_probe_ts *);"
+      local ts = ffi.new "struct weft_probe_ts"
+      ffi.C.clock_gettime(1, ts)
+      return tonumber(ts.s) + tonumber(ts.ns) * 1e-9
+    end
+    local m2 = math.max(20, math.floor(n / 4))
+    local ok = true
+    local back = repeat_(S.reps, function()
+      local b = 0
+      for _ = 1, m2 do
+        local returning = weft.spawn(probe):join()
+        local t1 = now()
+        if not (returning and returning <= t1) then ok = false end
+        b = b + (t1 - (returning or t1))
+      end
+      return b / m2 * 1e6
+    end)
+    check(ok, "spawn probe returned its timestamp")
+    row("spawn_return_us", "  step: the thread's function returns → `join()` returns", "µs", back, nil,
+      "result encode + wake-up + decode")
+  end
+
+  -- a worker's Lua state alone: make a 1-worker pool (Pool::new waits for its state), close it
+  local made, closed = {}, {}
+  for r = 1, S.reps do
+    collectgarbage()
+    local k = math.max(10, math.floor(n / 4))
+    local a, b = 0, 0
+    for _ = 1, k do
+      local t0 = now()
+      local p = weft.pool { size = 1 }
+      local t1 = now()
+      p:close()
+      local t2 = now()
+      a, b = a + (t1 - t0), b + (t2 - t1)
+    end
+    made[r], closed[r] = a / k * 1e6, b / k * 1e6
+  end
+  row("pool1_create_us", "  step: `weft.pool{size=1}` (thread start + new worker Lua state)", "µs", stats(made), nil, nil)
+  row("pool1_close_us", "  step: `pool:close()` of it (state teardown + thread exit)", "µs", stats(closed), nil, nil)
   row("plain_call_us", "(baseline) plain Lua call of the same function", "µs", call, nil, nil)
 end
 
 -- 2. pool submit + join -------------------------------------------------------------------
 
+section("pool submit")
 for _, size in ipairs { 1, 2 } do
   progress("2. pool submit + join, ", size, " worker(s)")
   local pool = weft.pool { size = size }
@@ -219,6 +308,7 @@ end
 -- 3./4. channel throughput --------------------------------------------------------------
 
 do
+  section("channels")
   local n = S.chan_n
   local producer_pool = weft.pool { size = 1 }
   producer_pool:submit(one):join()
@@ -298,6 +388,56 @@ do
           cap and ("capacity " .. cap) or "unbounded"),
         "msgs/s", st, base, "baseline: plain Lua table as a queue, one thread")
     end
+    -- the two halves alone, in the main state: n pushes into an unbounded channel, then n pops
+    local pushes, pops = {}, {}
+    for r = 1, CHAN_REPS do
+      collectgarbage()
+      local ch = weft.channel()
+      local t0 = now()
+      if kind == "numbers" then
+        for i = 1, n do ch:push(i) end
+      else
+        for i = 1, n do ch:push({ i, "x" }) end
+      end
+      local t1 = now()
+      local ok = #ch == n
+      for i = 1, n do
+        local v = ch:pop()
+        if kind == "numbers" then
+          if v ~= i then ok = false end
+        elseif v[1] ~= i then ok = false end
+      end
+      local t2 = now()
+      check(ok, "single-thread channel push/pop " .. kind)
+      pushes[r], pops[r] = (t1 - t0) / n * 1e9, (t2 - t1) / n * 1e9
+    end
+    row("chan_push_ns_" .. kind, "  step: one `ch:push` of a " .. (kind == "numbers" and "number" or "table") ..
+      ", one thread, no consumer", "ns", stats(pushes), nil, nil)
+    row("chan_pop_ns_" .. kind, "  step: one `ch:pop` of a " .. (kind == "numbers" and "number" or "table") ..
+      ", one thread, queue pre-filled", "ns", stats(pops), nil, nil)
+  end
+  -- the floor of any channel method: a call that does nothing (`ch:len()`), and `#ch`
+  do
+    local ch = weft.channel()
+    local m = S.chan_n
+    local lens = repeat_(CHAN_REPS, function()
+      local t0 = now()
+      local z = 0
+      for _ = 1, m do z = z + ch:len() end
+      local dt = now() - t0
+      check(z == 0, "ch:len()")
+      return dt / m * 1e9
+    end)
+    local hashes = repeat_(CHAN_REPS, function()
+      local t0 = now()
+      local z = 0
+      for _ = 1, m do z = z + #ch end
+      local dt = now() - t0
+      check(z == 0, "#ch")
+      return dt / m * 1e9
+    end)
+    row("chan_len_call_ns", "  step: `ch:len()` (weft.lua wrapper + binding call, no work)", "ns", lens, nil, nil)
+    row("chan_len_meta_ns", "  step: `#ch` (a plain mlua metamethod, no weft.lua wrapper)", "ns", hashes, nil, nil)
   end
   producer_pool:close()
 end
@@ -307,27 +447,30 @@ end
 do
   local n = S.arr_n
   progress("5. ", sci(n), "-number array to a worker")
+  section("array")
   local arr = {}
   for i = 1, n do arr[i] = i * 0.5 end
   local expect = 0.5 * n * (n + 1) / 2 -- exact: every partial sum is a multiple of 0.5 < 2^52
 
-  local spawn_st = repeat_(ARR_REPS, function()
-    local t0 = now()
-    local s = weft.spawn(sum_array, arr):join()
-    local dt = now() - t0
-    check(s == expect, "array sum via spawn")
-    return dt * 1e3
-  end)
   local pool = weft.pool { size = 1 }
   pool:submit(one):join()
-  local pool_st = repeat_(ARR_REPS, function()
+  -- spawn and pool runs interleaved, so drift on this shared machine hits both alike
+  local by_spawn, by_pool = {}, {}
+  for r = 0, ARR_REPS do -- r = 0: warm-up, not recorded
+    collectgarbage()
     local t0 = now()
-    local s = pool:submit(sum_array, arr):join()
-    local dt = now() - t0
-    check(s == expect, "array sum via pool:submit")
-    return dt * 1e3
-  end)
+    local s1 = weft.spawn(sum_array, arr):join()
+    local t1 = now()
+    collectgarbage()
+    local t2 = now()
+    local s2 = pool:submit(sum_array, arr):join()
+    local t3 = now()
+    check(s1 == expect, "array sum via spawn")
+    check(s2 == expect, "array sum via pool:submit")
+    if r > 0 then by_spawn[r], by_pool[r] = (t1 - t0) * 1e3, (t3 - t2) * 1e3 end
+  end
   pool:close()
+  local spawn_st, pool_st = stats(by_spawn), stats(by_pool)
 
   -- the steps: encoding (push into a channel) and decoding (pop out of it), main state only
   local ch = weft.channel()
@@ -381,13 +524,14 @@ end
 
 do
   progress("6. CPU loop, 2 threads vs 1")
+  section("cpu loop")
   -- calibrate N so the single-threaded work takes about S.cpu_seconds here
   local N = 1e5
   while true do
     local t0 = now()
     cpu_work(1, N)
     local dt = now() - t0
-    if dt > 0.05 or N >= 1e9 then
+    if dt > math.min(0.15, S.cpu_seconds / 2) or N >= 1e9 then
       N = math.floor(N * S.cpu_seconds / dt / 1000 + 0.5) * 1000
       break
     end
@@ -407,8 +551,10 @@ do
 
   local t1s, t2s, ratios, mains = {}, {}, {}, {}
   local workers_used = {}
+  local shares = {}
   for r = 1, CPU_REPS do
     collectgarbage()
+    local s0 = cpu_sample()
     -- one chunk: one worker
     local t0 = now()
     local one_chunk = pool:range(N, tagged, { chunk = N })
@@ -427,6 +573,7 @@ do
     check(cpu_work(1, N) == expect, "CPU loop in the main state")
     mains[r] = now() - t0
     t1s[r], t2s[r], ratios[r] = t1 * 1e3, t2 * 1e3, t1 / t2
+    shares[r] = others_share(s0, cpu_sample())
   end
   pool:close()
   local distinct = 0
@@ -439,9 +586,17 @@ do
     "ms", stats(t1s), main_st, "baseline: the same loop inline in the main state")
   row("cpu_2threads_ms", "  the same split in 2 chunks over a 2-worker pool (`pool:range`)", "ms",
     stats(t2s), nil, string.format("2 distinct workers in %d of %d reps", distinct, CPU_REPS))
+  local share_txt = ""
+  if shares[1] then
+    local parts = {}
+    for r = 1, CPU_REPS do parts[r] = string.format("%.0f%%", 100 * (shares[r] or 0)) end
+    share_txt = "; other processes used " .. table.concat(parts, ", ") .. " of the cores in each rep"
+  end
   row("cpu_speedup", "CPU loop speedup, 2 threads vs 1 (per-rep ratio)", "×", stats(ratios), nil,
-    "ideal 2.00×")
+    "ideal 2.00×" .. share_txt)
 end
+
+section(nil)
 
 -- report ------------------------------------------------------------------------------------
 
@@ -477,9 +632,13 @@ if JSON then
       r.key, esc(r.figure), esc(r.unit), st_json(r.st), st_json(r.base),
       r.note and ('"' .. esc(r.note) .. '"') or "null")
   end
-  print(string.format('{"lua":"%s","quick":%s,"cpus":%d,"clock":"%s","failures":%d,"figures":[%s]}',
+  local secs = {}
+  for i, sec in ipairs(sections) do
+    secs[i] = string.format('{"name":"%s","others_share":%s}', esc(sec.name), sec.share and num(sec.share) or "null")
+  end
+  print(string.format('{"lua":"%s","quick":%s,"cpus":%d,"clock":"%s","failures":%d,"figures":[%s],"load":[%s]}',
     esc(jit and jit.version or _VERSION), tostring(QUICK), weft.cpus(), esc(CLOCK), failures,
-    table.concat(out, ",")))
+    table.concat(out, ","), table.concat(secs, ",")))
 else
   print(string.format("weft %s on %s, %d cpus%s", tostring(weft.version), jit and jit.version or _VERSION,
     weft.cpus(), QUICK and " (--quick: smaller sizes, fewer reps)" or ""))
@@ -490,6 +649,16 @@ else
     print(string.format("| %s | %s %s | %s–%s | %d | %s |", r.figure, fmt(r.st.median), r.unit,
       fmt(r.st.min), fmt(r.st.max), r.st.reps, ratio_text(r)))
   end
+end
+
+if not JSON and sections[1] and sections[1].share then
+  local parts = {}
+  for _, sec in ipairs(sections) do
+    parts[#parts + 1] = string.format("%s %.0f%%", sec.name, 100 * (sec.share or 0))
+  end
+  print()
+  print("Other processes' use of the " .. NCPU .. " cores during each section (/proc/stat): " ..
+    table.concat(parts, ", ") .. ".")
 end
 
 if failures > 0 then

@@ -29,7 +29,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Copy `values` out of `lua` into a [`weft_core::Message`] that any thread can own,
 /// with the same rules as every weft crossing (errors name the refused value's path).
 pub fn encode_values(lua: &Lua, values: mlua::MultiValue) -> Result<weft_core::Message, String> {
-    runtime::ensure_state_data(lua);
+    runtime::prepare_state(lua).map_err(|e| e.to_string())?;
     runtime::encode(lua, values, codec::Label::Argument, 1).map_err(runtime::Raise::into_text)
 }
 
@@ -43,8 +43,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {
         return Ok(module);
     }
-    runtime::ensure_state_data(lua);
-    runtime::register_internals(lua)?;
+    runtime::prepare_state(lua)?;
     let core = lua.create_table()?;
     core.set("version", VERSION)?;
     core.set("cpus", export(lua, "weft.cpus", |_, ()| Ok(pools::cpus()))?)?;
@@ -83,10 +82,9 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             lua.set_named_registry_value("weft.methods.pool", pool)
         })?,
     )?;
-    let module: Table = lua
-        .load(include_str!("../../../lua/weft.lua"))
-        .set_name("=weft.lua")
-        .call((core, fail_mark()))?;
+    static PRELUDE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let prelude = runtime::load_cached(lua, &PRELUDE, "=weft.lua", include_str!("../../../lua/weft.lua"))?;
+    let module: Table = prelude.call((core, fail_mark()))?;
     lua.set_named_registry_value("weft.module", &module)?;
     Ok(module)
 }

@@ -7,10 +7,12 @@
 //! failed task), positioned at their own call for usage errors.
 
 use crate::codec::{self, decode, CodecState, Encoder, Label};
+use mlua::chunk::ChunkMode;
 use mlua::{
     ffi, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Value as LuaValue,
 };
 use std::ffi::c_void;
+use std::sync::OnceLock;
 use weft_core::message::{Message, Value};
 
 /// Everything weft keeps per Lua state.
@@ -71,13 +73,6 @@ where
             Err(Raise::Value(v)) => (fail_mark(), v, 0).into_lua_multi(lua),
         }
     })
-}
-
-/// Install weft's per-state data once.
-pub(crate) fn ensure_state_data(lua: &Lua) {
-    if lua.app_data_ref::<StateData>().is_none() {
-        lua.set_app_data(StateData::default());
-    }
 }
 
 fn scalar(v: &LuaValue) -> Option<Value> {
@@ -171,31 +166,51 @@ pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
     }
 }
 
-/// Register the export/import callbacks and the task error handler in the registry.
-pub(crate) fn register_internals(lua: &Lua) -> mlua::Result<()> {
+/// Compile `source` once per process and load it from bytecode afterwards: parsing the
+/// Lua parts of weft dominated the cost of a new worker state.
+pub(crate) fn load_cached(lua: &Lua, cache: &'static OnceLock<Vec<u8>>, name: &str, source: &str) -> mlua::Result<Function> {
+    if let Some(bytes) = cache.get() {
+        return lua.load(&bytes[..]).set_name(name).set_mode(ChunkMode::Binary).into_function();
+    }
+    let f = lua.load(source).set_name(name).into_function()?;
+    let _ = cache.set(f.dump(false));
+    Ok(f)
+}
+
+static HANDLER: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Make a state ready for the codec and for running tasks: per-state data, the handle
+/// export/import callbacks and the task error handler. Idempotent.
+pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
+    if lua.app_data_ref::<StateData>().is_some() {
+        return Ok(());
+    }
+    lua.set_app_data(StateData::default());
     lua.set_named_registry_value(
         "weft.export",
-        lua.create_function(|_, ud: mlua::AnyUserData| {
-            crate::handles::export(&ud).map(codec::stash_handle)
-        })?,
+        lua.create_function(|_, ud: mlua::AnyUserData| crate::handles::export(&ud).map(codec::stash_handle))?,
     )?;
     lua.set_named_registry_value(
         "weft.import",
-        lua.create_function(|lua, ()| match codec::take_handle() {
-            Some(h) => crate::handles::import(lua, h),
-            None => Err(mlua::Error::runtime("no handle to import")),
+        lua.create_function(|lua, ()| {
+            // Handle methods live in the weft module; a worker loads it lazily.
+            crate::open(lua)?;
+            match codec::take_handle() {
+                Some(h) => crate::handles::import(lua, h),
+                None => Err(mlua::Error::runtime("no handle to import")),
+            }
         })?,
     )?;
-    let handler: Function = lua
-        .load(
-            r#"local traceback, tostring, type = debug.traceback, tostring, type
-            return function(e)
-              local text = type(e) == "string" and e or tostring(e)
-              return { e, traceback(text, 2), text }
-            end"#,
-        )
-        .set_name("=weft.handler")
-        .call(())?;
-    lua.set_named_registry_value("weft.handler", handler)?;
-    Ok(())
+    let handler: Function = load_cached(
+        lua,
+        &HANDLER,
+        "=weft.handler",
+        r#"local traceback, tostring, type = debug.traceback, tostring, type
+        return function(e)
+          local text = type(e) == "string" and e or tostring(e)
+          return { e, traceback(text, 2), text }
+        end"#,
+    )?
+    .call(())?;
+    lua.set_named_registry_value("weft.handler", handler)
 }

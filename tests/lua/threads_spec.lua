@@ -1,0 +1,302 @@
+-- weft.spawn, thread handles (join/wait/status/cancel basics), worker states.
+local describe, it, assert, before_each, after_each = describe, it, assert, before_each, after_each
+local _ENV = _G -- functions sent to threads must see the real globals, not busted's env
+
+local weft = require "weft"
+local H = require "helpers"
+
+describe("weft module", function()
+  it("has a version string", function()
+    assert.are.equal("string", type(weft.version))
+    assert.is_truthy(weft.version:match("^%d+%.%d+"))
+  end)
+
+  it("reports the number of cpus as an integer >= 1", function()
+    local n = weft.cpus()
+    assert.are.equal("number", type(n))
+    assert.is_true(n >= 1)
+    assert.are.equal(math.floor(n), n)
+    if H.lua54 then assert.are.equal("integer", math.type(n)) end
+  end)
+end)
+
+describe("weft.spawn", function()
+  it("runs a function in a thread and join returns its results", function()
+    local h = weft.spawn(function(a, b) return a + b, a * b end, 6, 7)
+    local s, p = h:join(10)
+    assert.are.equal(13, s)
+    assert.are.equal(42, p)
+  end)
+
+  it("refuses a non-function first argument", function()
+    for _, bad in ipairs({ 42, "print", {}, true }) do
+      local e = H.err(weft.spawn, bad)
+      assert.is_string(e)
+      assert.is_truthy(e:find("argument 1 must be a function", 1, true), e)
+    end
+    local e = H.err(weft.spawn)
+    assert.is_truthy(e and e:find("argument 1 must be a function", 1, true), e)
+    e = H.err(weft.spawn, nil, 1)
+    assert.is_truthy(e and e:find("argument 1 must be a function", 1, true), e)
+  end)
+
+  it("passes every argument, nils in the middle included", function()
+    local h = weft.spawn(function(...)
+      return select("#", ...), (select(1, ...)), (select(2, ...)), (select(3, ...))
+    end, 1, nil, 3)
+    local n, a, b, c = h:join(10)
+    assert.are.equal(3, n)
+    assert.are.equal(1, a)
+    assert.is_nil(b)
+    assert.are.equal(3, c)
+  end)
+
+  it("returns all results, nils in the middle and at the end included", function()
+    local r = H.pack(weft.spawn(function() return nil, 2, nil, 4, nil end):join(10))
+    assert.are.equal(5, r.n)
+    assert.is_nil(r[1]); assert.are.equal(2, r[2]); assert.is_nil(r[3])
+    assert.are.equal(4, r[4]); assert.is_nil(r[5])
+  end)
+
+  it("returns no values when the function returns none", function()
+    local r = H.pack(weft.spawn(function() end):join(10))
+    assert.are.equal(0, r.n)
+  end)
+
+  it("runs threads in parallel with the caller", function()
+    local go, back = weft.channel(), weft.channel()
+    local h = weft.spawn(function(i, o)
+      local v = i:pop(10)
+      o:push(v * 2)
+      return "done"
+    end, go, back)
+    -- the thread is blocked waiting for us: it is running, not finished
+    assert.are.equal("running", h:status())
+    go:push(21)
+    assert.are.equal(42, back:pop(10))
+    assert.are.equal("done", h:join(10))
+  end)
+
+  it("re-raises a string error with the original message and a traceback", function()
+    local h = weft.spawn(function()
+      local function inner() error("kaboom-in-thread") end
+      inner()
+    end)
+    local ok, e = pcall(h.join, h, 10)
+    assert.is_false(ok)
+    assert.are.equal("string", type(e))
+    assert.is_truthy(e:find("kaboom-in-thread", 1, true), e)
+    assert.is_truthy(e:find("stack traceback", 1, true), e)
+  end)
+
+  it("re-raises a table error as a copy of the table", function()
+    local h = weft.spawn(function()
+      error({ code = 42, msg = "table error", list = { 1, 2, 3 } })
+    end)
+    local ok, e = pcall(h.join, h, 10)
+    assert.is_false(ok)
+    assert.are.equal("table", type(e))
+    assert.are.same({ code = 42, msg = "table error", list = { 1, 2, 3 } }, e)
+  end)
+
+  it("returns nil, 'timeout' when join times out, then the results later", function()
+    local gate = weft.channel()
+    local h = weft.spawn(function(g) return g:pop(10), "late" end, gate)
+    local r = H.pack(h:join(0.05))
+    assert.are.equal(2, r.n)
+    assert.is_nil(r[1])
+    assert.are.equal("timeout", r[2])
+    gate:push("open")
+    local a, b = h:join(10)
+    assert.are.equal("open", a)
+    assert.are.equal("late", b)
+  end)
+
+  it("join can be called again and returns the same results", function()
+    local h = weft.spawn(function() return 1, { x = "y" }, "three" end)
+    local a1, b1, c1 = h:join(10)
+    local a2, b2, c2 = h:join(10)
+    local a3, b3, c3 = h:join()
+    assert.are.same({ 1, { x = "y" }, "three" }, { a1, b1, c1 })
+    assert.are.same({ a1, b1, c1 }, { a2, b2, c2 })
+    assert.are.same({ a1, b1, c1 }, { a3, b3, c3 })
+  end)
+
+  it("join of a failed thread raises every time", function()
+    local h = weft.spawn(function() error("again and again") end)
+    for _ = 1, 3 do
+      local e = H.err(h.join, h, 10)
+      assert.is_truthy(e and e:find("again and again", 1, true), e)
+    end
+  end)
+
+  it("wait returns false while running and true once finished, never raising", function()
+    local gate = weft.channel()
+    local ok_h = weft.spawn(function(g) return g:pop(10) end, gate)
+    assert.is_false(ok_h:wait(0.05))
+    assert.is_false(ok_h:wait(0))
+    gate:push(1)
+    assert.is_true(ok_h:wait(10))
+    assert.is_true(ok_h:wait())
+
+    local bad = weft.spawn(function() error("wait must not raise this") end)
+    local ok, finished = pcall(bad.wait, bad, 10)
+    assert.is_true(ok)
+    assert.is_true(finished)
+  end)
+
+  it("status goes from running to done", function()
+    local gate = weft.channel()
+    local h = weft.spawn(function(g) g:pop(10) return true end, gate)
+    assert.are.equal("running", h:status())
+    gate:push(true)
+    assert.is_true(h:wait(10))
+    assert.are.equal("done", h:status())
+  end)
+
+  it("status of a failed thread is 'failed' plus the error text with traceback", function()
+    local h = weft.spawn(function() error("status-failure-text") end)
+    assert.is_true(h:wait(10))
+    local st, text = h:status()
+    assert.are.equal("failed", st)
+    assert.are.equal("string", type(text))
+    assert.is_truthy(text:find("status-failure-text", 1, true), text)
+    assert.is_truthy(text:find("stack traceback", 1, true), text)
+  end)
+
+  it("status of a finished thread has no second value", function()
+    local h = weft.spawn(function() return 1 end)
+    assert.is_true(h:wait(10))
+    local st, extra = h:status()
+    assert.are.equal("done", st)
+    assert.is_nil(extra)
+  end)
+
+  it("runs many threads at once", function()
+    local hs = {}
+    for i = 1, 16 do
+      hs[i] = weft.spawn(function(k)
+        local s = 0
+        for j = 1, 1000 * k do s = s + j end
+        return k, s
+      end, i)
+    end
+    for i = 1, 16 do
+      local k, s = hs[i]:join(20)
+      assert.are.equal(i, k)
+      local n = 1000 * i
+      assert.are.equal(n * (n + 1) / 2, s)
+    end
+  end)
+
+  it("weft.check() is a no-op outside a cancelled task", function()
+    local ok, e = pcall(weft.check)
+    assert.is_true(ok, e)
+    local h = weft.spawn(function()
+      local w = require "weft"
+      for _ = 1, 1000 do w.check() end
+      return "checked"
+    end)
+    assert.are.equal("checked", h:join(10))
+  end)
+end)
+
+describe("a thread's Lua state", function()
+  it("has every standard library", function()
+    local h = weft.spawn(function()
+      local t = {}
+      for _, name in ipairs({ "string", "table", "math", "io", "os", "debug",
+                              "coroutine", "package" }) do
+        t[name] = type(_G[name])
+      end
+      t.require = type(require)
+      t.tostring = type(tostring)
+      t.pcall = type(pcall)
+      t.upper = string.upper("abc")
+      t.concat = table.concat({ "a", "b" }, "-")
+      t.floor = math.floor(2.5)
+      t.clock = type(os.clock())
+      t.traceback = type(debug.traceback("x"))
+      t.write = type(io.write)
+      return t
+    end)
+    local t = h:join(10)
+    for _, name in ipairs({ "string", "table", "math", "io", "os", "debug",
+                            "coroutine", "package" }) do
+      assert.are.equal("table", t[name], name)
+    end
+    assert.are.equal("function", t.require)
+    assert.are.equal("function", t.tostring)
+    assert.are.equal("function", t.pcall)
+    assert.are.equal("ABC", t.upper)
+    assert.are.equal("a-b", t.concat)
+    assert.are.equal(2, t.floor)
+    assert.are.equal("number", t.clock)
+    assert.are.equal("string", t.traceback)
+    assert.are.equal("function", t.write)
+  end)
+
+  it("has ffi and jit on LuaJIT, utf8 and integers on Lua 5.4", function()
+    if H.jit then
+      local a, b, c, d, e = weft.spawn(function()
+        local ffi = require "ffi"
+        local buf = ffi.new("int[4]")
+        buf[2] = 7
+        return type(jit), type(jit.version), type(ffi.new), tonumber(buf[2]),
+          type(package.loaded.ffi)
+      end):join(10)
+      assert.are.same({ "table", "string", "function", 7, "table" }, { a, b, c, d, e })
+    else
+      local a, b, c, d = weft.spawn(function()
+        return type(utf8), math.type(3), math.type(3.0), utf8.char(72, 105)
+      end):join(10)
+      assert.are.same({ "table", "integer", "float", "Hi" }, { a, b, c, d })
+    end
+  end)
+
+  it("inherits package.path and package.cpath and can require a module through them", function()
+    local base = H.tmpname("")
+    local modfile = base .. "_weftmod.lua"
+    local entry = base .. "_?.lua"
+    H.write(modfile, "return { answer = 42, hello = function(n) return 'hello ' .. n end }\n")
+    local old = package.path
+    package.path = entry .. ";" .. old
+    local ok, path, cpath, answer, hello = pcall(function()
+      return weft.spawn(function()
+        local m = require "weftmod"
+        return package.path, package.cpath, m.answer, m.hello("thread")
+      end):join(10)
+    end)
+    package.path = old
+    H.remove(modfile)
+    assert.is_true(ok, path)
+    assert.is_truthy(path:find(entry, 1, true), path)
+    assert.are.equal(package.cpath, cpath)
+    assert.are.equal(42, answer)
+    assert.are.equal("hello thread", hello)
+  end)
+
+  it("can require weft and spawn threads of its own", function()
+    local h = weft.spawn(function(n)
+      local w = require "weft"
+      local inner = {}
+      for i = 1, n do
+        inner[i] = w.spawn(function(k) return k * k end, i)
+      end
+      local s = 0
+      for i = 1, n do s = s + inner[i]:join(10) end
+      return type(w.spawn), type(w.channel), s
+    end, 5)
+    local a, b, s = h:join(20)
+    assert.are.equal("function", a)
+    assert.are.equal("function", b)
+    assert.are.equal(1 + 4 + 9 + 16 + 25, s)
+  end)
+
+  it("gets fresh globals: the caller's globals do not leak into a thread", function()
+    rawset(_G, "WEFT_TEST_GLOBAL", "main")
+    local v = weft.spawn(function() return rawget(_G, "WEFT_TEST_GLOBAL") end):join(10)
+    rawset(_G, "WEFT_TEST_GLOBAL", nil)
+    assert.is_nil(v)
+  end)
+end)
