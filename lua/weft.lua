@@ -27,12 +27,32 @@ local Task = {
   cancel = wrap(core.task_cancel),
 }
 
+-- push and pop are raw C functions taking the channel's address; the address is looked
+-- up once per handle and cached here (weak keys: the cache never keeps a handle alive,
+-- and the caller's own reference keeps it alive during the call).
+local channel_ptr, raw_push, raw_pop = core.channel_ptr, core.raw_channel_push, core.raw_channel_pop
+local addresses = setmetatable({}, { __mode = "k" })
+local function address(ch)
+  local p = addresses[ch]
+  if p == nil then
+    p = check(channel_ptr(ch))
+    addresses[ch] = p
+  end
+  return p
+end
+
 local Channel = {
-  push = wrap(core.channel_push),
-  pop = wrap(core.channel_pop),
   close = wrap(core.channel_close),
   len = wrap(core.channel_len),
 }
+
+function Channel.push(ch, v, timeout)
+  return check(raw_push(address(ch), v, timeout))
+end
+
+function Channel.pop(ch, timeout)
+  return check(raw_pop(address(ch), timeout))
+end
 
 --- Iterate over popped values until the channel is closed and drained (or a pop times
 --- out, when `timeout` is given).
@@ -40,6 +60,61 @@ function Channel.iter(ch, timeout)
   local pop = Channel.pop
   return function()
     return (pop(ch, timeout))
+  end
+end
+
+-- LuaJIT: numbers take an FFI path that the JIT compiles to direct calls (see
+-- crates/weft-lua/src/fast.rs for the result codes); anything else, or a timeout that is
+-- not a number, goes through the general functions above.
+if core.ffi_push_number then
+  local ffi = require "ffi"
+  local type = type
+  local push_number = ffi.cast("int (*)(void *, double, double)", core.ffi_push_number)
+  local pop_number = ffi.cast("int (*)(void *, double, double *)", core.ffi_pop_number)
+  local out = ffi.new("double[1]")
+  local forever = math.huge
+  -- The JIT cannot pass a light userdata as a C pointer; cache a cdata copy per handle.
+  local cast, pointers = ffi.cast, setmetatable({}, { __mode = "k" })
+  local function pointer(ch)
+    local p = pointers[ch]
+    if p == nil then
+      p = cast("void *", address(ch))
+      pointers[ch] = p
+    end
+    return p
+  end
+  local general_push, general_pop = Channel.push, Channel.pop
+
+  function Channel.push(ch, v, timeout)
+    if type(v) == "number" and (timeout == nil or type(timeout) == "number") then
+      local r = push_number(pointer(ch), v, timeout or forever)
+      if r == 0 then
+        return true
+      elseif r == 1 then
+        return false, "timeout"
+      elseif r == 2 then
+        return false, "closed"
+      elseif r == 3 then
+        error("cancelled", 0)
+      end
+    end
+    return general_push(ch, v, timeout)
+  end
+
+  function Channel.pop(ch, timeout)
+    if timeout == nil or type(timeout) == "number" then
+      local r = pop_number(pointer(ch), timeout or forever, out)
+      if r == 0 then
+        return out[0]
+      elseif r == 1 then
+        return nil, "timeout"
+      elseif r == 2 then
+        return nil, "closed"
+      elseif r == 3 then
+        error("cancelled", 0)
+      end
+    end
+    return general_pop(ch, timeout)
   end
 end
 

@@ -73,6 +73,12 @@ pub fn current() -> Option<Arc<CancelToken>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// Run `f` with the current task's token borrowed (no reference-count traffic: this is on
+/// every channel operation).
+pub fn with_current<R>(f: impl FnOnce(Option<&CancelToken>) -> R) -> R {
+    CURRENT.with(|c| f(c.borrow().as_deref()))
+}
+
 /// Is the task running on this thread cancelled? Cheap: one thread-local read and one
 /// atomic load.
 pub fn current_is_cancelled() -> bool {

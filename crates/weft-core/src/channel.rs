@@ -166,11 +166,34 @@ impl Channel {
         deadline: Deadline,
         cancel: Option<&CancelToken>,
     ) -> Result<Message, PopError> {
-        if let Some(m) = self.try_pop() {
-            return Ok(m);
-        }
-        if deadline != Deadline::Never && deadline.expired() {
-            return self.pop_final();
+        self.pop_if(deadline, cancel, |_| true)
+            .map(|m| m.expect("every item is accepted"))
+    }
+
+    /// Wait like [`Channel::pop`] for an item, then take it only if `accept` says so;
+    /// `Ok(None)` leaves a refused item at the front. (The LuaJIT FFI path takes numbers
+    /// itself and leaves anything else to the general decoder.)
+    pub fn pop_if(
+        self: &Arc<Self>,
+        deadline: Deadline,
+        cancel: Option<&CancelToken>,
+        accept: impl Fn(&Message) -> bool,
+    ) -> Result<Option<Message>, PopError> {
+        if self.len.load(Ordering::Relaxed) > 0 || deadline.expired() {
+            let mut s = self.state.lock();
+            if let Some(front) = s.queue.front() {
+                return Ok(if accept(front) {
+                    self.take(&mut s)
+                } else {
+                    None
+                });
+            }
+            if s.closed {
+                return Err(PopError::Closed);
+            }
+            if deadline.expired() {
+                return Err(PopError::Timeout);
+            }
         }
         for _ in 0..SPIN_ROUNDS {
             if self.len.load(Ordering::Relaxed) > 0 || self.closed.load(Ordering::Relaxed) {
@@ -178,11 +201,22 @@ impl Channel {
             }
             std::hint::spin_loop();
         }
-        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
         let mut s = self.state.lock();
+        let _blocked = if s.queue.is_empty() && !s.closed {
+            drop(s);
+            let guard = cancel.map(|c| c.blocked_on(self.clone()));
+            s = self.state.lock();
+            guard
+        } else {
+            None
+        };
         loop {
-            if let Some(m) = self.take(&mut s) {
-                return Ok(m);
+            if let Some(front) = s.queue.front() {
+                return Ok(if accept(front) {
+                    self.take(&mut s)
+                } else {
+                    None
+                });
             }
             if s.closed {
                 return Err(PopError::Closed);
@@ -190,22 +224,17 @@ impl Channel {
             if cancel.is_some_and(|c| c.is_cancelled()) {
                 return Err(PopError::Cancelled);
             }
-            s.waiting_pop += 1;
-            let timed_out = match deadline.instant() {
-                None => {
-                    self.not_empty.wait(&mut s);
-                    false
-                }
-                Some(t) => self.not_empty.wait_until(&mut s, t).timed_out(),
-            };
-            s.waiting_pop -= 1;
-            if timed_out {
-                return match self.take(&mut s) {
-                    Some(m) => Ok(m),
-                    None if s.closed => Err(PopError::Closed),
-                    None => Err(PopError::Timeout),
-                };
+            if deadline.expired() {
+                return Err(PopError::Timeout);
             }
+            s.waiting_pop += 1;
+            match deadline.instant() {
+                None => self.not_empty.wait(&mut s),
+                Some(t) => {
+                    let _ = self.not_empty.wait_until(&mut s, t);
+                }
+            }
+            s.waiting_pop -= 1;
         }
     }
 
@@ -213,15 +242,6 @@ impl Channel {
     pub fn try_pop(&self) -> Option<Message> {
         let mut s = self.state.lock();
         self.take(&mut s)
-    }
-
-    fn pop_final(&self) -> Result<Message, PopError> {
-        let mut s = self.state.lock();
-        match self.take(&mut s) {
-            Some(m) => Ok(m),
-            None if s.closed => Err(PopError::Closed),
-            None => Err(PopError::Timeout),
-        }
     }
 
     fn take(&self, s: &mut State) -> Option<Message> {

@@ -6,6 +6,7 @@
 //! table reachable twice is one node, rebuilt once on the other side.
 
 use crate::handle::Handle;
+pub use smallvec::{smallvec, SmallVec};
 use std::sync::Arc;
 
 /// One value inside a message.
@@ -50,7 +51,7 @@ pub enum Node {
 /// The contents of a plain table: the sequence `1..=array.len()` and everything else.
 #[derive(Clone, Debug, Default)]
 pub struct TableNode {
-    /// Values at keys `1..=n`, in order (none of them nil).
+    /// Values at keys `1..=n`, in order (`nil` for a hole inside the border).
     pub array: Vec<Value>,
     /// All other key/value pairs.
     pub hash: Vec<(Value, Value)>,
@@ -95,11 +96,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Root values of a message. One value (a channel item, a single result) is stored
+/// inline, so a scalar message crosses threads without a heap allocation.
+pub type Values = SmallVec<[Value; 1]>;
+
 /// A group of values and the nodes they point into.
 #[derive(Clone, Debug, Default)]
 pub struct Message {
     /// The root values, in order.
-    pub values: Vec<Value>,
+    pub values: Values,
     /// Tables and functions, referenced by [`Value::Node`].
     pub nodes: Vec<Node>,
 }
@@ -108,7 +113,7 @@ impl Message {
     /// A message holding exactly one value and no nodes.
     pub fn single(value: Value) -> Message {
         Message {
-            values: vec![value],
+            values: smallvec![value],
             nodes: Vec::new(),
         }
     }
@@ -138,7 +143,7 @@ mod tests {
         t.hash
             .push((Value::Str(b"self".to_vec().into()), Value::Node(0)));
         let m = Message {
-            values: vec![Value::Node(0)],
+            values: smallvec![Value::Node(0)],
             nodes: vec![Node::Table(t)],
         };
         match m.node(0) {

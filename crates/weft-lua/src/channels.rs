@@ -1,12 +1,11 @@
 //! `weft.channel` and its methods.
 
-use crate::codec::Label;
 use crate::handles::LuaChannel;
-use crate::runtime::{decode, encode, Raise, Ret};
-use mlua::{AnyUserData, Lua, MultiValue, Value as LuaValue};
+use crate::runtime::{Raise, Ret};
+use mlua::{AnyUserData, LightUserData, Lua, Value as LuaValue};
+use std::ffi::c_void;
 use std::sync::Arc;
-use weft_core::channel::{PopError, PushError};
-use weft_core::{cancel, Channel, Deadline};
+use weft_core::Channel;
 
 /// `weft.channel([capacity])`: unbounded without a capacity.
 pub(crate) fn new_channel(_: &Lua, capacity: LuaValue) -> Ret<LuaChannel> {
@@ -34,51 +33,10 @@ fn channel_of(ud: &AnyUserData) -> Ret<Arc<Channel>> {
         .map_err(|_| Raise::Usage("weft: expected a channel".into()))
 }
 
-fn cancelled(lua: &Lua) -> Raise {
-    match lua.create_string("cancelled") {
-        Ok(s) => Raise::Value(LuaValue::String(s)),
-        Err(e) => e.into(),
-    }
-}
-
-/// `ch:push(v [, timeout])` → true, or false and "timeout" | "closed".
-pub(crate) fn push(
-    lua: &Lua,
-    (ud, value, timeout): (AnyUserData, LuaValue, Option<f64>),
-) -> Ret<(bool, Option<&'static str>)> {
-    let ch = channel_of(&ud)?;
-    if value.is_nil() {
-        return Err(Raise::Usage(
-            "weft: channel:push: cannot push nil (pop returns nil only for timeout or closed)"
-                .into(),
-        ));
-    }
-    let msg = encode(lua, MultiValue::from_iter([value]), Label::Value, 1)?;
-    let me = cancel::current();
-    match ch.push(msg, Deadline::after_secs(timeout), me.as_deref()) {
-        Ok(()) => Ok((true, None)),
-        Err(PushError::Timeout) => Ok((false, Some("timeout"))),
-        Err(PushError::Closed) => Ok((false, Some("closed"))),
-        Err(PushError::Cancelled) => Err(cancelled(lua)),
-    }
-}
-
-/// `ch:pop([timeout])` → v, or nil and "timeout" | "closed".
-pub(crate) fn pop(lua: &Lua, (ud, timeout): (AnyUserData, Option<f64>)) -> Ret<MultiValue> {
-    let ch = channel_of(&ud)?;
-    let me = cancel::current();
-    match ch.pop(Deadline::after_secs(timeout), me.as_deref()) {
-        Ok(msg) => decode(lua, &msg),
-        Err(PopError::Timeout) => Ok(MultiValue::from_iter([
-            LuaValue::Nil,
-            LuaValue::String(lua.create_string("timeout")?),
-        ])),
-        Err(PopError::Closed) => Ok(MultiValue::from_iter([
-            LuaValue::Nil,
-            LuaValue::String(lua.create_string("closed")?),
-        ])),
-        Err(PopError::Cancelled) => Err(cancelled(lua)),
-    }
+/// The channel's address, for the raw push/pop functions in `fast` (the handle stays
+/// referenced by the caller while they run).
+pub(crate) fn pointer(_: &Lua, ud: AnyUserData) -> Ret<LightUserData> {
+    Ok(LightUserData(Arc::as_ptr(&channel_of(&ud)?) as *mut c_void))
 }
 
 /// `ch:close()`.

@@ -14,6 +14,7 @@
 
 mod channels;
 pub mod codec;
+mod fast;
 mod handles;
 mod pools;
 mod runtime;
@@ -59,8 +60,23 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         "channel",
         export(lua, "weft.channel", channels::new_channel)?,
     )?;
-    core.set("channel_push", export(lua, "channel:push", channels::push)?)?;
-    core.set("channel_pop", export(lua, "channel:pop", channels::pop)?)?;
+    core.set("channel_ptr", export(lua, "channel", channels::pointer)?)?;
+    // SAFETY: both follow the lua_CFunction contract and never raise (see `fast`).
+    unsafe {
+        core.set(
+            "raw_channel_push",
+            lua.create_c_function(fast::channel_push)?,
+        )?;
+        core.set("raw_channel_pop", lua.create_c_function(fast::channel_pop)?)?;
+    }
+    #[cfg(feature = "luajit")]
+    {
+        use mlua::LightUserData;
+        let push = fast::ffi_numbers::push_number as *const () as *mut std::ffi::c_void;
+        let pop = fast::ffi_numbers::pop_number as *const () as *mut std::ffi::c_void;
+        core.set("ffi_push_number", LightUserData(push))?;
+        core.set("ffi_pop_number", LightUserData(pop))?;
+    }
     core.set(
         "channel_close",
         export(lua, "channel:close", channels::close)?,
@@ -83,7 +99,12 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     static PRELUDE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let prelude = runtime::load_cached(lua, &PRELUDE, "=weft.lua", include_str!("../../../lua/weft.lua"))?;
+    let prelude = runtime::load_cached(
+        lua,
+        &PRELUDE,
+        "=weft.lua",
+        include_str!("../../../lua/weft.lua"),
+    )?;
     let module: Table = prelude.call((core, fail_mark()))?;
     lua.set_named_registry_value("weft.module", &module)?;
     Ok(module)

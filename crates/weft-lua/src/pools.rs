@@ -11,6 +11,7 @@ use crate::worker::{inherit, run_as_task, run_call, run_map_chunk, with_worker_s
 use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
 use parking_lot::Mutex;
 use std::sync::Arc;
+use weft_core::message::smallvec;
 use weft_core::pool::wait_task;
 use weft_core::task::{Outcome, WaitEnd};
 use weft_core::{cancel, Deadline, Message, Pool, Task, Value};
@@ -285,7 +286,7 @@ fn range_on(
     while first <= n {
         let last = (first + chunk - 1).min(n);
         let args = Message {
-            values: vec![Value::Int(first as i64), Value::Int(last as i64)],
+            values: smallvec![Value::Int(first as i64), Value::Int(last as i64)],
             nodes: Vec::new(),
         };
         tasks.push(submit_call(pool, func.clone(), args)?);
@@ -298,7 +299,7 @@ fn range_on(
         if let Some(Outcome::Returned(m)) = t.outcome() {
             if let Some(v) = m.values.first() {
                 let single = Message {
-                    values: vec![v.clone()],
+                    values: smallvec![v.clone()],
                     nodes: m.nodes.clone(),
                 };
                 set_values(lua, &out, &single, i + 1)?;

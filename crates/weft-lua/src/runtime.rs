@@ -168,9 +168,18 @@ pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
 
 /// Compile `source` once per process and load it from bytecode afterwards: parsing the
 /// Lua parts of weft dominated the cost of a new worker state.
-pub(crate) fn load_cached(lua: &Lua, cache: &'static OnceLock<Vec<u8>>, name: &str, source: &str) -> mlua::Result<Function> {
+pub(crate) fn load_cached(
+    lua: &Lua,
+    cache: &'static OnceLock<Vec<u8>>,
+    name: &str,
+    source: &str,
+) -> mlua::Result<Function> {
     if let Some(bytes) = cache.get() {
-        return lua.load(&bytes[..]).set_name(name).set_mode(ChunkMode::Binary).into_function();
+        return lua
+            .load(&bytes[..])
+            .set_name(name)
+            .set_mode(ChunkMode::Binary)
+            .into_function();
     }
     let f = lua.load(source).set_name(name).into_function()?;
     let _ = cache.set(f.dump(false));
@@ -186,9 +195,13 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
         return Ok(());
     }
     lua.set_app_data(StateData::default());
+    let data: *const StateData = &*lua.app_data_ref::<StateData>().expect("just set");
+    lua.set_named_registry_value("weft.state", LightUserData(data as *mut c_void))?;
     lua.set_named_registry_value(
         "weft.export",
-        lua.create_function(|_, ud: mlua::AnyUserData| crate::handles::export(&ud).map(codec::stash_handle))?,
+        lua.create_function(|_, ud: mlua::AnyUserData| {
+            crate::handles::export(&ud).map(codec::stash_handle)
+        })?,
     )?;
     lua.set_named_registry_value(
         "weft.import",

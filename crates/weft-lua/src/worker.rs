@@ -93,7 +93,10 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
         ffi::luaL_openlibs(raw);
         Lua::get_or_init_from_ptr(raw).clone()
     };
-    let state = WorkerState { lua: ManuallyDrop::new(lua), raw };
+    let state = WorkerState {
+        lua: ManuallyDrop::new(lua),
+        raw,
+    };
     let package: Table = state.globals().get("package")?;
     if let Some(p) = &inherit.path {
         package.set("path", p.as_str())?;
@@ -102,7 +105,9 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
         package.set("cpath", p.as_str())?;
     }
     crate::runtime::prepare_state(&state)?;
-    package.get::<Table>("preload")?.set("weft", state.create_function(|lua, ()| crate::open(lua))?)?;
+    package
+        .get::<Table>("preload")?
+        .set("weft", state.create_function(|lua, ()| crate::open(lua))?)?;
     // SAFETY: sets a C hook on the state's main thread; the hook only reads a thread-local.
     unsafe {
         // Returns an int on 5.1/LuaJIT and nothing on 5.4: ignore either way.

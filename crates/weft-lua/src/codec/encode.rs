@@ -71,7 +71,7 @@ pub struct Encoder<'a> {
     codec: &'a CodecState,
     seen: HashMap<*const c_void, u32>,
     nodes: Vec<Node>,
-    values: Vec<Value>,
+    values: weft_core::message::Values,
     depth: u32,
     index_rebuilt: bool,
 }
@@ -83,7 +83,7 @@ impl<'a> Encoder<'a> {
             codec,
             seen: HashMap::new(),
             nodes: Vec::new(),
-            values: Vec::new(),
+            values: Default::default(),
             depth: 0,
             index_rebuilt: false,
         }
@@ -220,9 +220,29 @@ impl<'a> Encoder<'a> {
             let node = self.nodes.len() as u32;
             self.nodes.push(Node::Table(TableNode::default()));
             self.seen.insert(ptr, node);
-            let mut array = Vec::with_capacity(ffi::lua_rawlen(state, idx));
+            // The sequence part first, by index: much cheaper than lua_next for the big
+            // numeric arrays people hand to workers. Holes inside the border stay nil.
+            let len = ffi::lua_rawlen(state, idx);
+            let mut array = Vec::with_capacity(len);
+            for i in 1..=len {
+                ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
+                let slot = ffi::lua_gettop(state);
+                let v = if ffi::lua_type(state, slot) == ffi::LUA_TNUMBER {
+                    number(state, slot)
+                } else {
+                    within(|| Segment::Index(i as i64), self.value(state, slot))?
+                };
+                array.push(v);
+                ffi::lua_settop(state, slot - 1);
+            }
             let mut hash = Vec::new();
-            ffi::lua_pushnil(state);
+            // Then everything else, resuming the traversal after key `len` (present, since
+            // `len` is a border), so the sequence is not walked twice.
+            if len > 0 {
+                ffi::lua_pushinteger(state, len as ffi::lua_Integer);
+            } else {
+                ffi::lua_pushnil(state);
+            }
             while ffi::lua_next(state, idx) != 0 {
                 let key = ffi::lua_gettop(state) - 1;
                 let value = key + 1;

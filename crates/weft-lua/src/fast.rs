@@ -1,0 +1,234 @@
+//! Hot paths as raw C functions: `channel:push` and `channel:pop`.
+//!
+//! An mlua callback costs several hundred nanoseconds (argument conversion through
+//! `MultiValue`, a registry reference per userdata argument, error wrapping); a channel
+//! operation should cost less than that in total. These functions take the channel as a
+//! light userdata pointer (obtained once per handle by `lua/weft.lua`, which keeps the
+//! handle alive while calling), encode and decode straight from the Lua stack, and follow
+//! the same failure convention as every binding: they never raise, they return
+//! `FAIL, value, level`.
+
+use crate::codec::decode::push_all;
+use crate::codec::{Encoder, Label};
+use crate::runtime::{fail_mark, StateData};
+use mlua::ffi;
+use std::ffi::c_int;
+use std::mem::ManuallyDrop;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use weft_core::channel::{PopError, PushError};
+use weft_core::{cancel, Channel, Deadline};
+
+/// Registry key of the light userdata pointing at this state's [`StateData`].
+pub(crate) const STATE_KEY: &std::ffi::CStr = c"weft.state";
+
+unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
+    // SAFETY: prepare_state stored a pointer to the StateData boxed in this state's app
+    // data, which lives (at a fixed address) as long as the state.
+    unsafe {
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, STATE_KEY.as_ptr());
+        let p = ffi::lua_touserdata(state, -1) as *const StateData;
+        ffi::lua_pop(state, 1);
+        &*p
+    }
+}
+
+unsafe fn fail(state: *mut ffi::lua_State, msg: &str, level: ffi::lua_Integer) -> c_int {
+    // SAFETY: pushes three values on a valid state.
+    unsafe {
+        ffi::lua_pushlightuserdata(state, fail_mark().0);
+        crate::codec::raw::push_bytes(state, msg.as_bytes());
+        ffi::lua_pushinteger(state, level);
+    }
+    3
+}
+
+unsafe fn push_status(state: *mut ffi::lua_State, first_nil: bool, word: &str) -> c_int {
+    // SAFETY: pushes two values on a valid state.
+    unsafe {
+        if first_nil {
+            ffi::lua_pushnil(state);
+        } else {
+            ffi::lua_pushboolean(state, 0);
+        }
+        crate::codec::raw::push_bytes(state, word.as_bytes());
+    }
+    2
+}
+
+/// The channel behind argument 1 without touching its reference count.
+unsafe fn channel_arg(state: *mut ffi::lua_State) -> Option<ManuallyDrop<Arc<Channel>>> {
+    // SAFETY: argument 1 is a pointer produced by `channel_ptr` from a live handle that the
+    // caller keeps referenced during the call; ManuallyDrop keeps the count unchanged.
+    unsafe {
+        if ffi::lua_type(state, 1) != ffi::LUA_TLIGHTUSERDATA {
+            return None;
+        }
+        let p = ffi::lua_touserdata(state, 1) as *const Channel;
+        Some(ManuallyDrop::new(Arc::from_raw(p)))
+    }
+}
+
+unsafe fn deadline_arg(state: *mut ffi::lua_State, idx: c_int) -> Result<Deadline, ()> {
+    // SAFETY: type checks and a number read on a valid index.
+    unsafe {
+        match ffi::lua_type(state, idx) {
+            ffi::LUA_TNONE | ffi::LUA_TNIL => Ok(Deadline::Never),
+            ffi::LUA_TNUMBER => Ok(Deadline::after_secs(Some(ffi::lua_tonumber(state, idx)))),
+            _ => Err(()),
+        }
+    }
+}
+
+fn guarded(state: *mut ffi::lua_State, what: &str, body: impl FnOnce() -> c_int) -> c_int {
+    match std::panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(n) => n,
+        // SAFETY: the state is valid; nothing else is pending in this frame.
+        Err(_) => unsafe {
+            fail(
+                state,
+                &format!("weft: internal error (a Rust panic) in {what}"),
+                2,
+            )
+        },
+    }
+}
+
+/// `raw_channel_push(ptr, value [, timeout])`.
+pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: called by Lua as a lua_CFunction with the documented arguments.
+    guarded(state, "channel:push", || unsafe {
+        let Some(ch) = channel_arg(state) else {
+            return fail(state, "weft: channel:push: not a channel", 2);
+        };
+        if ffi::lua_type(state, 2) <= ffi::LUA_TNIL {
+            return fail(
+                state,
+                "weft: channel:push: cannot push nil (pop returns nil only for timeout or closed)",
+                2,
+            );
+        }
+        let Ok(deadline) = deadline_arg(state, 3) else {
+            return fail(
+                state,
+                "weft: channel:push: timeout must be a number of seconds",
+                2,
+            );
+        };
+        let mut enc = Encoder::new(&state_data(state).codec);
+        if let Err(e) = enc.push(state, 2, Label::Value, 1) {
+            return fail(state, &e, 2);
+        }
+        let me = cancel::current();
+        match ch.push(enc.finish(), deadline, me.as_deref()) {
+            Ok(()) => {
+                ffi::lua_pushboolean(state, 1);
+                1
+            }
+            Err(PushError::Timeout) => push_status(state, false, "timeout"),
+            Err(PushError::Closed) => push_status(state, false, "closed"),
+            Err(PushError::Cancelled) => fail(state, "cancelled", 0),
+        }
+    })
+}
+
+/// `raw_channel_pop(ptr [, timeout])`.
+pub(crate) unsafe extern "C-unwind" fn channel_pop(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: called by Lua as a lua_CFunction with the documented arguments.
+    guarded(state, "channel:pop", || unsafe {
+        let Some(ch) = channel_arg(state) else {
+            return fail(state, "weft: channel:pop: not a channel", 2);
+        };
+        let Ok(deadline) = deadline_arg(state, 2) else {
+            return fail(
+                state,
+                "weft: channel:pop: timeout must be a number of seconds",
+                2,
+            );
+        };
+        let me = cancel::current();
+        match ch.pop(deadline, me.as_deref()) {
+            Ok(msg) => {
+                ffi::lua_settop(state, 0);
+                match push_all(state, &state_data(state).codec, &msg) {
+                    Ok(n) => n,
+                    Err(e) => fail(state, &e, 2),
+                }
+            }
+            Err(PopError::Timeout) => push_status(state, true, "timeout"),
+            Err(PopError::Closed) => push_status(state, true, "closed"),
+            Err(PopError::Cancelled) => fail(state, "cancelled", 0),
+        }
+    })
+}
+
+/// LuaJIT FFI entry points: numbers through a channel without touching the Lua C API, so
+/// a LuaJIT loop of pushes or pops is compiled to direct calls. `lua/weft.lua` casts these
+/// addresses to function pointers. Result codes: 0 done, 1 timeout, 2 closed,
+/// 3 cancelled, 4 (pop) the next item is not a number and was left in place, -1 internal
+/// error (the caller falls back to the general path). A timeout that is not finite means
+/// "no timeout".
+#[cfg(feature = "luajit")]
+pub(crate) mod ffi_numbers {
+    use super::*;
+    use weft_core::message::{Message, Value};
+
+    const DONE: c_int = 0;
+    const TIMEOUT: c_int = 1;
+    const CLOSED: c_int = 2;
+    const CANCELLED: c_int = 3;
+    const NOT_A_NUMBER: c_int = 4;
+    const INTERNAL: c_int = -1;
+
+    fn deadline(timeout: f64) -> Deadline {
+        Deadline::after_secs(Some(timeout))
+    }
+
+    /// `int push_number(void *channel, double v, double timeout)`.
+    pub(crate) extern "C" fn push_number(ch: *const Channel, v: f64, timeout: f64) -> c_int {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: `ch` comes from `channel_ptr` for a handle the caller keeps alive;
+            // ManuallyDrop leaves the reference count as it was.
+            let ch = ManuallyDrop::new(unsafe { Arc::from_raw(ch) });
+            cancel::with_current(|me| {
+                match ch.push(Message::single(Value::Num(v)), deadline(timeout), me) {
+                    Ok(()) => DONE,
+                    Err(PushError::Timeout) => TIMEOUT,
+                    Err(PushError::Closed) => CLOSED,
+                    Err(PushError::Cancelled) => CANCELLED,
+                }
+            })
+        }))
+        .unwrap_or(INTERNAL)
+    }
+
+    fn as_number(m: &Message) -> Option<f64> {
+        match (m.values.as_slice(), m.nodes.is_empty()) {
+            ([Value::Num(n)], true) => Some(*n),
+            ([Value::Int(i)], true) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    /// `int pop_number(void *channel, double timeout, double *out)`.
+    pub(crate) extern "C" fn pop_number(ch: *const Channel, timeout: f64, out: *mut f64) -> c_int {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: as in push_number.
+            let ch = ManuallyDrop::new(unsafe { Arc::from_raw(ch) });
+            cancel::with_current(|me| {
+                match ch.pop_if(deadline(timeout), me, |m| as_number(m).is_some()) {
+                    Ok(Some(m)) => {
+                        // SAFETY: `out` points at the caller's `double[1]`.
+                        unsafe { *out = as_number(&m).unwrap_or(f64::NAN) };
+                        DONE
+                    }
+                    Ok(None) => NOT_A_NUMBER,
+                    Err(PopError::Timeout) => TIMEOUT,
+                    Err(PopError::Closed) => CLOSED,
+                    Err(PopError::Cancelled) => CANCELLED,
+                }
+            })
+        }))
+        .unwrap_or(INTERNAL)
+    }
+}
