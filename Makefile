@@ -11,7 +11,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test lua-test lint bench clean
+.PHONY: module modules test deps rust-test lua-test example-test lint bench clean
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -22,6 +22,7 @@ module:
 modules:
 	$(MAKE) module LUA=luajit
 	$(MAKE) module LUA=lua5.4
+	$(MAKE) module LUA=lua5.1
 
 deps:
 	bash .ci/install-deps
@@ -32,13 +33,18 @@ rust-test:
 lua-test: modules
 	bash tests/lua/run.sh luajit
 	bash tests/lua/run.sh lua5.4
+	bash tests/lua/run.sh lua5.1
+	bash tests/lua/rock.sh
+
+example-test:
+	$(CARGO) run --release -q -- run examples/nearest_fortunes.lua
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test lua-test
+test: deps lint rust-test lua-test example-test
 
 bench:
 	$(CARGO) run --release -- bench
