@@ -48,10 +48,15 @@ pub enum Node {
     Function(FunctionNode),
 }
 
-/// The contents of a plain table: the sequence `1..=array.len()` and everything else.
+/// The contents of a plain table: the sequence and everything else.
+///
+/// The sequence is `numbers` (keys `1..=numbers.len()`, a packed run of floats that LuaJIT
+/// fills and reads at JIT speed) followed by `array` (the keys after it).
 #[derive(Clone, Debug, Default)]
 pub struct TableNode {
-    /// Values at keys `1..=n`, in order (`nil` for a hole inside the border).
+    /// A leading run of float values, keys `1..=numbers.len()`.
+    pub numbers: Vec<f64>,
+    /// Values at the following keys, in order (`nil` for a hole inside the border).
     pub array: Vec<Value>,
     /// All other key/value pairs.
     pub hash: Vec<(Value, Value)>,

@@ -225,5 +225,43 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
         end"#,
     )?
     .call(())?;
-    lua.set_named_registry_value("weft.handler", handler)
+    lua.set_named_registry_value("weft.handler", handler)?;
+    register_number_packing(lua)
+}
+
+static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// LuaJIT: the helpers the codec calls to move long runs of numbers between a table and
+/// a Rust buffer at JIT speed (see `codec::encode::bulk_numbers`).
+#[cfg(feature = "luajit")]
+fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
+    let (pack, unpack): (Function, Function) = load_cached(
+        lua,
+        &PACKING,
+        "=weft.packing",
+        r#"local cast, type = require("ffi").cast, type
+        local function pack(t, n, p)
+          local buf = cast("double *", p)
+          for i = 1, n do
+            local v = t[i]
+            if type(v) ~= "number" then return i - 1 end
+            buf[i - 1] = v
+          end
+          return n
+        end
+        local function unpack(t, n, p)
+          local buf = cast("double *", p)
+          for i = 1, n do t[i] = buf[i - 1] end
+        end
+        return pack, unpack"#,
+    )?
+    .call(())?;
+    lua.set_named_registry_value("weft.pack_numbers", pack)?;
+    lua.set_named_registry_value("weft.unpack_numbers", unpack)
+}
+
+#[cfg(not(feature = "luajit"))]
+fn register_number_packing(_: &Lua) -> mlua::Result<()> {
+    let _ = &PACKING;
+    Ok(())
 }

@@ -47,7 +47,7 @@ impl<'m> Decoder<'m> {
             for (i, node) in msg.nodes.iter().enumerate() {
                 match node {
                     Node::Table(t) => {
-                        ffi::lua_createtable(state, t.array.len() as c_int, t.hash.len() as c_int)
+                        ffi::lua_createtable(state, (t.numbers.len() + t.array.len()) as c_int, t.hash.len() as c_int)
                     }
                     Node::Function(f) => {
                         if let Err(e) = loads.push_function(state, &f.code) {
@@ -76,9 +76,11 @@ impl<'m> Decoder<'m> {
             let target = ffi::lua_gettop(state);
             match node {
                 Node::Table(t) => {
+                    fill_numbers(state, target, &t.numbers);
+                    let offset = t.numbers.len() as ffi::lua_Integer;
                     for (j, v) in t.array.iter().enumerate() {
                         self.push(state, v)?;
-                        ffi::lua_rawseti(state, target, j as ffi::lua_Integer + 1);
+                        ffi::lua_rawseti(state, target, offset + j as ffi::lua_Integer + 1);
                     }
                     for (k, v) in &t.hash {
                         self.push(state, k)?;
@@ -146,6 +148,32 @@ impl<'m> Decoder<'m> {
         if self.objs != 0 {
             // SAFETY: objs is a valid slot holding the scratch table.
             unsafe { ffi::lua_remove(state, self.objs) };
+        }
+    }
+}
+
+/// Store `numbers` at keys `1..` of the table at `target`: through the JIT-compiled
+/// `weft.unpack_numbers` helper on LuaJIT, element by element otherwise.
+unsafe fn fill_numbers(state: *mut ffi::lua_State, target: c_int, numbers: &[f64]) {
+    if numbers.is_empty() {
+        return;
+    }
+    // SAFETY: the helper only reads `numbers.len()` doubles from the pointer, under pcall.
+    unsafe {
+        push_named(state, c"weft.unpack_numbers");
+        if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+            ffi::lua_pushvalue(state, target);
+            ffi::lua_pushinteger(state, numbers.len() as ffi::lua_Integer);
+            ffi::lua_pushlightuserdata(state, numbers.as_ptr() as *mut std::ffi::c_void);
+            if pcall(state, 3, 0).is_ok() {
+                return;
+            }
+        } else {
+            ffi::lua_pop(state, 1);
+        }
+        for (i, n) in numbers.iter().enumerate() {
+            ffi::lua_pushnumber(state, *n);
+            ffi::lua_rawseti(state, target, i as ffi::lua_Integer + 1);
         }
     }
 }
