@@ -18,6 +18,7 @@ mod fast;
 mod handles;
 mod pools;
 mod runtime;
+mod spawner;
 mod tasks;
 pub mod worker;
 

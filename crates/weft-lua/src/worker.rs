@@ -25,6 +25,20 @@ pub struct Inherit {
     cpath: Option<String>,
 }
 
+impl Inherit {
+    /// Set `package.path` and `package.cpath` of `lua` to the inherited values.
+    pub fn apply(&self, lua: &Lua) -> mlua::Result<()> {
+        let package: Table = lua.globals().get("package")?;
+        if let Some(p) = &self.path {
+            package.set("path", p.as_str())?;
+        }
+        if let Some(p) = &self.cpath {
+            package.set("cpath", p.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 /// Read `package.path` and `package.cpath` of `lua`.
 pub fn inherit(lua: &Lua) -> Inherit {
     let package: Option<Table> = lua.globals().get("package").ok();
@@ -97,13 +111,8 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
         lua: ManuallyDrop::new(lua),
         raw,
     };
+    inherit.apply(&state)?;
     let package: Table = state.globals().get("package")?;
-    if let Some(p) = &inherit.path {
-        package.set("path", p.as_str())?;
-    }
-    if let Some(p) = &inherit.cpath {
-        package.set("cpath", p.as_str())?;
-    }
     crate::runtime::prepare_state(&state)?;
     package
         .get::<Table>("preload")?

@@ -46,9 +46,11 @@ impl<'m> Decoder<'m> {
             loads.begin();
             for (i, node) in msg.nodes.iter().enumerate() {
                 match node {
-                    Node::Table(t) => {
-                        ffi::lua_createtable(state, (t.numbers.len() + t.array.len()) as c_int, t.hash.len() as c_int)
-                    }
+                    Node::Table(t) => ffi::lua_createtable(
+                        state,
+                        (t.numbers.len() + t.array.len()) as c_int,
+                        t.hash.len() as c_int,
+                    ),
                     Node::Function(f) => {
                         if let Err(e) = loads.push_function(state, &f.code) {
                             ffi::lua_settop(state, objs - 1);
@@ -196,6 +198,9 @@ pub unsafe fn push_all(
                 msg.values.len()
             ));
         }
+        if let Some(n) = push_flat_table(state, msg)? {
+            return Ok(n);
+        }
         let d = Decoder::new(state, codec, msg)?;
         for v in &msg.values {
             if let Err(e) = d.push(state, v) {
@@ -206,6 +211,46 @@ pub unsafe fn push_all(
         d.finish(state);
         Ok(msg.values.len() as c_int)
     }
+}
+
+/// The common channel item: one table holding only scalars. Built directly, without the
+/// scratch table that general messages need. `None` if `msg` is not of that shape.
+unsafe fn push_flat_table(
+    state: *mut ffi::lua_State,
+    msg: &Message,
+) -> Result<Option<c_int>, String> {
+    let (Some(Value::Node(0)), 1, [Node::Table(t)]) =
+        (msg.values.first(), msg.values.len(), msg.nodes.as_slice())
+    else {
+        return Ok(None);
+    };
+    let is_flat = |v: &Value| !matches!(v, Value::Node(_));
+    if !t.array.iter().all(is_flat) || !t.hash.iter().all(|(k, v)| is_flat(k) && is_flat(v)) {
+        return Ok(None);
+    }
+    let d = Decoder { msg, objs: 0 };
+    // SAFETY: same contract as push_all; `fill` of a node with no node references never
+    // reads the (absent) scratch table.
+    unsafe {
+        ffi::lua_createtable(
+            state,
+            (t.numbers.len() + t.array.len()) as c_int,
+            t.hash.len() as c_int,
+        );
+        let target = ffi::lua_gettop(state);
+        fill_numbers(state, target, &t.numbers);
+        let offset = t.numbers.len() as ffi::lua_Integer;
+        for (j, v) in t.array.iter().enumerate() {
+            d.push(state, v)?;
+            ffi::lua_rawseti(state, target, offset + j as ffi::lua_Integer + 1);
+        }
+        for (k, v) in &t.hash {
+            d.push(state, k)?;
+            d.push(state, v)?;
+            ffi::lua_rawset(state, target);
+        }
+    }
+    Ok(Some(1))
 }
 
 /// Loaded functions by bytecode, so a function received many times (a pool task

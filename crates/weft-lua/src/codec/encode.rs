@@ -65,11 +65,48 @@ fn within<T>(segment: impl FnOnce() -> Segment, r: Result<T, Fail>) -> Result<T,
     })
 }
 
+/// Tables and functions already encoded, by identity. Most messages hold a handful, so
+/// a short linear list comes first and a hash map only past that: a channel item should
+/// not pay for a hash map allocation.
+#[derive(Default)]
+struct Seen {
+    few: Vec<(*const c_void, u32)>,
+    many: HashMap<*const c_void, u32>,
+}
+
+const FEW: usize = 16;
+
+impl Seen {
+    fn get(&self, p: *const c_void) -> Option<u32> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(q, _)| *q == p).map(|&(_, n)| n)
+        } else {
+            self.many.get(&p).copied()
+        }
+    }
+
+    fn insert(&mut self, p: *const c_void, n: u32) {
+        if self.many.is_empty() && self.few.len() < FEW {
+            self.few.push((p, n));
+            return;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(p, n);
+    }
+
+    fn forget_from(&mut self, first: u32) {
+        self.few.retain(|&(_, n)| n < first);
+        self.many.retain(|_, n| *n < first);
+    }
+}
+
 /// Builds one [`Message`] from values on a Lua stack. Tables and functions met twice
 /// (or inside themselves) become one node.
 pub struct Encoder<'a> {
     codec: &'a CodecState,
-    seen: HashMap<*const c_void, u32>,
+    seen: Seen,
     nodes: Vec<Node>,
     values: weft_core::message::Values,
     depth: u32,
@@ -81,7 +118,7 @@ impl<'a> Encoder<'a> {
     pub fn new(codec: &'a CodecState) -> Encoder<'a> {
         Encoder {
             codec,
-            seen: HashMap::new(),
+            seen: Seen::default(),
             nodes: Vec::new(),
             values: Default::default(),
             depth: 0,
@@ -115,7 +152,7 @@ impl<'a> Encoder<'a> {
                     Err(Fail::Stale) if !self.index_rebuilt => {
                         ffi::lua_settop(state, top);
                         self.nodes.truncate(nodes_before as usize);
-                        self.seen.retain(|_, n| *n < nodes_before);
+                        self.seen.forget_from(nodes_before);
                         self.codec.modules.borrow_mut().rebuild(state);
                         self.index_rebuilt = true;
                     }
@@ -203,7 +240,7 @@ impl<'a> Encoder<'a> {
         // value is encoded at an absolute index above the iteration slots.
         unsafe {
             let ptr = ffi::lua_topointer(state, idx);
-            if let Some(&n) = self.seen.get(&ptr) {
+            if let Some(n) = self.seen.get(ptr) {
                 return Ok(Value::Node(n));
             }
             if let Some(m) = self.by_name(state, idx) {
@@ -260,7 +297,11 @@ impl<'a> Encoder<'a> {
                 }
                 ffi::lua_settop(state, key);
             }
-            self.nodes[node as usize] = Node::Table(TableNode { numbers, array, hash });
+            self.nodes[node as usize] = Node::Table(TableNode {
+                numbers,
+                array,
+                hash,
+            });
             self.depth -= 1;
             Ok(Value::Node(node))
         }
@@ -270,7 +311,7 @@ impl<'a> Encoder<'a> {
         // SAFETY: idx holds a function; getupvalue pushes one value per call, popped below.
         unsafe {
             let ptr = ffi::lua_topointer(state, idx);
-            if let Some(&n) = self.seen.get(&ptr) {
+            if let Some(n) = self.seen.get(ptr) {
                 return Ok(Value::Node(n));
             }
             if ffi::lua_iscfunction(state, idx) != 0 {
