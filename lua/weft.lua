@@ -8,12 +8,12 @@
 local core, FAIL = ...
 local error = error
 
-local function check(first, ...)
-  if first == FAIL then
-    local value, level = ...
+local function check(...)
+  if ... == FAIL then
+    local _, value, level = ...
     error(value, level)
   end
-  return first, ...
+  return ...
 end
 
 local function wrap(f)

@@ -29,6 +29,26 @@ describe("weft.channel", function()
     for i = 1, 100 do assert.are.equal(i, ch:pop(0)) end
   end)
 
+  it("keeps the order of mixed numbers, strings and tables", function()
+    local ch = weft.channel()
+    local items = { 1, "a", 2.5, { t = 1 }, -0.0, true, 3, "b", 1e300, { 4 } }
+    for _, v in ipairs(items) do assert.is_true(ch:push(v)) end
+    local got = {}
+    for i = 1, #items do got[i] = ch:pop(0) end
+    assert.are.same(items, got)
+    -- and across a thread, with numbers pushed there
+    local back = weft.spawn(function(c)
+      for i = 1, 5 do c:push(i); c:push("s" .. i) end
+      return true
+    end, ch):join(10)
+    assert.is_true(back)
+    for i = 1, 5 do
+      assert.are.equal(i, ch:pop(0))
+      assert.are.equal("s" .. i, ch:pop(0))
+    end
+    assert.are.equal(0, #ch)
+  end)
+
   it("an unbounded channel takes many items without blocking", function()
     local ch = weft.channel()
     for i = 1, 10000 do ch:push(i, 0) end

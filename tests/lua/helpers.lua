@@ -6,6 +6,9 @@ local H = {}
 
 H.jit = rawget(_G, "jit") ~= nil
 H.lua54 = math.type ~= nil
+-- PUC Lua 5.1: no lua_upvaluejoin (so no task-function cache), and its compiler merges
+-- the constants 0 and -0.0 within a function.
+H.puc51 = not H.jit and _VERSION == "Lua 5.1"
 H.lua = os.getenv("WEFT_TEST_LUA") or (H.jit and "luajit" or "lua5.4")
 H.cpath = os.getenv("WEFT_TEST_CPATH") or package.cpath
 

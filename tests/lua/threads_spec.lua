@@ -63,6 +63,22 @@ describe("weft.spawn", function()
     assert.are.equal(0, r.n)
   end)
 
+  it("passes hundreds of arguments and returns thousands of results", function()
+    local unpack = table.unpack or unpack
+    local args = H.iota(200)
+    local n, last = weft.spawn(function(...) return select("#", ...), (select(200, ...)) end,
+      unpack(args)):join(10)
+    assert.are.same({ 200, 200 }, { n, last })
+    local r = H.pack(weft.spawn(function(k)
+      local t = {}
+      for i = 1, k do t[i] = i end
+      return (rawget(table, "unpack") or rawget(_G, "unpack"))(t)
+    end, 5000):join(10))
+    assert.are.equal(5000, r.n)
+    assert.are.equal(1, r[1])
+    assert.are.equal(5000, r[5000])
+  end)
+
   it("runs threads in parallel with the caller", function()
     local go, back = weft.channel(), weft.channel()
     local h = weft.spawn(function(i, o)
@@ -246,6 +262,11 @@ describe("a thread's Lua state", function()
           type(package.loaded.ffi)
       end):join(10)
       assert.are.same({ "table", "string", "function", 7, "table" }, { a, b, c, d, e })
+    elseif H.puc51 then
+      local a, b, c = weft.spawn(function()
+        return type(string.format), type(debug.traceback), _VERSION
+      end):join(10)
+      assert.are.same({ "function", "function", "Lua 5.1" }, { a, b, c })
     else
       local a, b, c, d = weft.spawn(function()
         return type(utf8), math.type(3), math.type(3.0), utf8.char(72, 105)
@@ -291,6 +312,33 @@ describe("a thread's Lua state", function()
     assert.are.equal("function", a)
     assert.are.equal("function", b)
     assert.are.equal(1 + 4 + 9 + 16 + 25, s)
+  end)
+
+  it("gets fresh globals: one thread's globals do not leak into the next", function()
+    for i = 1, 5 do
+      local seen = weft.spawn(function(k)
+        local before = rawget(_G, "WEFT_LEAK")
+        rawset(_G, "WEFT_LEAK", k)
+        string.weft_leak = k -- even a change to a library table stays in its thread
+        return before
+      end, i):join(10)
+      assert.is_nil(seen, "thread " .. i .. " saw a global from an earlier thread")
+    end
+    local lib = weft.spawn(function() return string.weft_leak end):join(10)
+    assert.is_nil(lib)
+    assert.is_nil(string.weft_leak)
+  end)
+
+  it("sees package.path as it is when spawned, not as it was earlier", function()
+    weft.spawn(function() return 1 end):join(10) -- any state prepared in advance
+    local old = package.path
+    package.path = "/weft/test/changed/?.lua;" .. old
+    local ok, seen = pcall(function()
+      return weft.spawn(function() return package.path end):join(10)
+    end)
+    package.path = old
+    assert.is_true(ok, seen)
+    assert.are.equal("/weft/test/changed/?.lua;" .. old, seen)
   end)
 
   it("gets fresh globals: the caller's globals do not leak into a thread", function()

@@ -30,13 +30,31 @@ pub enum Value {
     Handle(Handle),
 }
 
-/// A module table (`field == None`) or a value inside one, by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A value found in `package.loaded`, by every name it was reachable under there: the
+/// receiver uses the first name that resolves (a C function can be both `unpack` and
+/// `table.unpack` in the sender but only one of them in a fresh state).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModuleRef {
+    /// Candidate names, in the order the receiver tries them (never empty).
+    pub names: Vec<ModuleName>,
+}
+
+/// A module table (`field == None`) or a value inside one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ModuleName {
     /// The key in `package.loaded`, e.g. `"math"` or `"socket.core"`.
     pub module: Box<str>,
     /// The string key inside the module table, e.g. `"sqrt"`.
     pub field: Option<Box<[u8]>>,
+}
+
+impl std::fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            None => write!(f, "{}", self.module),
+            Some(field) => write!(f, "{}.{}", self.module, String::from_utf8_lossy(field)),
+        }
+    }
 }
 
 /// A table or a function.

@@ -214,18 +214,24 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
             }
         })?,
     )?;
-    let handler: Function = load_cached(
+    let handler: (Function, Function) = load_cached(
         lua,
         &HANDLER,
         "=weft.handler",
         r#"local traceback, tostring, type = debug.traceback, tostring, type
-        return function(e)
+        local function handler(e)
           local text = type(e) == "string" and e or tostring(e)
           return { e, traceback(text, 2), text }
-        end"#,
+        end
+        local function fresh_cell()
+          local v
+          return function() return v end
+        end
+        return handler, fresh_cell"#,
     )?
     .call(())?;
-    lua.set_named_registry_value("weft.handler", handler)?;
+    lua.set_named_registry_value("weft.handler", handler.0)?;
+    lua.set_named_registry_value("weft.fresh_cell", handler.1)?;
     register_number_packing(lua)
 }
 

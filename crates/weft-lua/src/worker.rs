@@ -5,7 +5,8 @@
 //! loaded, and an instruction-count hook that raises "cancelled" once the running task is
 //! cancelled.
 
-use crate::codec::{decode::push_all, raw::push_named, Decoder, Encoder, Label};
+use crate::codec::decode::{push_all, push_task};
+use crate::codec::{raw::push_named, Decoder, Encoder, Label};
 use crate::runtime::StateData;
 use mlua::{ffi, Lua, Table};
 use std::cell::RefCell;
@@ -188,17 +189,29 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
         lua.exec_raw::<()>((), |state| {
             push_named(state, c"weft.handler");
             let handler = ffi::lua_gettop(state);
-            let n = match push_all(state, &data.codec, func)
-                .and_then(|a| Ok(a + push_all(state, &data.codec, args)?))
-            {
-                Ok(n) => n,
+            let (n, borrowed) = match push_task(state, &data.codec, func).and_then(|(n, b)| {
+                match push_all(state, &data.codec, args) {
+                    Ok(a) => Ok((n + a, b)),
+                    Err(e) => {
+                        if let Some(h) = b {
+                            data.codec.loads.borrow_mut().release(h);
+                        }
+                        Err(e)
+                    }
+                }
+            }) {
+                Ok(nb) => nb,
                 Err(e) => {
                     outcome = Some(failed(e));
                     ffi::lua_settop(state, 0);
                     return;
                 }
             };
-            if ffi::lua_pcall(state, n - 1, ffi::LUA_MULTRET, handler) != ffi::LUA_OK {
+            let status = ffi::lua_pcall(state, n - 1, ffi::LUA_MULTRET, handler);
+            if let Some(h) = borrowed {
+                data.codec.loads.borrow_mut().release(h);
+            }
+            if status != ffi::LUA_OK {
                 outcome = Some(Outcome::Failed(failure_on_top(state, &data)));
             } else {
                 let mut enc = Encoder::new(&data.codec);
@@ -239,15 +252,21 @@ pub fn run_map_chunk(
         lua.exec_raw::<()>((), |state| {
             push_named(state, c"weft.handler");
             let handler = ffi::lua_gettop(state);
-            if let Err(e) = push_all(state, &data.codec, func) {
-                outcome = Some(failed(e));
-                ffi::lua_settop(state, 0);
-                return;
-            }
+            let borrowed = match push_task(state, &data.codec, func) {
+                Ok((_, b)) => b,
+                Err(e) => {
+                    outcome = Some(failed(e));
+                    ffi::lua_settop(state, 0);
+                    return;
+                }
+            };
             let f = ffi::lua_gettop(state);
             let decoder = match Decoder::new(state, &data.codec, items) {
                 Ok(d) => d,
                 Err(e) => {
+                    if let Some(h) = borrowed {
+                        data.codec.loads.borrow_mut().release(h);
+                    }
                     outcome = Some(failed(e));
                     ffi::lua_settop(state, 0);
                     return;
@@ -280,6 +299,9 @@ pub fn run_map_chunk(
                     break;
                 }
                 ffi::lua_settop(state, base);
+            }
+            if let Some(h) = borrowed {
+                data.codec.loads.borrow_mut().release(h);
             }
             if outcome.is_none() {
                 outcome = Some(Outcome::Returned(enc.finish()));

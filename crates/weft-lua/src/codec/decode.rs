@@ -18,6 +18,8 @@ pub struct Decoder<'m> {
     msg: &'m Message,
     /// Stack slot of the scratch table holding the nodes (0 when the message has none).
     objs: c_int,
+    /// The cached task function this decode borrowed (see [`LoadCache`]).
+    borrowed: Option<u64>,
 }
 
 impl<'m> Decoder<'m> {
@@ -31,19 +33,64 @@ impl<'m> Decoder<'m> {
         codec: &CodecState,
         msg: &'m Message,
     ) -> Result<Decoder<'m>, String> {
+        // SAFETY: forwarded contract.
+        unsafe { Self::build(state, codec, msg, None) }
+    }
+
+    /// Like [`Decoder::new`] for a task's call message: the function that is its first
+    /// value may be the worker's cached copy (the caller must then
+    /// [`LoadCache::release`] what [`Decoder::borrowed`] names once the call returns).
+    ///
+    /// # Safety
+    /// As for [`Decoder::new`].
+    pub unsafe fn for_task(
+        state: *mut ffi::lua_State,
+        codec: &CodecState,
+        msg: &'m Message,
+    ) -> Result<Decoder<'m>, String> {
+        let task_node = match msg.values.first() {
+            Some(Value::Node(n))
+                if matches!(msg.nodes.get(*n as usize), Some(Node::Function(_))) =>
+            {
+                Some(*n)
+            }
+            _ => None,
+        };
+        // SAFETY: forwarded contract.
+        unsafe { Self::build(state, codec, msg, task_node) }
+    }
+
+    /// The cached function borrowed by this decode, if any.
+    pub fn borrowed(&self) -> Option<u64> {
+        self.borrowed
+    }
+
+    unsafe fn build(
+        state: *mut ffi::lua_State,
+        codec: &CodecState,
+        msg: &'m Message,
+        task_node: Option<u32>,
+    ) -> Result<Decoder<'m>, String> {
         // SAFETY: balanced stack work; the only calls that can fail run under pcall.
         unsafe {
             if msg.nodes.is_empty() {
-                return Ok(Decoder { msg, objs: 0 });
+                return Ok(Decoder {
+                    msg,
+                    objs: 0,
+                    borrowed: None,
+                });
             }
             if ffi::lua_checkstack(state, 8) == 0 {
                 return Err("weft: out of Lua stack space".into());
             }
             ffi::lua_createtable(state, msg.nodes.len() as c_int, 0);
             let objs = ffi::lua_gettop(state);
-            let decoder = Decoder { msg, objs };
+            let mut decoder = Decoder {
+                msg,
+                objs,
+                borrowed: None,
+            };
             let mut loads = codec.loads.borrow_mut();
-            loads.begin();
             for (i, node) in msg.nodes.iter().enumerate() {
                 match node {
                     Node::Table(t) => ffi::lua_createtable(
@@ -52,7 +99,17 @@ impl<'m> Decoder<'m> {
                         t.hash.len() as c_int,
                     ),
                     Node::Function(f) => {
-                        if let Err(e) = loads.push_function(state, &f.code) {
+                        let loaded = if task_node == Some(i as u32) {
+                            loads
+                                .push_task_function(state, &f.code, f.upvalues.len())
+                                .map(|b| decoder.borrowed = b)
+                        } else {
+                            load(state, &f.code)
+                        };
+                        if let Err(e) = loaded {
+                            if let Some(hash) = decoder.borrowed.take() {
+                                loads.release(hash);
+                            }
                             ffi::lua_settop(state, objs - 1);
                             return Err(e);
                         }
@@ -213,6 +270,42 @@ pub unsafe fn push_all(
     }
 }
 
+/// Push a task's call message (its function first, then arguments); returns how many
+/// values were pushed and the cache key of the task function if it was borrowed from the
+/// worker's cache (release it with [`LoadCache::release`] after the call).
+///
+/// # Safety
+/// As for [`push_all`].
+pub unsafe fn push_task(
+    state: *mut ffi::lua_State,
+    codec: &CodecState,
+    msg: &Message,
+) -> Result<(c_int, Option<u64>), String> {
+    // SAFETY: forwarded contract; on error the stack is restored and nothing stays borrowed.
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        if ffi::lua_checkstack(state, msg.values.len() as c_int + 8) == 0 {
+            return Err(format!(
+                "weft: too many values to receive ({})",
+                msg.values.len()
+            ));
+        }
+        let d = Decoder::for_task(state, codec, msg)?;
+        let borrowed = d.borrowed();
+        for v in &msg.values {
+            if let Err(e) = d.push(state, v) {
+                if let Some(h) = borrowed {
+                    codec.loads.borrow_mut().release(h);
+                }
+                ffi::lua_settop(state, top);
+                return Err(e);
+            }
+        }
+        d.finish(state);
+        Ok((msg.values.len() as c_int, borrowed))
+    }
+}
+
 /// The common channel item: one table holding only scalars. Built directly, without the
 /// scratch table that general messages need. `None` if `msg` is not of that shape.
 unsafe fn push_flat_table(
@@ -228,7 +321,11 @@ unsafe fn push_flat_table(
     if !t.array.iter().all(is_flat) || !t.hash.iter().all(|(k, v)| is_flat(k) && is_flat(v)) {
         return Ok(None);
     }
-    let d = Decoder { msg, objs: 0 };
+    let d = Decoder {
+        msg,
+        objs: 0,
+        borrowed: None,
+    };
     // SAFETY: same contract as push_all; `fill` of a node with no node references never
     // reads the (absent) scratch table.
     unsafe {
@@ -253,72 +350,115 @@ unsafe fn push_flat_table(
     Ok(Some(1))
 }
 
-/// Loaded functions by bytecode, so a function received many times (a pool task
-/// submitted in a loop) is loaded once per state. A cached closure is handed out at most
-/// once per message, so two distinct closures of the same code in one message stay
-/// distinct; receiving it again rebinds its upvalues to the new values.
+/// Load a received function from its bytecode.
+unsafe fn load(state: *mut ffi::lua_State, code: &Bytecode) -> Result<(), String> {
+    // SAFETY: loading binary chunks produced by lua_dump in this same process and Lua
+    // flavour; an error message is popped.
+    unsafe {
+        let status = ffi::luaL_loadbufferx(
+            state,
+            code.bytes.as_ptr() as *const _,
+            code.bytes.len(),
+            c"=weft".as_ptr(),
+            c"b".as_ptr(),
+        );
+        if status != ffi::LUA_OK {
+            let msg = String::from_utf8_lossy(super::raw::str_bytes(state, -1)).into_owned();
+            ffi::lua_pop(state, 1);
+            return Err(format!("weft: cannot load a received function: {msg}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "luajit")]
+extern "C-unwind" {
+    // In LuaJIT 2.1's C API (from Lua 5.2), though not in mlua-sys's 5.1 declarations.
+    fn lua_upvaluejoin(state: *mut ffi::lua_State, f1: c_int, n1: c_int, f2: c_int, n2: c_int);
+}
+#[cfg(feature = "lua54")]
+use ffi::lua_upvaluejoin;
+
+/// Lua 5.1 has no `lua_upvaluejoin`, so it cannot give a cached closure fresh upvalues:
+/// there every task function is loaded anew.
+const CAN_REUSE: bool = cfg!(any(feature = "luajit", feature = "lua54"));
+
+/// Give the function on top of the stack `n` new upvalue cells, so closures created by
+/// an earlier run of it keep theirs.
+#[cfg(any(feature = "luajit", feature = "lua54"))]
+unsafe fn fresh_upvalues(state: *mut ffi::lua_State, n: usize) -> Result<(), String> {
+    // SAFETY: the cell factory returns a closure with one fresh upvalue; joining makes the
+    // function's upvalue i that cell. Balanced pushes and pops.
+    unsafe {
+        let f = ffi::lua_gettop(state);
+        for i in 1..=n as c_int {
+            push_named(state, c"weft.fresh_cell");
+            pcall(state, 0, 1)?;
+            lua_upvaluejoin(state, f, i, -1, 1);
+            ffi::lua_pop(state, 1);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(any(feature = "luajit", feature = "lua54")))]
+unsafe fn fresh_upvalues(_: *mut ffi::lua_State, _: usize) -> Result<(), String> {
+    Ok(())
+}
+
+/// Task functions by bytecode, so a function submitted to a pool many times is loaded
+/// once per worker. Only a task's own function is cached, it is handed out only while no
+/// running task uses it (a nested task of the same code gets a fresh load), and each
+/// reuse gets fresh upvalue cells. What remains shared with the previous run is the
+/// closure's identity. Everything else a message carries is loaded anew.
 #[derive(Default)]
 pub struct LoadCache {
     entries: HashMap<u64, Cached>,
-    epoch: u64,
     next_slot: ffi::lua_Integer,
 }
 
 struct Cached {
     code: Arc<Bytecode>,
     slot: ffi::lua_Integer,
-    used_in: u64,
+    busy: bool,
 }
 
 const LOAD_CACHE_LIMIT: usize = 256;
 const LOADED_FUNCTIONS: &std::ffi::CStr = c"weft.loaded_functions";
 
 impl LoadCache {
-    fn begin(&mut self) {
-        self.epoch += 1;
-    }
-
-    unsafe fn push_function(
+    /// Push the task function for `code` (with `upvalues` upvalues); returns the cache key
+    /// it borrowed, to [`LoadCache::release`] after the call.
+    unsafe fn push_task_function(
         &mut self,
         state: *mut ffi::lua_State,
         code: &Arc<Bytecode>,
-    ) -> Result<(), String> {
-        // SAFETY: registry table reads and writes are balanced; loading binary chunks
-        // produced by lua_dump in this same process and Lua flavour.
+        upvalues: usize,
+    ) -> Result<Option<u64>, String> {
+        // SAFETY: registry table reads and writes are balanced.
         unsafe {
-            let epoch = self.epoch;
+            if !CAN_REUSE {
+                return load(state, code).map(|()| None);
+            }
             if let Some(c) = self.entries.get_mut(&code.hash) {
-                if c.used_in != epoch && (Arc::ptr_eq(&c.code, code) || c.code.bytes == code.bytes)
-                {
-                    c.used_in = epoch;
+                if !c.busy && (Arc::ptr_eq(&c.code, code) || c.code.bytes == code.bytes) {
                     push_named(state, LOADED_FUNCTIONS);
                     ffi::lua_rawgeti(state, -1, c.slot);
                     ffi::lua_remove(state, -2);
                     if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
-                        return Ok(());
+                        fresh_upvalues(state, upvalues)?;
+                        c.busy = true;
+                        return Ok(Some(code.hash));
                     }
                     ffi::lua_pop(state, 1);
                 }
             }
-            let status = ffi::luaL_loadbufferx(
-                state,
-                code.bytes.as_ptr() as *const _,
-                code.bytes.len(),
-                c"=weft".as_ptr(),
-                c"b".as_ptr(),
-            );
-            if status != ffi::LUA_OK {
-                let msg = String::from_utf8_lossy(super::raw::str_bytes(state, -1)).into_owned();
-                ffi::lua_pop(state, 1);
-                return Err(format!("weft: cannot load a received function: {msg}"));
-            }
+            load(state, code)?;
             if self.entries.contains_key(&code.hash) {
-                return Ok(());
+                return Ok(None);
             }
             if self.entries.len() >= LOAD_CACHE_LIMIT {
-                self.entries.clear();
-                ffi::lua_pushnil(state);
-                ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, LOADED_FUNCTIONS.as_ptr());
+                self.entries.retain(|_, c| c.busy);
             }
             push_named(state, LOADED_FUNCTIONS);
             if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
@@ -336,14 +476,21 @@ impl LoadCache {
                 Cached {
                     code: code.clone(),
                     slot: self.next_slot,
-                    used_in: epoch,
+                    busy: true,
                 },
             );
-            Ok(())
+            Ok(Some(code.hash))
         }
     }
 
-    /// Number of distinct functions loaded and cached (for tests).
+    /// The task that borrowed `hash` has returned; its function may be handed out again.
+    pub fn release(&mut self, hash: u64) {
+        if let Some(c) = self.entries.get_mut(&hash) {
+            c.busy = false;
+        }
+    }
+
+    /// Number of functions cached.
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -274,16 +274,17 @@ impl<'a> Encoder<'a> {
                 ffi::lua_settop(state, slot - 1);
             }
             let mut hash = Vec::new();
-            // Then everything else, resuming the traversal after key `len` (present, since
-            // `len` is a border), so the sequence is not walked twice.
-            if len > 0 {
-                ffi::lua_pushinteger(state, len as ffi::lua_Integer);
-            } else {
-                ffi::lua_pushnil(state);
-            }
+            // Then everything else. The traversal must start from the beginning: keys can
+            // come before the sequence's last key in traversal order (LuaJIT's t[0],
+            // hash-part keys of a table built out of order). Keys 1..=len are skipped.
+            ffi::lua_pushnil(state);
             while ffi::lua_next(state, idx) != 0 {
                 let key = ffi::lua_gettop(state) - 1;
                 let value = key + 1;
+                if in_sequence(state, key, len) {
+                    ffi::lua_settop(state, key);
+                    continue;
+                }
                 match next_array_index(state, key, numbers.len() + array.len()) {
                     Some(i) => {
                         let v = within(|| Segment::Index(i), self.value(state, value))?;
@@ -446,6 +447,26 @@ unsafe fn bulk_numbers(state: *mut ffi::lua_State, idx: c_int, len: usize) -> Ve
 #[cfg(not(feature = "luajit"))]
 unsafe fn bulk_numbers(_: *mut ffi::lua_State, _: c_int, _: usize) -> Vec<f64> {
     Vec::new()
+}
+
+/// Is the key at `key` one of 1..=len (already encoded from the sequence)?
+unsafe fn in_sequence(state: *mut ffi::lua_State, key: c_int, len: usize) -> bool {
+    // SAFETY: key is a valid index; only type checks and number reads.
+    unsafe {
+        if ffi::lua_type(state, key) != ffi::LUA_TNUMBER {
+            return false;
+        }
+        #[cfg(feature = "lua54")]
+        {
+            ffi::lua_isinteger(state, key) != 0
+                && (1..=len as ffi::lua_Integer).contains(&ffi::lua_tointeger(state, key))
+        }
+        #[cfg(not(feature = "lua54"))]
+        {
+            let n = ffi::lua_tonumber(state, key);
+            n >= 1.0 && n <= len as f64 && n.fract() == 0.0
+        }
+    }
 }
 
 /// If the key at `key` is the next array index (`len + 1`), return it.

@@ -12,7 +12,7 @@ use super::raw::{pcall, push_bytes, str_bytes};
 use mlua::ffi;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use weft_core::message::ModuleRef;
+use weft_core::message::{ModuleName, ModuleRef};
 
 /// Identity (`lua_topointer`) → name, for one state.
 #[derive(Default)]
@@ -30,6 +30,10 @@ impl ModuleIndex {
     /// Has the index been built at least once?
     pub fn is_built(&self) -> bool {
         self.built
+    }
+
+    fn add(&mut self, value: *const c_void, name: ModuleName) {
+        self.names.entry(value).or_default().names.push(name);
     }
 
     /// Re-read `package.loaded`.
@@ -56,6 +60,11 @@ impl ModuleIndex {
                 ffi::lua_pop(state, 1);
             }
             ffi::lua_pop(state, 1);
+            // Module tables first, then by name: a stable order for the receiver to try.
+            for m in self.names.values_mut() {
+                m.names
+                    .sort_by(|a, b| (a.field.is_some(), a).cmp(&(b.field.is_some(), b)));
+            }
         }
     }
 
@@ -68,12 +77,13 @@ impl ModuleIndex {
             if t != ffi::LUA_TTABLE && t != ffi::LUA_TFUNCTION && t != ffi::LUA_TUSERDATA {
                 return;
             }
-            self.names
-                .entry(ffi::lua_topointer(state, module))
-                .or_insert_with(|| ModuleRef {
+            self.add(
+                ffi::lua_topointer(state, module),
+                ModuleName {
                     module: name.clone(),
                     field: None,
-                });
+                },
+            );
             if t != ffi::LUA_TTABLE {
                 return;
             }
@@ -85,44 +95,81 @@ impl ModuleIndex {
                     || vt == ffi::LUA_TUSERDATA;
                 if by_name_only && ffi::lua_type(state, -2) == ffi::LUA_TSTRING {
                     let field: Box<[u8]> = str_bytes(state, -2).into();
-                    self.names
-                        .entry(ffi::lua_topointer(state, -1))
-                        .or_insert_with(|| ModuleRef {
+                    self.add(
+                        ffi::lua_topointer(state, -1),
+                        ModuleName {
                             module: name.clone(),
                             field: Some(field),
-                        });
+                        },
+                    );
                 }
                 ffi::lua_pop(state, 1);
             }
         }
     }
 
-    /// The name of the value at `idx`, if it is (still) reachable under that name.
+    /// The names of the value at `idx` under which it is (still) reachable.
     ///
     /// # Safety
-    /// `idx` must be an absolute index; 3 free stack slots.
+    /// `idx` must be an absolute index; 4 free stack slots.
     pub unsafe fn lookup(&self, state: *mut ffi::lua_State, idx: c_int) -> Option<ModuleRef> {
         // SAFETY: pointer read, then balanced table reads to confirm identity (a table
         // freed and its address reused must not be mistaken for the module).
         unsafe {
             let found = self.names.get(&ffi::lua_topointer(state, idx))?;
             let top = ffi::lua_gettop(state);
-            push_module_value(state, found, false).ok()?;
-            let same = ffi::lua_rawequal(state, -1, idx) != 0;
-            ffi::lua_settop(state, top);
-            same.then(|| found.clone())
+            let names: Vec<ModuleName> = found
+                .names
+                .iter()
+                .filter(|name| {
+                    let same = push_name(state, name, false).is_ok()
+                        && ffi::lua_rawequal(state, -1, idx) != 0;
+                    ffi::lua_settop(state, top);
+                    same
+                })
+                .cloned()
+                .collect();
+            (!names.is_empty()).then_some(ModuleRef { names })
         }
     }
 }
 
-/// Push the value `m` names: `package.loaded[module]` (calling `require` when
-/// `allow_require` and it is not loaded yet), then its field if any.
+/// Push the value `m` names, trying its names in order: first among modules the receiver
+/// has loaded, then (when `allow_require`) calling `require`.
 ///
 /// # Safety
 /// `state` must be valid with 4 free stack slots. On error nothing is left pushed.
 pub unsafe fn push_module_value(
     state: *mut ffi::lua_State,
     m: &ModuleRef,
+    allow_require: bool,
+) -> Result<(), String> {
+    let mut first_error = None;
+    for require in [false, true] {
+        if require && !allow_require {
+            break;
+        }
+        for name in &m.names {
+            // SAFETY: forwarded contract.
+            match unsafe { push_name(state, name, require) } {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| "a by-name value without names".into()))
+}
+
+/// Push `package.loaded[module]` (calling `require` when `allow_require` and it is not
+/// loaded yet), then its field if any.
+///
+/// # Safety
+/// `state` must be valid with 4 free stack slots. On error nothing is left pushed.
+unsafe fn push_name(
+    state: *mut ffi::lua_State,
+    m: &ModuleName,
     allow_require: bool,
 ) -> Result<(), String> {
     // SAFETY: balanced reads; require runs under lua_pcall.
