@@ -133,6 +133,7 @@ return {
   cpus = core.cpus,
   spawn = wrap(core.spawn),
   check = core.check,
+  interruptible = core.interruptible,
   pool = wrap(core.pool),
   map = wrap(core.map),
   range = wrap(core.range),

@@ -12,7 +12,7 @@ local DURATION = 3 -- seconds of random work per interpreter
 -- The count hook is removed so cancellation can only land inside a blocking weft call,
 -- where it means "not pushed": the ledger stays exact.
 local function producer(ch, ledger, base, n)
-  debug.sethook()
+  require("weft").interruptible(false) -- cancel only at pop/push: the ledger stays exact
   local done = 0
   for i = 1, n do
     local id = base + i
@@ -26,7 +26,7 @@ end
 
 -- Consumer child: pop up to n items, recording each one.
 local function consumer(ch, ledger, n)
-  debug.sethook()
+  require("weft").interruptible(false) -- cancel only at pop/push: the ledger stays exact
   local got = 0
   for _ = 1, n do
     local v = ch:pop(0.005)

@@ -23,6 +23,7 @@ pub trait Interrupt: Send + Sync {
 pub struct CancelToken {
     cancelled: AtomicBool,
     blocker: Mutex<Option<Arc<dyn Interrupt>>>,
+    runner: Mutex<Option<Arc<dyn Interrupt>>>,
 }
 
 impl CancelToken {
@@ -31,13 +32,26 @@ impl CancelToken {
         Arc::new(CancelToken::default())
     }
 
-    /// Request cancellation and wake the task if it is asleep in a weft call.
+    /// Request cancellation, wake the task if it is asleep in a weft call, and
+    /// interrupt the thread running it (see [`CancelToken::running_on`]).
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         let blocker = self.blocker.lock().clone();
         if let Some(b) = blocker {
             b.interrupt();
         }
+        // Called with the lock held: the runner cannot leave the task (and its thread
+        // cannot go away) while it is being interrupted.
+        if let Some(r) = &*self.runner.lock() {
+            r.interrupt();
+        }
+    }
+
+    /// Record how to interrupt the thread running this task (weft-lua uses a signal that
+    /// makes the thread's Lua state check for cancellation), until the guard drops.
+    pub fn running_on(&self, runner: Arc<dyn Interrupt>) -> RunningGuard<'_> {
+        *self.runner.lock() = Some(runner);
+        RunningGuard { token: self }
     }
 
     /// Has cancellation been requested?
@@ -61,6 +75,17 @@ pub struct BlockedGuard<'a> {
 impl Drop for BlockedGuard<'_> {
     fn drop(&mut self) {
         *self.token.blocker.lock() = None;
+    }
+}
+
+/// Undoes [`CancelToken::running_on`] on drop.
+pub struct RunningGuard<'a> {
+    token: &'a CancelToken,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        *self.token.runner.lock() = None;
     }
 }
 

@@ -16,6 +16,7 @@ mod channels;
 pub mod codec;
 mod fast;
 mod handles;
+mod interrupt;
 mod pools;
 mod runtime;
 mod spawner;
@@ -53,6 +54,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     // SAFETY: `check` follows the lua_CFunction contract and raises only with no Rust
     // destructor pending.
     core.set("check", unsafe { lua.create_c_function(tasks::check)? })?;
+    // SAFETY: a lua_CFunction that never raises.
+    core.set("interruptible", unsafe {
+        lua.create_c_function(interrupt::set_interruptible)?
+    })?;
     core.set("task_join", export(lua, "join", tasks::join)?)?;
     core.set("task_wait", export(lua, "wait", tasks::wait)?)?;
     core.set("task_status", export(lua, "status", tasks::status)?)?;

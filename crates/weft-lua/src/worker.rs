@@ -1,16 +1,15 @@
 //! Lua states on worker threads: creating them, and running one call in them.
 //!
 //! A worker state is a fresh state with every standard library (including `debug` and, on
-//! LuaJIT, `ffi` and `jit`), the creating state's `package.path`/`cpath`, `weft` already
-//! loaded, and an instruction-count hook that raises "cancelled" once the running task is
-//! cancelled.
+//! LuaJIT, `ffi` and `jit`), the creating state's `package.path`/`cpath`, and `weft`
+//! loaded on first `require`. Cancellation reaches its running code as described in
+//! `interrupt`.
 
 use crate::codec::decode::{push_all, push_task};
 use crate::codec::{raw::push_named, Decoder, Encoder, Label};
 use crate::runtime::StateData;
 use mlua::{ffi, Lua, Table};
 use std::cell::RefCell;
-use std::ffi::c_int;
 use std::mem::ManuallyDrop;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -51,20 +50,6 @@ pub fn inherit(lua: &Lua) -> Inherit {
     Inherit {
         path: get("path"),
         cpath: get("cpath"),
-    }
-}
-
-/// Instructions between two cancellation checks in interpreted code.
-const HOOK_INTERVAL: c_int = 10_000;
-
-unsafe extern "C-unwind" fn cancel_hook(state: *mut ffi::lua_State, _: *mut ffi::lua_Debug) {
-    if cancel::current_is_cancelled() {
-        // SAFETY: raising from a count hook is allowed; no Rust value with a destructor is
-        // alive in this frame.
-        unsafe {
-            ffi::lua_pushstring(state, c"cancelled".as_ptr());
-            ffi::lua_error(state);
-        }
     }
 }
 
@@ -118,12 +103,6 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
     package
         .get::<Table>("preload")?
         .set("weft", state.create_function(|lua, ()| crate::open(lua))?)?;
-    // SAFETY: sets a C hook on the state's main thread; the hook only reads a thread-local.
-    unsafe {
-        // Returns an int on 5.1/LuaJIT and nothing on 5.4: ignore either way.
-        #[allow(clippy::let_unit_value)]
-        let _ = ffi::lua_sethook(raw, Some(cancel_hook), ffi::LUA_MASKCOUNT, HOOK_INTERVAL);
-    }
     Ok(state)
 }
 
@@ -207,7 +186,9 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
                     return;
                 }
             };
-            let status = ffi::lua_pcall(state, n - 1, ffi::LUA_MULTRET, handler);
+            let status = crate::interrupt::running(state, || {
+                ffi::lua_pcall(state, n - 1, ffi::LUA_MULTRET, handler)
+            });
             if let Some(h) = borrowed {
                 data.codec.loads.borrow_mut().release(h);
             }
@@ -284,7 +265,9 @@ pub fn run_map_chunk(
                     outcome = Some(failed(format!("weft: map item {}: {e}", first_index + k)));
                     break;
                 }
-                if ffi::lua_pcall(state, 1, 1, handler) != ffi::LUA_OK {
+                if crate::interrupt::running(state, || ffi::lua_pcall(state, 1, 1, handler))
+                    != ffi::LUA_OK
+                {
                     let mut failure = failure_on_top(state, &data);
                     failure.traceback = format!(
                         "weft: map item {} failed: {}",
@@ -328,7 +311,10 @@ pub fn settle(outcome: Outcome, task: &Task) -> Outcome {
 /// the outcome is recorded.
 pub fn run_as_task(task: &Arc<Task>, body: impl FnOnce() -> Outcome) {
     let _current = cancel::enter(task.cancel_token().clone());
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| panicked());
+    let outcome = {
+        let _interruptible = crate::interrupt::interruptible(task.cancel_token());
+        std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| panicked())
+    };
     task.finish(settle(outcome, task));
 }
 
