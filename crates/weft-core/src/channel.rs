@@ -1,17 +1,22 @@
 //! Multi-producer multi-consumer queues of [`Message`]s.
 //!
-//! One mutex guards the queue; it is held for a push or pop of an already-encoded message
-//! only (encoding and decoding happen outside it). Sleepers are counted so the common
-//! case never touches a condition variable, and a consumer that finds the queue empty
-//! spins briefly first: with a producer on the other core the next item is usually less
-//! than a microsecond away, while a futex sleep and wake-up costs several.
+//! Two deques under two locks: producers append to the *tail* deque; consumers take from
+//! the *head* deque and, when it runs dry, swap the whole tail deque in at once. Order is
+//! kept (everything in the head deque is older than anything in the tail deque), and a
+//! producer and a consumer meet on a lock only once per batch rather than once per item,
+//! which is what limited a one-lock queue under a producer on each core.
+//!
+//! Sleeping uses the tail lock and two condition variables; sleepers are counted so the
+//! common path never touches a condition variable, and a consumer that finds the queue
+//! empty spins briefly first (the next item is usually under a microsecond away, a futex
+//! sleep and wake-up costs several). Lock order: head, then tail.
 
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::message::Message;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// Why a push did not happen.
@@ -42,21 +47,17 @@ pub enum PopError {
     Cancelled,
 }
 
-struct State {
-    queue: VecDeque<Message>,
-    closed: bool,
-    waiting_pop: usize,
-    waiting_push: usize,
-}
-
 /// A channel. Share it as `Arc<Channel>`.
 pub struct Channel {
-    state: Mutex<State>,
+    head: Mutex<VecDeque<Message>>,
+    tail: Mutex<VecDeque<Message>>,
     not_empty: Condvar,
     not_full: Condvar,
     capacity: Option<usize>,
     len: AtomicUsize,
     closed: AtomicBool,
+    waiting_pop: AtomicUsize,
+    waiting_push: AtomicUsize,
 }
 
 const SPIN_ROUNDS: u32 = 2_000;
@@ -65,17 +66,15 @@ impl Channel {
     /// A channel holding at most `capacity` items (`None`: unbounded).
     pub fn new(capacity: Option<usize>) -> Arc<Channel> {
         Arc::new(Channel {
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                closed: false,
-                waiting_pop: 0,
-                waiting_push: 0,
-            }),
+            head: Mutex::new(VecDeque::new()),
+            tail: Mutex::new(VecDeque::new()),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            waiting_pop: AtomicUsize::new(0),
+            waiting_push: AtomicUsize::new(0),
         })
     }
 
@@ -86,7 +85,7 @@ impl Channel {
 
     /// Items queued now.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.len.load(SeqCst)
     }
 
     /// True when no item is queued.
@@ -96,20 +95,19 @@ impl Channel {
 
     /// Has [`Channel::close`] been called?
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.load(SeqCst)
     }
 
     /// Refuse further pushes; queued items can still be popped. Wakes every sleeper.
     pub fn close(&self) {
-        let mut s = self.state.lock();
-        s.closed = true;
-        self.closed.store(true, Ordering::Release);
+        let _tail = self.tail.lock();
+        self.closed.store(true, SeqCst);
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }
 
-    fn is_full(&self, s: &State) -> bool {
-        self.capacity.is_some_and(|c| s.queue.len() >= c)
+    fn is_full(&self) -> bool {
+        self.capacity.is_some_and(|c| self.len.load(SeqCst) >= c)
     }
 
     /// Queue `msg`, waiting for room until `deadline`.
@@ -119,41 +117,41 @@ impl Channel {
         deadline: Deadline,
         cancel: Option<&CancelToken>,
     ) -> Result<(), PushError> {
-        let mut s = self.state.lock();
-        if s.closed {
+        let mut tail = self.tail.lock();
+        if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
         }
-        if self.is_full(&s) {
-            drop(s);
+        if self.is_full() {
+            drop(tail);
             let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
-            s = self.state.lock();
-            loop {
-                if s.closed {
-                    return Err(PushError::Closed);
+            tail = self.tail.lock();
+            self.waiting_push.fetch_add(1, SeqCst);
+            let waited = loop {
+                if self.closed.load(SeqCst) {
+                    break Err(PushError::Closed);
                 }
-                if !self.is_full(&s) {
-                    break;
+                if !self.is_full() {
+                    break Ok(());
                 }
                 if cancel.is_some_and(|c| c.is_cancelled()) {
-                    return Err(PushError::Cancelled);
+                    break Err(PushError::Cancelled);
                 }
-                s.waiting_push += 1;
-                let timed_out = match deadline.instant() {
-                    None => {
-                        self.not_full.wait(&mut s);
-                        false
+                if deadline.expired() {
+                    break Err(PushError::Timeout);
+                }
+                match deadline.instant() {
+                    None => self.not_full.wait(&mut tail),
+                    Some(t) => {
+                        let _ = self.not_full.wait_until(&mut tail, t);
                     }
-                    Some(t) => self.not_full.wait_until(&mut s, t).timed_out(),
-                };
-                s.waiting_push -= 1;
-                if timed_out && self.is_full(&s) && !s.closed {
-                    return Err(PushError::Timeout);
                 }
-            }
+            };
+            self.waiting_push.fetch_sub(1, SeqCst);
+            waited?;
         }
-        s.queue.push_back(msg);
-        self.len.store(s.queue.len(), Ordering::Relaxed);
-        if s.waiting_pop > 0 {
+        tail.push_back(msg);
+        self.len.fetch_add(1, SeqCst);
+        if self.waiting_pop.load(SeqCst) > 0 {
             self.not_empty.notify_one();
         }
         Ok(())
@@ -179,75 +177,81 @@ impl Channel {
         cancel: Option<&CancelToken>,
         accept: impl Fn(&Message) -> bool,
     ) -> Result<Option<Message>, PopError> {
-        if self.len.load(Ordering::Relaxed) > 0 || deadline.expired() {
-            let mut s = self.state.lock();
-            if let Some(front) = s.queue.front() {
-                return Ok(if accept(front) {
-                    self.take(&mut s)
-                } else {
-                    None
-                });
-            }
-            if s.closed {
-                return Err(PopError::Closed);
-            }
-            if deadline.expired() {
-                return Err(PopError::Timeout);
-            }
-        }
-        for _ in 0..SPIN_ROUNDS {
-            if self.len.load(Ordering::Relaxed) > 0 || self.closed.load(Ordering::Relaxed) {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        let mut s = self.state.lock();
-        let _blocked = if s.queue.is_empty() && !s.closed {
-            drop(s);
-            let guard = cancel.map(|c| c.blocked_on(self.clone()));
-            s = self.state.lock();
-            guard
-        } else {
-            None
-        };
+        let mut spun = false;
+        let mut blocked = None;
         loop {
-            if let Some(front) = s.queue.front() {
-                return Ok(if accept(front) {
-                    self.take(&mut s)
-                } else {
-                    None
-                });
+            if let Some(taken) = self.take_front(&accept) {
+                return Ok(taken);
             }
-            if s.closed {
+            if self.closed.load(SeqCst) && self.len.load(SeqCst) == 0 {
                 return Err(PopError::Closed);
-            }
-            if cancel.is_some_and(|c| c.is_cancelled()) {
-                return Err(PopError::Cancelled);
             }
             if deadline.expired() {
                 return Err(PopError::Timeout);
             }
-            s.waiting_pop += 1;
-            match deadline.instant() {
-                None => self.not_empty.wait(&mut s),
-                Some(t) => {
-                    let _ = self.not_empty.wait_until(&mut s, t);
+            if !spun {
+                spun = true;
+                for _ in 0..SPIN_ROUNDS {
+                    if self.len.load(SeqCst) > 0 || self.closed.load(SeqCst) {
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
+                continue;
             }
-            s.waiting_pop -= 1;
+            if blocked.is_none() {
+                blocked = Some(cancel.map(|c| c.blocked_on(self.clone())));
+            }
+            let mut tail = self.tail.lock();
+            self.waiting_pop.fetch_add(1, SeqCst);
+            let woke = loop {
+                if self.len.load(SeqCst) > 0 {
+                    break Ok(());
+                }
+                if self.closed.load(SeqCst) {
+                    break Err(PopError::Closed);
+                }
+                if cancel.is_some_and(|c| c.is_cancelled()) {
+                    break Err(PopError::Cancelled);
+                }
+                if deadline.expired() {
+                    break Err(PopError::Timeout);
+                }
+                match deadline.instant() {
+                    None => self.not_empty.wait(&mut tail),
+                    Some(t) => {
+                        let _ = self.not_empty.wait_until(&mut tail, t);
+                    }
+                }
+            };
+            self.waiting_pop.fetch_sub(1, SeqCst);
+            woke?;
         }
     }
 
     /// Take the oldest item if there is one, never blocking.
     pub fn try_pop(&self) -> Option<Message> {
-        let mut s = self.state.lock();
-        self.take(&mut s)
+        self.take_front(&|_| true).flatten()
     }
 
-    fn take(&self, s: &mut State) -> Option<Message> {
-        let m = s.queue.pop_front()?;
-        self.len.store(s.queue.len(), Ordering::Relaxed);
-        if s.waiting_push > 0 {
+    /// `None`: nothing queued. `Some(None)`: the front item was refused and left.
+    fn take_front(&self, accept: &impl Fn(&Message) -> bool) -> Option<Option<Message>> {
+        if self.len.load(SeqCst) == 0 {
+            return None;
+        }
+        let mut head = self.head.lock();
+        if head.is_empty() {
+            std::mem::swap(&mut *head, &mut *self.tail.lock());
+        }
+        let front = head.front()?;
+        if !accept(front) {
+            return Some(None);
+        }
+        let m = head.pop_front();
+        drop(head);
+        self.len.fetch_sub(1, SeqCst);
+        if self.waiting_push.load(SeqCst) > 0 {
+            let _tail = self.tail.lock();
             self.not_full.notify_one();
         }
         Some(m)
@@ -256,7 +260,7 @@ impl Channel {
 
 impl Interrupt for Channel {
     fn interrupt(&self) {
-        let _s = self.state.lock();
+        let _tail = self.tail.lock();
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }

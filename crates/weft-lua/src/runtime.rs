@@ -241,7 +241,7 @@ static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
 /// a Rust buffer at JIT speed (see `codec::encode::bulk_numbers`).
 #[cfg(feature = "luajit")]
 fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
-    let (pack, unpack): (Function, Function) = load_cached(
+    let (pack, unpack, other_keys): (Function, Function, Function) = load_cached(
         lua,
         &PACKING,
         "=weft.packing",
@@ -259,10 +259,22 @@ fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
           local buf = cast("double *", p)
           for i = 1, n do t[i] = buf[i - 1] end
         end
-        return pack, unpack"#,
+        local function other_keys(t, len)
+          local extra, n = nil, 0
+          for k in pairs(t) do
+            if type(k) ~= "number" or k < 1 or k > len or k % 1 ~= 0 then
+              n = n + 1
+              extra = extra or {}
+              extra[n] = k
+            end
+          end
+          return extra
+        end
+        return pack, unpack, other_keys"#,
     )?
     .call(())?;
     lua.set_named_registry_value("weft.pack_numbers", pack)?;
+    lua.set_named_registry_value("weft.other_keys", other_keys)?;
     lua.set_named_registry_value("weft.unpack_numbers", unpack)
 }
 

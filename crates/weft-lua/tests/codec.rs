@@ -210,13 +210,13 @@ fn long_mixed_sequences_survive_the_bulk_number_path() {
     let (a, b) = (state(), state());
     let make = r#"local t = {}
         for i = 1, 1000 do t[i] = i / 3 end
-        t[500] = "x"; t[800] = { 1 }; t[801] = -0.0; t[802] = 0/0; t.key = true
+        t[500] = "x"; t[800] = { 1 }; t[801] = -0.0; t[802] = 0/0; t.key = true; t[0] = "zero"
         return t"#;
     let out = cross(&a, &b, make);
     b.globals().set("t", out[0].clone()).unwrap();
     let ok: bool = b
         .load(
-            r#"if #t ~= 1000 or t.key ~= true or t[500] ~= "x" or t[800][1] ~= 1 then return false end
+            r#"if #t ~= 1000 or t.key ~= true or t[0] ~= "zero" or t[500] ~= "x" or t[800][1] ~= 1 then return false end
                if 1 / t[801] ~= -1 / 0 or t[802] == t[802] then return false end
                for i = 1, 1000 do
                  if i ~= 500 and i < 800 and t[i] ~= i / 3 then return false end
