@@ -1,21 +1,21 @@
 //! Multi-producer multi-consumer queues of [`Message`]s.
 //!
-//! Two deques under two locks: producers append to the *tail* deque; consumers take from
-//! the *head* deque and, when it runs dry, swap the whole tail deque in at once. Order is
-//! kept (everything in the head deque is older than anything in the tail deque), and a
-//! producer and a consumer meet on a lock only once per batch rather than once per item,
-//! which is what limited a one-lock queue under a producer on each core.
+//! The queue itself is lock-free (crossbeam's `ArrayQueue` when bounded, `SegQueue`
+//! otherwise): a producer and a consumer on two cores do not take turns on a lock for
+//! every item, which is what limited a locked deque. A mutex and two condition variables
+//! exist only for sleeping: sleepers are counted, so the common path never touches them,
+//! and a consumer that finds the queue empty spins briefly before sleeping (the next item
+//! is usually under a microsecond away; a futex sleep and wake-up costs several).
 //!
-//! Sleeping uses the tail lock and two condition variables; sleepers are counted so the
-//! common path never touches a condition variable, and a consumer that finds the queue
-//! empty spins briefly first (the next item is usually under a microsecond away, a futex
-//! sleep and wake-up costs several). Lock order: head, then tail.
+//! Wake-ups cannot be lost: a sleeper increments its counter, then re-checks the queue,
+//! under the mutex; the other side changes the queue, then reads the counter, and
+//! notifies under the mutex (both with sequentially consistent atomics).
 
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::message::Message;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use parking_lot::{Condvar, Mutex};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
@@ -47,15 +47,45 @@ pub enum PopError {
     Cancelled,
 }
 
+enum Queue {
+    Bounded(ArrayQueue<Message>),
+    Unbounded(SegQueue<Message>),
+}
+
+impl Queue {
+    fn push(&self, m: Message) -> Result<(), Message> {
+        match self {
+            Queue::Bounded(q) => q.push(m),
+            Queue::Unbounded(q) => {
+                q.push(m);
+                Ok(())
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<Message> {
+        match self {
+            Queue::Bounded(q) => q.pop(),
+            Queue::Unbounded(q) => q.pop(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Queue::Bounded(q) => q.len(),
+            Queue::Unbounded(q) => q.len(),
+        }
+    }
+}
+
 /// A channel. Share it as `Arc<Channel>`.
 pub struct Channel {
-    head: Mutex<VecDeque<Message>>,
-    tail: Mutex<VecDeque<Message>>,
+    queue: Queue,
+    capacity: Option<usize>,
+    closed: AtomicBool,
+    sleep: Mutex<()>,
     not_empty: Condvar,
     not_full: Condvar,
-    capacity: Option<usize>,
-    len: AtomicUsize,
-    closed: AtomicBool,
     waiting_pop: AtomicUsize,
     waiting_push: AtomicUsize,
 }
@@ -65,14 +95,17 @@ const SPIN_ROUNDS: u32 = 2_000;
 impl Channel {
     /// A channel holding at most `capacity` items (`None`: unbounded).
     pub fn new(capacity: Option<usize>) -> Arc<Channel> {
+        let queue = match capacity {
+            Some(c) => Queue::Bounded(ArrayQueue::new(c.max(1))),
+            None => Queue::Unbounded(SegQueue::new()),
+        };
         Arc::new(Channel {
-            head: Mutex::new(VecDeque::new()),
-            tail: Mutex::new(VecDeque::new()),
+            queue,
+            capacity,
+            closed: AtomicBool::new(false),
+            sleep: Mutex::new(()),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
-            capacity,
-            len: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
             waiting_pop: AtomicUsize::new(0),
             waiting_push: AtomicUsize::new(0),
         })
@@ -85,7 +118,7 @@ impl Channel {
 
     /// Items queued now.
     pub fn len(&self) -> usize {
-        self.len.load(SeqCst)
+        self.queue.len()
     }
 
     /// True when no item is queued.
@@ -100,14 +133,17 @@ impl Channel {
 
     /// Refuse further pushes; queued items can still be popped. Wakes every sleeper.
     pub fn close(&self) {
-        let _tail = self.tail.lock();
+        let _sleep = self.sleep.lock();
         self.closed.store(true, SeqCst);
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }
 
-    fn is_full(&self) -> bool {
-        self.capacity.is_some_and(|c| self.len.load(SeqCst) >= c)
+    fn wake(&self, waiting: &AtomicUsize, cond: &Condvar) {
+        if waiting.load(SeqCst) > 0 {
+            let _sleep = self.sleep.lock();
+            cond.notify_one();
+        }
     }
 
     /// Queue `msg`, waiting for room until `deadline`.
@@ -117,44 +153,46 @@ impl Channel {
         deadline: Deadline,
         cancel: Option<&CancelToken>,
     ) -> Result<(), PushError> {
-        let mut tail = self.tail.lock();
         if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
         }
-        if self.is_full() {
-            drop(tail);
-            let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
-            tail = self.tail.lock();
-            self.waiting_push.fetch_add(1, SeqCst);
-            let waited = loop {
-                if self.closed.load(SeqCst) {
-                    break Err(PushError::Closed);
+        let mut msg = match self.queue.push(msg) {
+            Ok(()) => {
+                self.wake(&self.waiting_pop, &self.not_empty);
+                return Ok(());
+            }
+            Err(m) => m,
+        };
+        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
+        let mut sleep = self.sleep.lock();
+        self.waiting_push.fetch_add(1, SeqCst);
+        let pushed = loop {
+            if self.closed.load(SeqCst) {
+                break Err(PushError::Closed);
+            }
+            match self.queue.push(msg) {
+                Ok(()) => break Ok(()),
+                Err(m) => msg = m,
+            }
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                break Err(PushError::Cancelled);
+            }
+            if deadline.expired() {
+                break Err(PushError::Timeout);
+            }
+            match deadline.instant() {
+                None => self.not_full.wait(&mut sleep),
+                Some(t) => {
+                    let _ = self.not_full.wait_until(&mut sleep, t);
                 }
-                if !self.is_full() {
-                    break Ok(());
-                }
-                if cancel.is_some_and(|c| c.is_cancelled()) {
-                    break Err(PushError::Cancelled);
-                }
-                if deadline.expired() {
-                    break Err(PushError::Timeout);
-                }
-                match deadline.instant() {
-                    None => self.not_full.wait(&mut tail),
-                    Some(t) => {
-                        let _ = self.not_full.wait_until(&mut tail, t);
-                    }
-                }
-            };
-            self.waiting_push.fetch_sub(1, SeqCst);
-            waited?;
+            }
+        };
+        self.waiting_push.fetch_sub(1, SeqCst);
+        drop(sleep);
+        if pushed.is_ok() {
+            self.wake(&self.waiting_pop, &self.not_empty);
         }
-        tail.push_back(msg);
-        self.len.fetch_add(1, SeqCst);
-        if self.waiting_pop.load(SeqCst) > 0 {
-            self.not_empty.notify_one();
-        }
-        Ok(())
+        pushed
     }
 
     /// Take the oldest item, waiting until `deadline`. A closed channel still yields
@@ -164,103 +202,66 @@ impl Channel {
         deadline: Deadline,
         cancel: Option<&CancelToken>,
     ) -> Result<Message, PopError> {
-        self.pop_if(deadline, cancel, |_| true)
-            .map(|m| m.expect("every item is accepted"))
-    }
-
-    /// Wait like [`Channel::pop`] for an item, then take it only if `accept` says so;
-    /// `Ok(None)` leaves a refused item at the front. (The LuaJIT FFI path takes numbers
-    /// itself and leaves anything else to the general decoder.)
-    pub fn pop_if(
-        self: &Arc<Self>,
-        deadline: Deadline,
-        cancel: Option<&CancelToken>,
-        accept: impl Fn(&Message) -> bool,
-    ) -> Result<Option<Message>, PopError> {
-        let mut spun = false;
-        let mut blocked = None;
-        loop {
-            if let Some(taken) = self.take_front(&accept) {
-                return Ok(taken);
+        if let Some(m) = self.try_pop() {
+            return Ok(m);
+        }
+        if self.closed.load(SeqCst) {
+            return self.try_pop().ok_or(PopError::Closed);
+        }
+        if deadline.expired() {
+            return Err(PopError::Timeout);
+        }
+        for _ in 0..SPIN_ROUNDS {
+            if let Some(m) = self.try_pop() {
+                return Ok(m);
             }
-            if self.closed.load(SeqCst) && self.len.load(SeqCst) == 0 {
-                return Err(PopError::Closed);
+            if self.closed.load(SeqCst) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
+        let mut sleep = self.sleep.lock();
+        self.waiting_pop.fetch_add(1, SeqCst);
+        let popped = loop {
+            if let Some(m) = self.queue.pop() {
+                break Ok(m);
+            }
+            if self.closed.load(SeqCst) {
+                break self.queue.pop().ok_or(PopError::Closed);
+            }
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                break Err(PopError::Cancelled);
             }
             if deadline.expired() {
-                return Err(PopError::Timeout);
+                break Err(PopError::Timeout);
             }
-            if !spun {
-                spun = true;
-                for _ in 0..SPIN_ROUNDS {
-                    if self.len.load(SeqCst) > 0 || self.closed.load(SeqCst) {
-                        break;
-                    }
-                    std::hint::spin_loop();
+            match deadline.instant() {
+                None => self.not_empty.wait(&mut sleep),
+                Some(t) => {
+                    let _ = self.not_empty.wait_until(&mut sleep, t);
                 }
-                continue;
             }
-            if blocked.is_none() {
-                blocked = Some(cancel.map(|c| c.blocked_on(self.clone())));
-            }
-            let mut tail = self.tail.lock();
-            self.waiting_pop.fetch_add(1, SeqCst);
-            let woke = loop {
-                if self.len.load(SeqCst) > 0 {
-                    break Ok(());
-                }
-                if self.closed.load(SeqCst) {
-                    break Err(PopError::Closed);
-                }
-                if cancel.is_some_and(|c| c.is_cancelled()) {
-                    break Err(PopError::Cancelled);
-                }
-                if deadline.expired() {
-                    break Err(PopError::Timeout);
-                }
-                match deadline.instant() {
-                    None => self.not_empty.wait(&mut tail),
-                    Some(t) => {
-                        let _ = self.not_empty.wait_until(&mut tail, t);
-                    }
-                }
-            };
-            self.waiting_pop.fetch_sub(1, SeqCst);
-            woke?;
+        };
+        self.waiting_pop.fetch_sub(1, SeqCst);
+        drop(sleep);
+        if popped.is_ok() {
+            self.wake(&self.waiting_push, &self.not_full);
         }
+        popped
     }
 
     /// Take the oldest item if there is one, never blocking.
     pub fn try_pop(&self) -> Option<Message> {
-        self.take_front(&|_| true).flatten()
-    }
-
-    /// `None`: nothing queued. `Some(None)`: the front item was refused and left.
-    fn take_front(&self, accept: &impl Fn(&Message) -> bool) -> Option<Option<Message>> {
-        if self.len.load(SeqCst) == 0 {
-            return None;
-        }
-        let mut head = self.head.lock();
-        if head.is_empty() {
-            std::mem::swap(&mut *head, &mut *self.tail.lock());
-        }
-        let front = head.front()?;
-        if !accept(front) {
-            return Some(None);
-        }
-        let m = head.pop_front();
-        drop(head);
-        self.len.fetch_sub(1, SeqCst);
-        if self.waiting_push.load(SeqCst) > 0 {
-            let _tail = self.tail.lock();
-            self.not_full.notify_one();
-        }
+        let m = self.queue.pop()?;
+        self.wake(&self.waiting_push, &self.not_full);
         Some(m)
     }
 }
 
 impl Interrupt for Channel {
     fn interrupt(&self) {
-        let _tail = self.tail.lock();
+        let _sleep = self.sleep.lock();
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }

@@ -20,7 +20,14 @@ pub enum Value {
     Int(i64),
     /// A float.
     Num(f64),
-    /// A string: arbitrary bytes, as in Lua.
+    /// A string of up to [`SHORT_STRING`] bytes, stored inline (no allocation).
+    ShortStr {
+        /// Bytes used in `bytes`.
+        len: u8,
+        /// The string, zero-padded.
+        bytes: [u8; SHORT_STRING],
+    },
+    /// A longer string: arbitrary bytes, as in Lua.
     Str(Box<[u8]>),
     /// A table or function: an index into [`Message::nodes`].
     Node(u32),
@@ -28,6 +35,34 @@ pub enum Value {
     Module(Box<ModuleRef>),
     /// A weft object, shared by reference.
     Handle(Handle),
+}
+
+/// Strings up to this many bytes live inside the [`Value`] itself.
+pub const SHORT_STRING: usize = 22;
+
+impl Value {
+    /// A string value (inline when short).
+    pub fn string(bytes: &[u8]) -> Value {
+        if bytes.len() <= SHORT_STRING {
+            let mut inline = [0u8; SHORT_STRING];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Value::ShortStr {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            Value::Str(bytes.into())
+        }
+    }
+
+    /// The bytes of a string value.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::ShortStr { len, bytes } => Some(&bytes[..*len as usize]),
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// A value found in `package.loaded`, by every name it was reachable under there: the
@@ -119,6 +154,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Tables and functions of a message. One (the usual channel item: one table) is stored
+/// inline, saving an allocation per item.
+pub type Nodes = SmallVec<[Node; 1]>;
+
 /// Root values of a message. One value (a channel item, a single result) is stored
 /// inline, so a scalar message crosses threads without a heap allocation.
 pub type Values = SmallVec<[Value; 1]>;
@@ -129,7 +168,7 @@ pub struct Message {
     /// The root values, in order.
     pub values: Values,
     /// Tables and functions, referenced by [`Value::Node`].
-    pub nodes: Vec<Node>,
+    pub nodes: Nodes,
 }
 
 impl Message {
@@ -137,7 +176,7 @@ impl Message {
     pub fn single(value: Value) -> Message {
         Message {
             values: smallvec![value],
-            nodes: Vec::new(),
+            nodes: Nodes::new(),
         }
     }
 
@@ -152,6 +191,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_strings_are_inline_and_long_ones_boxed_with_the_same_bytes() {
+        let short = Value::string(b"x\0y");
+        let long = Value::string(&[7u8; 40]);
+        assert!(matches!(short, Value::ShortStr { len: 3, .. }));
+        assert!(matches!(long, Value::Str(_)));
+        assert_eq!(short.as_bytes(), Some(&b"x\0y"[..]));
+        assert_eq!(long.as_bytes(), Some(&[7u8; 40][..]));
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
     fn identical_bytecode_hashes_alike_and_different_bytecode_does_not() {
         let a = Bytecode::new(b"\x1bLJ\x02abc".to_vec());
         let b = Bytecode::new(b"\x1bLJ\x02abc".to_vec());
@@ -163,11 +213,10 @@ mod tests {
     #[test]
     fn a_cycle_is_one_node_pointing_at_itself() {
         let mut t = TableNode::default();
-        t.hash
-            .push((Value::Str(b"self".to_vec().into()), Value::Node(0)));
+        t.hash.push((Value::string(b"self"), Value::Node(0)));
         let m = Message {
             values: smallvec![Value::Node(0)],
-            nodes: vec![Node::Table(t)],
+            nodes: smallvec![Node::Table(t)],
         };
         match m.node(0) {
             Node::Table(t) => assert!(matches!(t.hash[0].1, Value::Node(0))),

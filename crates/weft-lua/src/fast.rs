@@ -132,6 +132,27 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
     })
 }
 
+thread_local! {
+    /// An item the FFI number path popped but could not return (not a number), handed
+    /// to the general pop that `lua/weft.lua` calls next on this thread for this channel.
+    static HELD: std::cell::RefCell<Option<(usize, weft_core::Message)>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "luajit")]
+fn hold(ch: &Channel, m: weft_core::Message) {
+    HELD.with(|h| *h.borrow_mut() = Some((ch as *const Channel as usize, m)));
+}
+
+fn take_held(ch: &Channel) -> Option<weft_core::Message> {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        match &*h {
+            Some((p, _)) if *p == ch as *const Channel as usize => h.take().map(|(_, m)| m),
+            _ => None,
+        }
+    })
+}
+
 /// `raw_channel_pop(ptr [, timeout])`.
 pub(crate) unsafe extern "C-unwind" fn channel_pop(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: called by Lua as a lua_CFunction with the documented arguments.
@@ -147,7 +168,11 @@ pub(crate) unsafe extern "C-unwind" fn channel_pop(state: *mut ffi::lua_State) -
             );
         };
         let me = cancel::current();
-        match ch.pop(deadline, me.as_deref()) {
+        let popped = match take_held(&ch) {
+            Some(m) => Ok(m),
+            None => ch.pop(deadline, me.as_deref()),
+        };
+        match popped {
             Ok(msg) => {
                 ffi::lua_settop(state, 0);
                 match push_all(state, &state_data(state).codec, &msg) {
@@ -216,13 +241,18 @@ pub(crate) mod ffi_numbers {
             // SAFETY: as in push_number.
             let ch = ManuallyDrop::new(unsafe { Arc::from_raw(ch) });
             cancel::with_current(|me| {
-                match ch.pop_if(deadline(timeout), me, |m| as_number(m).is_some()) {
-                    Ok(Some(m)) => {
-                        // SAFETY: `out` points at the caller's `double[1]`.
-                        unsafe { *out = as_number(&m).unwrap_or(f64::NAN) };
-                        DONE
-                    }
-                    Ok(None) => NOT_A_NUMBER,
+                match ch.pop(deadline(timeout), me) {
+                    Ok(m) => match as_number(&m) {
+                        Some(n) => {
+                            // SAFETY: `out` points at the caller's `double[1]`.
+                            unsafe { *out = n };
+                            DONE
+                        }
+                        None => {
+                            super::hold(&ch, m);
+                            NOT_A_NUMBER
+                        }
+                    },
                     Err(PopError::Timeout) => TIMEOUT,
                     Err(PopError::Closed) => CLOSED,
                     Err(PopError::Cancelled) => CANCELLED,

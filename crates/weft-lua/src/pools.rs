@@ -287,7 +287,7 @@ fn range_on(
         let last = (first + chunk - 1).min(n);
         let args = Message {
             values: smallvec![Value::Int(first as i64), Value::Int(last as i64)],
-            nodes: Vec::new(),
+            nodes: Default::default(),
         };
         tasks.push(submit_call(pool, func.clone(), args)?);
         first = last + 1;

@@ -84,7 +84,7 @@ fn scalar(v: &LuaValue) -> Option<Value> {
         #[cfg(not(feature = "lua54"))]
         LuaValue::Integer(i) => Value::Num(*i as f64),
         LuaValue::Number(n) => Value::Num(*n),
-        LuaValue::String(s) => Value::Str(s.as_bytes().to_vec().into_boxed_slice()),
+        LuaValue::String(s) => Value::string(&s.as_bytes()),
         _ => return None,
     })
 }
@@ -142,7 +142,9 @@ pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
                 Value::Bool(b) => LuaValue::Boolean(*b),
                 Value::Int(i) => LuaValue::Integer(*i as _),
                 Value::Num(n) => LuaValue::Number(*n),
-                Value::Str(s) => LuaValue::String(lua.create_string(s)?),
+                Value::Str(_) | Value::ShortStr { .. } => {
+                    LuaValue::String(lua.create_string(v.as_bytes().unwrap_or_default())?)
+                }
                 _ => unreachable!("filtered above"),
             });
         }

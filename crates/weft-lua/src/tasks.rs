@@ -61,7 +61,11 @@ pub(crate) fn results(lua: &Lua, task: &Task) -> Ret<MultiValue> {
     match task.outcome() {
         Some(Outcome::Returned(m)) => decode(lua, m),
         Some(Outcome::Failed(f)) => {
-            let is_text = matches!(f.error.values.first(), Some(weft_core::Value::Str(_)));
+            let is_text = f
+                .error
+                .values
+                .first()
+                .is_some_and(|v| v.as_bytes().is_some());
             if is_text {
                 Err(Raise::Value(LuaValue::String(
                     lua.create_string(&f.traceback)?,

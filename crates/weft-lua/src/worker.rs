@@ -108,7 +108,7 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
 
 pub(crate) fn failed(text: String) -> Outcome {
     Outcome::Failed(Failure {
-        error: Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+        error: Message::single(weft_core::Value::string(text.as_bytes())),
         traceback: text.clone(),
         text,
     })
@@ -132,7 +132,7 @@ unsafe fn failure_on_top(state: *mut ffi::lua_State, data: &StateData) -> Failur
                 "(error object is not a string)".into()
             };
             return Failure {
-                error: Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+                error: Message::single(weft_core::Value::string(text.as_bytes())),
                 traceback: text.clone(),
                 text,
             };
@@ -147,7 +147,7 @@ unsafe fn failure_on_top(state: *mut ffi::lua_State, data: &StateData) -> Failur
         let mut enc = Encoder::new(&data.codec);
         let error = match enc.push(state, top + 3, Label::Error, 1) {
             Ok(()) => enc.finish(),
-            Err(_) => Message::single(weft_core::Value::Str(text.clone().into_bytes().into())),
+            Err(_) => Message::single(weft_core::Value::string(text.as_bytes())),
         };
         ffi::lua_settop(state, top);
         Failure {

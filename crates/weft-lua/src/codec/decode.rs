@@ -177,6 +177,7 @@ impl<'m> Decoder<'m> {
                 Value::Int(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
                 Value::Num(n) => ffi::lua_pushnumber(state, *n),
                 Value::Str(s) => push_bytes(state, s),
+                Value::ShortStr { len, bytes } => push_bytes(state, &bytes[..*len as usize]),
                 Value::Node(n) => {
                     ffi::lua_rawgeti(state, self.objs, *n as ffi::lua_Integer + 1);
                 }

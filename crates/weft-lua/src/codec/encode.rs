@@ -4,9 +4,10 @@ use super::path::{render, Segment};
 use super::raw::str_bytes;
 use super::CodecState;
 use mlua::ffi;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
+use weft_core::message::SmallVec;
 use weft_core::message::{Bytecode, FunctionNode, Message, ModuleRef, Node, TableNode, Value};
 
 /// Deeper nesting than this is refused rather than risking the native stack.
@@ -70,7 +71,7 @@ fn within<T>(segment: impl FnOnce() -> Segment, r: Result<T, Fail>) -> Result<T,
 /// not pay for a hash map allocation.
 #[derive(Default)]
 struct Seen {
-    few: Vec<(*const c_void, u32)>,
+    few: SmallVec<[(*const c_void, u32); FEW]>,
     many: HashMap<*const c_void, u32>,
 }
 
@@ -97,7 +98,7 @@ impl Seen {
     }
 
     fn forget_from(&mut self, first: u32) {
-        self.few.retain(|&(_, n)| n < first);
+        self.few.retain(|entry| entry.1 < first);
         self.many.retain(|_, n| *n < first);
     }
 }
@@ -107,7 +108,7 @@ impl Seen {
 pub struct Encoder<'a> {
     codec: &'a CodecState,
     seen: Seen,
-    nodes: Vec<Node>,
+    nodes: weft_core::message::Nodes,
     values: weft_core::message::Values,
     depth: u32,
     index_rebuilt: bool,
@@ -119,7 +120,7 @@ impl<'a> Encoder<'a> {
         Encoder {
             codec,
             seen: Seen::default(),
-            nodes: Vec::new(),
+            nodes: Default::default(),
             values: Default::default(),
             depth: 0,
             index_rebuilt: false,
@@ -191,7 +192,7 @@ impl<'a> Encoder<'a> {
                 ffi::LUA_TNIL => Ok(Value::Nil),
                 ffi::LUA_TBOOLEAN => Ok(Value::Bool(ffi::lua_toboolean(state, idx) != 0)),
                 ffi::LUA_TNUMBER => Ok(number(state, idx)),
-                ffi::LUA_TSTRING => Ok(Value::Str(str_bytes(state, idx).into())),
+                ffi::LUA_TSTRING => Ok(Value::string(str_bytes(state, idx))),
                 ffi::LUA_TTABLE => self.table(state, idx),
                 ffi::LUA_TFUNCTION => self.function(state, idx),
                 ffi::LUA_TUSERDATA => self.userdata(state, idx),

@@ -10,7 +10,7 @@
 
 use super::raw::{pcall, push_bytes, str_bytes};
 use mlua::ffi;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ffi::{c_int, c_void};
 use weft_core::message::{ModuleName, ModuleRef};
 
