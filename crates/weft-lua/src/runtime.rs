@@ -234,7 +234,12 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
     .call(())?;
     lua.set_named_registry_value("weft.handler", handler.0)?;
     lua.set_named_registry_value("weft.fresh_cell", handler.1)?;
-    register_number_packing(lua)
+    #[cfg(feature = "luajit")]
+    lua.set_named_registry_value(
+        "weft.load_packing",
+        lua.create_function(|lua, ()| register_number_packing(lua))?,
+    )?;
+    Ok(())
 }
 
 static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
@@ -280,7 +285,10 @@ fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value("weft.unpack_numbers", unpack)
 }
 
+/// The packing helpers load the FFI library; most states never need them, so the codec
+/// loads them on first use through `weft.load_packing` (see `codec::raw::push_helper`).
 #[cfg(not(feature = "luajit"))]
+#[allow(dead_code)]
 fn register_number_packing(_: &Lua) -> mlua::Result<()> {
     let _ = &PACKING;
     Ok(())

@@ -220,16 +220,13 @@ unsafe fn fill_numbers(state: *mut ffi::lua_State, target: c_int, numbers: &[f64
     }
     // SAFETY: the helper only reads `numbers.len()` doubles from the pointer, under pcall.
     unsafe {
-        push_named(state, c"weft.unpack_numbers");
-        if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+        if super::raw::push_helper(state, c"weft.unpack_numbers") {
             ffi::lua_pushvalue(state, target);
             ffi::lua_pushinteger(state, numbers.len() as ffi::lua_Integer);
             ffi::lua_pushlightuserdata(state, numbers.as_ptr() as *mut std::ffi::c_void);
             if pcall(state, 3, 0).is_ok() {
                 return;
             }
-        } else {
-            ffi::lua_pop(state, 1);
         }
         for (i, n) in numbers.iter().enumerate() {
             ffi::lua_pushnumber(state, *n);

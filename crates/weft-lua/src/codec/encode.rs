@@ -465,9 +465,7 @@ unsafe fn bulk_numbers(state: *mut ffi::lua_State, idx: c_int, len: usize) -> Ve
     // SAFETY: the helper writes at most `len` doubles to the buffer and returns how many;
     // it runs under lua_pcall. The buffer is not touched by anything else meanwhile.
     unsafe {
-        super::raw::push_named(state, c"weft.pack_numbers");
-        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
-            ffi::lua_pop(state, 1);
+        if !super::raw::push_helper(state, c"weft.pack_numbers") {
             return Vec::new();
         }
         ffi::lua_pushvalue(state, idx);
@@ -494,9 +492,7 @@ unsafe fn other_keys(state: *mut ffi::lua_State, idx: c_int, len: usize) -> Opti
     }
     // SAFETY: calls the helper under lua_pcall; leaves one value or nothing.
     unsafe {
-        super::raw::push_named(state, c"weft.other_keys");
-        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
-            ffi::lua_pop(state, 1);
+        if !super::raw::push_helper(state, c"weft.other_keys") {
             return None;
         }
         ffi::lua_pushvalue(state, idx);

@@ -59,3 +59,34 @@ pub(crate) unsafe fn pcall(
         Err(msg)
     }
 }
+
+/// Push the registry function `name`, first running `weft.load_packing` if it is not
+/// there yet (the codec's LuaJIT helpers are loaded on first use). False, with nothing
+/// pushed, if it cannot be had.
+///
+/// # Safety
+/// `state` must be valid with 2 free stack slots.
+pub(crate) unsafe fn push_helper(state: *mut ffi::lua_State, name: &CStr) -> bool {
+    // SAFETY: balanced registry reads; the loader runs under lua_pcall.
+    unsafe {
+        push_named(state, name);
+        if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+            return true;
+        }
+        ffi::lua_pop(state, 1);
+        push_named(state, c"weft.load_packing");
+        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+            ffi::lua_pop(state, 1);
+            return false;
+        }
+        if pcall(state, 0, 0).is_err() {
+            return false;
+        }
+        push_named(state, name);
+        if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+            return true;
+        }
+        ffi::lua_pop(state, 1);
+        false
+    }
+}
