@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// Why a push did not happen.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
     /// The channel was closed.
     #[error("closed")]
@@ -34,7 +34,7 @@ pub enum PushError {
 }
 
 /// Why a pop returned nothing.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PopError {
     /// Closed and drained.
     #[error("closed")]
@@ -156,39 +156,34 @@ impl Channel {
         if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
         }
-        let mut msg = match self.queue.push(msg) {
+        let msg = match self.queue.push(msg) {
             Ok(()) => {
                 self.wake(&self.waiting_pop, &self.not_empty);
                 return Ok(());
             }
             Err(m) => m,
         };
-        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
-        let mut sleep = self.sleep.lock();
-        self.waiting_push.fetch_add(1, SeqCst);
-        let pushed = loop {
-            if self.closed.load(SeqCst) {
-                break Err(PushError::Closed);
-            }
-            match self.queue.push(msg) {
-                Ok(()) => break Ok(()),
-                Err(m) => msg = m,
-            }
-            if cancel.is_some_and(|c| c.is_cancelled()) {
-                break Err(PushError::Cancelled);
-            }
-            if deadline.expired() {
-                break Err(PushError::Timeout);
-            }
-            match deadline.instant() {
-                None => self.not_full.wait(&mut sleep),
-                Some(t) => {
-                    let _ = self.not_full.wait_until(&mut sleep, t);
+        let mut pending = Some(msg);
+        let pushed = self.sleep_until(
+            &self.not_full,
+            &self.waiting_push,
+            deadline,
+            cancel,
+            PushError::Cancelled,
+            PushError::Timeout,
+            || {
+                if self.closed.load(SeqCst) {
+                    return Some(Err(PushError::Closed));
                 }
-            }
-        };
-        self.waiting_push.fetch_sub(1, SeqCst);
-        drop(sleep);
+                match self.queue.push(pending.take()?) {
+                    Ok(()) => Some(Ok(())),
+                    Err(m) => {
+                        pending = Some(m);
+                        None
+                    }
+                }
+            },
+        );
         if pushed.is_ok() {
             self.wake(&self.waiting_pop, &self.not_empty);
         }
@@ -220,35 +215,61 @@ impl Channel {
             }
             std::hint::spin_loop();
         }
-        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
-        let mut sleep = self.sleep.lock();
-        self.waiting_pop.fetch_add(1, SeqCst);
-        let popped = loop {
-            if let Some(m) = self.queue.pop() {
-                break Ok(m);
-            }
-            if self.closed.load(SeqCst) {
-                break self.queue.pop().ok_or(PopError::Closed);
-            }
-            if cancel.is_some_and(|c| c.is_cancelled()) {
-                break Err(PopError::Cancelled);
-            }
-            if deadline.expired() {
-                break Err(PopError::Timeout);
-            }
-            match deadline.instant() {
-                None => self.not_empty.wait(&mut sleep),
-                Some(t) => {
-                    let _ = self.not_empty.wait_until(&mut sleep, t);
-                }
-            }
-        };
-        self.waiting_pop.fetch_sub(1, SeqCst);
-        drop(sleep);
+        let popped = self.sleep_until(
+            &self.not_empty,
+            &self.waiting_pop,
+            deadline,
+            cancel,
+            PopError::Cancelled,
+            PopError::Timeout,
+            || match self.queue.pop() {
+                Some(m) => Some(Ok(m)),
+                None if self.closed.load(SeqCst) => Some(self.queue.pop().ok_or(PopError::Closed)),
+                None => None,
+            },
+        );
         if popped.is_ok() {
             self.wake(&self.waiting_push, &self.not_full);
         }
         popped
+    }
+
+    /// Sleep on `cond` until `attempt` settles the operation (`Some`), the waiting task is
+    /// cancelled, or `deadline` passes. The sleeper is counted in `waiting` and re-checks
+    /// under the sleep lock, so a wake-up between its check and its sleep is not lost.
+    #[allow(clippy::too_many_arguments)]
+    fn sleep_until<T, E>(
+        self: &Arc<Self>,
+        cond: &Condvar,
+        waiting: &AtomicUsize,
+        deadline: Deadline,
+        cancel: Option<&CancelToken>,
+        cancelled: E,
+        timed_out: E,
+        mut attempt: impl FnMut() -> Option<Result<T, E>>,
+    ) -> Result<T, E> {
+        let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
+        let mut sleep = self.sleep.lock();
+        waiting.fetch_add(1, SeqCst);
+        let result = loop {
+            if let Some(settled) = attempt() {
+                break settled;
+            }
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                break Err(cancelled);
+            }
+            if deadline.expired() {
+                break Err(timed_out);
+            }
+            match deadline.instant() {
+                None => cond.wait(&mut sleep),
+                Some(t) => {
+                    let _ = cond.wait_until(&mut sleep, t);
+                }
+            }
+        };
+        waiting.fetch_sub(1, SeqCst);
+        result
     }
 
     /// Take the oldest item if there is one, never blocking.

@@ -173,16 +173,8 @@ impl Task {
     /// ends when its code next checks.
     pub fn cancel(&self) {
         self.cancel.cancel();
-        if self
-            .status
-            .compare_exchange(
-                Status::Pending as u8,
-                Status::Running as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
+        // Claiming a queued task the way a worker would means no worker will run it.
+        if self.start() {
             self.finish(Outcome::Cancelled);
         }
     }

@@ -163,6 +163,24 @@ fn chunk_option(opts: Option<Table>, n: usize, workers: usize) -> Ret<usize> {
     Ok(n.div_ceil(workers * 4).max(1))
 }
 
+/// `[first, last]` ranges covering 1..=n, `chunk` at a time.
+fn chunks(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (1..=n)
+        .step_by(chunk.max(1))
+        .map(move |first| (first, (first + chunk - 1).min(n)))
+}
+
+/// Check that `func` is a function and encode it once, to be shared by every chunk.
+fn shared_function(lua: &Lua, func: LuaValue, what: &str, position: usize) -> Ret<Arc<Message>> {
+    require_function(Some(&func), what)?;
+    Ok(Arc::new(encode(
+        lua,
+        MultiValue::from_iter([func]),
+        Label::Argument,
+        position,
+    )?))
+}
+
 /// Wait for every task in order; on the first failure (in index order) cancel the rest.
 fn wait_all(tasks: &[Arc<Task>]) -> Ret<()> {
     let me = cancel::current();
@@ -189,19 +207,11 @@ fn first_failure(lua: &Lua, tasks: &[Arc<Task>]) -> Ret<()> {
 }
 
 fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Table>) -> Ret<Table> {
-    require_function(Some(&func), "map: argument 1")?;
     let n = items.raw_len();
     let chunk = chunk_option(opts, n, pool.size())?;
-    let func = Arc::new(encode(
-        lua,
-        MultiValue::from_iter([func]),
-        Label::Argument,
-        1,
-    )?);
+    let func = shared_function(lua, func, "map: argument 1", 1)?;
     let mut tasks = Vec::with_capacity(n.div_ceil(chunk));
-    let mut first = 1;
-    while first <= n {
-        let last = (first + chunk - 1).min(n);
+    for (first, last) in chunks(n, chunk) {
         let slice: MultiValue = (first..=last)
             .map(|i| items.raw_get::<LuaValue>(i))
             .collect::<mlua::Result<_>>()?;
@@ -217,7 +227,6 @@ fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Tab
         }))
         .map_err(|e| Raise::Usage(format!("weft: {e}")))?;
         tasks.push(task);
-        first = last + 1;
     }
     wait_all(&tasks)?;
     first_failure(lua, &tasks)?;
@@ -273,24 +282,15 @@ fn range_on(
         LuaValue::Number(x) if *x == 0.0 => 0,
         other => positive_int(other, "range: n")?,
     };
-    require_function(Some(&func), "range: argument 2")?;
     let chunk = chunk_option(opts, n, pool.size())?;
-    let func = Arc::new(encode(
-        lua,
-        MultiValue::from_iter([func]),
-        Label::Argument,
-        2,
-    )?);
+    let func = shared_function(lua, func, "range: argument 2", 2)?;
     let mut tasks = Vec::new();
-    let mut first = 1;
-    while first <= n {
-        let last = (first + chunk - 1).min(n);
+    for (first, last) in chunks(n, chunk) {
         let args = Message {
             values: smallvec![Value::Int(first as i64), Value::Int(last as i64)],
             nodes: Default::default(),
         };
         tasks.push(submit_call(pool, func.clone(), args)?);
-        first = last + 1;
     }
     wait_all(&tasks)?;
     first_failure(lua, &tasks)?;

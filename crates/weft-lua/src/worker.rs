@@ -239,11 +239,7 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
             ffi::lua_settop(state, 0);
         })
     };
-    match (r, outcome) {
-        (Ok(()), Some(o)) => o,
-        (Err(e), _) => failed(format!("weft: {e}")),
-        (Ok(()), None) => failed("weft: the task produced no outcome".into()),
-    }
+    finished(r, outcome)
 }
 
 /// Run `func(item)` for each item of a `map` chunk; results come back as the message's
@@ -321,7 +317,12 @@ pub fn run_map_chunk(
             ffi::lua_settop(state, 0);
         })
     };
-    match (r, outcome) {
+    finished(r, outcome)
+}
+
+/// The outcome a raw run left, or why there is none.
+fn finished(run: mlua::Result<()>, outcome: Option<Outcome>) -> Outcome {
+    match (run, outcome) {
         (Ok(()), Some(o)) => o,
         (Err(e), _) => failed(format!("weft: {e}")),
         (Ok(()), None) => failed("weft: the task produced no outcome".into()),

@@ -1,21 +1,10 @@
 //! The codec between two real LuaJIT states: what goes in comes out, shape preserved.
 
+mod common;
+
+use common::state;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use weft_core::message::{Node, Value as MValue};
-
-fn state() -> Lua {
-    // SAFETY: test states get the full standard library, as weft workers do.
-    let lua = unsafe { Lua::unsafe_new() };
-    let weft = weft_lua::open(&lua).unwrap();
-    lua.globals()
-        .get::<Table>("package")
-        .unwrap()
-        .get::<Table>("loaded")
-        .unwrap()
-        .set("weft", weft)
-        .unwrap();
-    lua
-}
 
 fn eval(lua: &Lua, code: &str) -> MultiValue {
     lua.load(code).eval::<MultiValue>().unwrap()

@@ -1,20 +1,8 @@
 //! Pool behaviour that only shows inside a worker: the task-function cache.
 
-use mlua::{Lua, Table};
+mod common;
 
-fn state() -> Lua {
-    // SAFETY: test states get the full standard library, as weft workers do.
-    let lua = unsafe { Lua::unsafe_new() };
-    let weft = weft_lua::open(&lua).unwrap();
-    lua.globals()
-        .get::<Table>("package")
-        .unwrap()
-        .get::<Table>("loaded")
-        .unwrap()
-        .set("weft", weft)
-        .unwrap();
-    lua
-}
+use common::state;
 
 #[test]
 fn a_function_submitted_repeatedly_is_loaded_once_per_worker_with_fresh_upvalues() {

@@ -11,7 +11,7 @@ use mlua::ffi;
 use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::Arc;
-use weft_core::message::{Bytecode, Message, Node, Value};
+use weft_core::message::{Bytecode, Message, Node, TableNode, Value};
 
 /// Materialised nodes of one message, ready for its values to be pushed.
 pub struct Decoder<'m> {
@@ -134,19 +134,7 @@ impl<'m> Decoder<'m> {
             ffi::lua_rawgeti(state, self.objs, i as ffi::lua_Integer + 1);
             let target = ffi::lua_gettop(state);
             match node {
-                Node::Table(t) => {
-                    fill_numbers(state, target, &t.numbers);
-                    let offset = t.numbers.len() as ffi::lua_Integer;
-                    for (j, v) in t.array.iter().enumerate() {
-                        self.push(state, v)?;
-                        ffi::lua_rawseti(state, target, offset + j as ffi::lua_Integer + 1);
-                    }
-                    for (k, v) in &t.hash {
-                        self.push(state, k)?;
-                        self.push(state, v)?;
-                        ffi::lua_rawset(state, target);
-                    }
-                }
+                Node::Table(t) => self.fill_table(state, target, t)?,
                 Node::Function(f) => {
                     for (n, v) in f.upvalues.iter().enumerate() {
                         self.push(state, v)?;
@@ -159,6 +147,30 @@ impl<'m> Decoder<'m> {
             ffi::lua_settop(state, target - 1);
             Ok(())
         }
+    }
+
+    /// Store a table node's contents into the (empty) table at `target`.
+    unsafe fn fill_table(
+        &self,
+        state: *mut ffi::lua_State,
+        target: c_int,
+        t: &TableNode,
+    ) -> Result<(), String> {
+        // SAFETY: values are pushed one at a time and stored into `target`.
+        unsafe {
+            fill_numbers(state, target, &t.numbers);
+            let offset = t.numbers.len() as ffi::lua_Integer;
+            for (j, v) in t.array.iter().enumerate() {
+                self.push(state, v)?;
+                ffi::lua_rawseti(state, target, offset + j as ffi::lua_Integer + 1);
+            }
+            for (k, v) in &t.hash {
+                self.push(state, k)?;
+                self.push(state, v)?;
+                ffi::lua_rawset(state, target);
+            }
+        }
+        Ok(())
     }
 
     /// Push one value of the message (a root value or anything inside it).
@@ -244,27 +256,12 @@ pub unsafe fn push_all(
     codec: &CodecState,
     msg: &Message,
 ) -> Result<c_int, String> {
-    // SAFETY: forwarded contract; on error the stack is restored.
+    // SAFETY: forwarded contract.
     unsafe {
-        let top = ffi::lua_gettop(state);
-        if ffi::lua_checkstack(state, msg.values.len() as c_int + 8) == 0 {
-            return Err(format!(
-                "weft: too many values to receive ({})",
-                msg.values.len()
-            ));
-        }
         if let Some(n) = push_flat_table(state, msg)? {
             return Ok(n);
         }
-        let d = Decoder::new(state, codec, msg)?;
-        for v in &msg.values {
-            if let Err(e) = d.push(state, v) {
-                ffi::lua_settop(state, top);
-                return Err(e);
-            }
-        }
-        d.finish(state);
-        Ok(msg.values.len() as c_int)
+        push_values(state, codec, msg, false).map(|(n, _)| n)
     }
 }
 
@@ -279,7 +276,17 @@ pub unsafe fn push_task(
     codec: &CodecState,
     msg: &Message,
 ) -> Result<(c_int, Option<u64>), String> {
-    // SAFETY: forwarded contract; on error the stack is restored and nothing stays borrowed.
+    // SAFETY: forwarded contract.
+    unsafe { push_values(state, codec, msg, true) }
+}
+
+unsafe fn push_values(
+    state: *mut ffi::lua_State,
+    codec: &CodecState,
+    msg: &Message,
+    task: bool,
+) -> Result<(c_int, Option<u64>), String> {
+    // SAFETY: on error the stack is restored and nothing stays borrowed.
     unsafe {
         let top = ffi::lua_gettop(state);
         if ffi::lua_checkstack(state, msg.values.len() as c_int + 8) == 0 {
@@ -288,7 +295,11 @@ pub unsafe fn push_task(
                 msg.values.len()
             ));
         }
-        let d = Decoder::for_task(state, codec, msg)?;
+        let d = if task {
+            Decoder::for_task(state, codec, msg)?
+        } else {
+            Decoder::new(state, codec, msg)?
+        };
         let borrowed = d.borrowed();
         for v in &msg.values {
             if let Err(e) = d.push(state, v) {
@@ -333,17 +344,7 @@ unsafe fn push_flat_table(
             t.hash.len() as c_int,
         );
         let target = ffi::lua_gettop(state);
-        fill_numbers(state, target, &t.numbers);
-        let offset = t.numbers.len() as ffi::lua_Integer;
-        for (j, v) in t.array.iter().enumerate() {
-            d.push(state, v)?;
-            ffi::lua_rawseti(state, target, offset + j as ffi::lua_Integer + 1);
-        }
-        for (k, v) in &t.hash {
-            d.push(state, k)?;
-            d.push(state, v)?;
-            ffi::lua_rawset(state, target);
-        }
+        d.fill_table(state, target, t)?;
     }
     Ok(Some(1))
 }
