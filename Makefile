@@ -11,7 +11,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test lua-test example-test lint bench clean
+.PHONY: module modules test deps rust-test lua-test example-test lint bench bench-smoke clean
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -44,10 +44,21 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test lua-test example-test
+test: deps lint rust-test lua-test example-test bench-smoke
 
+LUAJIT_CPATH = LUA_CPATH="$(CURDIR)/target/lua/luajit/?.so;;"
+
+# The benchmark tables of BENCHMARKS.md, measured here (LuaJIT module).
 bench:
-	$(CARGO) run --release -- bench
+	$(MAKE) module LUA=luajit
+	$(LUAJIT_CPATH) luajit bench/runtime.lua
+	$(LUAJIT_CPATH) luajit bench/parallel.lua
+
+# Each benchmark once, small: they check their own results, so this catches a broken one.
+bench-smoke:
+	$(MAKE) module LUA=luajit
+	$(LUAJIT_CPATH) luajit bench/runtime.lua --quick > /dev/null
+	$(LUAJIT_CPATH) luajit bench/parallel.lua 1 2e6 > /dev/null
 
 clean:
 	$(CARGO) clean
