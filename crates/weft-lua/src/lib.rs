@@ -7,8 +7,10 @@
 //! - [`codec`]: Lua values ⇄ `weft_core::Message`, on the raw C API.
 //! - `runtime`: per-state data and the error convention (binding functions return
 //!   failures; `lua/weft.lua` raises them as plain Lua errors).
-//! - `worker`: building worker states and running one call in them.
-//! - `tasks`, `pools`, `channels`: the API functions; `handles`: their userdata types.
+//! - `worker`: building worker states and running one call in them; `spawner`: the parked
+//!   threads behind `weft.spawn`; `interrupt`: how cancellation reaches running Lua code.
+//! - `tasks`, `pools`, `channels`: the API functions; `handles`: their userdata types;
+//!   `fast`: the hot channel paths as raw C functions and LuaJIT FFI entry points.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 
