@@ -379,7 +379,10 @@ extern "C-unwind" {
 use ffi::lua_upvaluejoin;
 
 /// Lua 5.1 has no `lua_upvaluejoin`, so it cannot give a cached closure fresh upvalues:
-/// there every task function is loaded anew.
+/// there every task function is loaded anew. On LuaJIT only functions without upvalues
+/// are reused: compiled traces may hold a closure's upvalue objects as constants, so
+/// swapping them (rebinding or joining) under a reused closure left traces reading freed
+/// upvalues (seen as crashes and wrong values in examples/nearest_fortunes.lua).
 const CAN_REUSE: bool = cfg!(any(feature = "luajit", feature = "lua54"));
 
 /// Give the function on top of the stack `n` new upvalue cells, so closures created by
@@ -406,10 +409,11 @@ unsafe fn fresh_upvalues(_: *mut ffi::lua_State, _: usize) -> Result<(), String>
 }
 
 /// Task functions by bytecode, so a function submitted to a pool many times is loaded
-/// once per worker. Only a task's own function is cached, it is handed out only while no
-/// running task uses it (a nested task of the same code gets a fresh load), and each
-/// reuse gets fresh upvalue cells. What remains shared with the previous run is the
-/// closure's identity. Everything else a message carries is loaded anew.
+/// once per worker. Only a task's own function is cached (on LuaJIT only one without
+/// upvalues, see [`CAN_REUSE`]), it is handed out only while no running task uses it (a
+/// nested task of the same code gets a fresh load), and on Lua 5.4 each reuse gets fresh
+/// upvalue cells. What remains shared with the previous run is the closure's identity.
+/// Everything else a message carries is loaded anew.
 #[derive(Default)]
 pub struct LoadCache {
     entries: HashMap<u64, Cached>,
@@ -436,7 +440,7 @@ impl LoadCache {
     ) -> Result<Option<u64>, String> {
         // SAFETY: registry table reads and writes are balanced.
         unsafe {
-            if !CAN_REUSE {
+            if !CAN_REUSE || (cfg!(feature = "luajit") && upvalues > 0) {
                 return load(state, code).map(|()| None);
             }
             if let Some(c) = self.entries.get_mut(&code.hash) {
