@@ -35,6 +35,7 @@ lua-test: modules
 	bash tests/lua/run.sh lua5.4
 	bash tests/lua/run.sh lua5.1
 	bash tests/lua/rock.sh
+	bash tests/lua/readme.sh
 
 example-test:
 	$(CARGO) run --release -q -- run examples/nearest_fortunes.lua

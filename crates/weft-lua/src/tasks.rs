@@ -106,14 +106,14 @@ pub(crate) fn wait(_: &Lua, (ud, timeout): (AnyUserData, Option<f64>)) -> Ret<bo
 }
 
 /// `handle:status()`: the status name, plus the error text with traceback when failed.
-pub(crate) fn status(_: &Lua, ud: AnyUserData) -> Ret<(&'static str, Option<String>)> {
+pub(crate) fn status(lua: &Lua, ud: AnyUserData) -> Ret<MultiValue> {
     let task = task_of(&ud)?;
-    let status = task.status();
-    let detail = match task.outcome() {
-        Some(Outcome::Failed(f)) => Some(f.traceback.clone()),
-        _ => None,
-    };
-    Ok((status.name(), detail))
+    let mut out = MultiValue::new();
+    out.push_back(LuaValue::String(lua.create_string(task.status().name())?));
+    if let Some(Outcome::Failed(f)) = task.outcome() {
+        out.push_back(LuaValue::String(lua.create_string(&f.traceback)?));
+    }
+    Ok(out)
 }
 
 /// `handle:cancel()`.
