@@ -333,11 +333,6 @@ pub fn wait_task(task: &Arc<Task>, deadline: Deadline, waiter: Option<&CancelTok
     }
 }
 
-/// Is the current thread a worker of some pool?
-pub fn on_worker_thread() -> bool {
-    WORKER_OF.with(|w| w.borrow().is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

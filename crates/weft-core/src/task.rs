@@ -77,6 +77,18 @@ pub struct Failure {
     pub traceback: String,
 }
 
+impl Failure {
+    /// A failure that is only text (a weft error, an unsendable error value): the text is
+    /// also the error value and the traceback.
+    pub fn from_text(text: String) -> Failure {
+        Failure {
+            error: Message::single(crate::message::Value::string(text.as_bytes())),
+            traceback: text.clone(),
+            text,
+        }
+    }
+}
+
 /// Why [`Task::wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitEnd {

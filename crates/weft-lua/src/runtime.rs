@@ -242,12 +242,13 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
-
 /// LuaJIT: the helpers the codec calls to move long runs of numbers between a table and
-/// a Rust buffer at JIT speed (see `codec::encode::bulk_numbers`).
+/// a Rust buffer at JIT speed (see `codec::encode::bulk_numbers`). They load the FFI
+/// library, which most states never need, so the codec loads them on first use through
+/// `weft.load_packing` (see `codec::raw::push_helper`).
 #[cfg(feature = "luajit")]
 fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
+    static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
     let (pack, unpack, other_keys): (Function, Function, Function) = load_cached(
         lua,
         &PACKING,
@@ -283,13 +284,4 @@ fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value("weft.pack_numbers", pack)?;
     lua.set_named_registry_value("weft.other_keys", other_keys)?;
     lua.set_named_registry_value("weft.unpack_numbers", unpack)
-}
-
-/// The packing helpers load the FFI library; most states never need them, so the codec
-/// loads them on first use through `weft.load_packing` (see `codec::raw::push_helper`).
-#[cfg(not(feature = "luajit"))]
-#[allow(dead_code)]
-fn register_number_packing(_: &Lua) -> mlua::Result<()> {
-    let _ = &PACKING;
-    Ok(())
 }

@@ -53,9 +53,9 @@ pub fn inherit(lua: &Lua) -> Inherit {
     }
 }
 
-/// A worker's Lua state. Built with the C API (`luaL_newstate` + `luaL_openlibs`, about
-/// three times cheaper than `Lua::unsafe_new`, which matters for `weft.spawn`) and
-/// wrapped by mlua; closed when dropped.
+/// A worker's Lua state. Built with the C API (`lua_newstate` on the C allocator +
+/// `luaL_openlibs`, far cheaper than `Lua::unsafe_new`, which matters for `weft.spawn`)
+/// and wrapped by mlua; closed when dropped.
 pub struct WorkerState {
     lua: ManuallyDrop<Lua>,
     raw: *mut ffi::lua_State,
@@ -136,11 +136,7 @@ pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
 }
 
 pub(crate) fn failed(text: String) -> Outcome {
-    Outcome::Failed(Failure {
-        error: Message::single(weft_core::Value::string(text.as_bytes())),
-        traceback: text.clone(),
-        text,
-    })
+    Outcome::Failed(Failure::from_text(text))
 }
 
 /// The outcome of a panic caught at a worker's edge.
@@ -160,11 +156,7 @@ unsafe fn failure_on_top(state: *mut ffi::lua_State, data: &StateData) -> Failur
             } else {
                 "(error object is not a string)".into()
             };
-            return Failure {
-                error: Message::single(weft_core::Value::string(text.as_bytes())),
-                traceback: text.clone(),
-                text,
-            };
+            return Failure::from_text(text);
         }
         ffi::lua_rawgeti(state, top, 2);
         ffi::lua_rawgeti(state, top, 3);

@@ -492,14 +492,4 @@ impl LoadCache {
             c.busy = false;
         }
     }
-
-    /// Number of functions cached.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
