@@ -1,6 +1,9 @@
 //! The weft objects that cross threads by reference rather than by copy.
 
-use crate::{channel::Channel, pool::Pool, task::Task};
+use crate::{
+    array::Array, channel::Channel, counter::Counter, frozen::Frozen, pool::Pool,
+    shared_table::SharedTable, task::Task,
+};
 use std::sync::Arc;
 
 /// A shared weft object inside a [`crate::Message`]. Cloning shares, never copies.
@@ -12,6 +15,15 @@ pub enum Handle {
     Channel(Arc<Channel>),
     /// A worker pool.
     Pool(Arc<Pool>),
+    /// A view of a frozen table (boxed, like the array view, to keep
+    /// [`crate::Value`] at 24 bytes).
+    Frozen(Box<Frozen>),
+    /// An atomic counter.
+    Counter(Arc<Counter>),
+    /// A mutable shared table.
+    Table(Arc<SharedTable>),
+    /// A view of an off-heap array.
+    Array(Box<Array>),
 }
 
 impl std::fmt::Debug for Handle {
@@ -20,6 +32,10 @@ impl std::fmt::Debug for Handle {
             Handle::Task(_) => f.write_str("Handle::Task"),
             Handle::Channel(_) => f.write_str("Handle::Channel"),
             Handle::Pool(_) => f.write_str("Handle::Pool"),
+            Handle::Frozen(t) => write!(f, "Handle::{t:?}"),
+            Handle::Counter(_) => f.write_str("Handle::Counter"),
+            Handle::Table(_) => f.write_str("Handle::Table"),
+            Handle::Array(a) => write!(f, "Handle::{a:?}"),
         }
     }
 }

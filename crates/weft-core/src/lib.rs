@@ -8,21 +8,35 @@
 //! - [`pool`]: worker threads with a shared queue; waiting inside a worker helps run
 //!   queued jobs, so a task that submits to its own pool and waits cannot deadlock.
 //! - [`handle`]: the shared objects a message carries by reference.
+//! - [`frozen`]: immutable snapshots of tables, read from any thread without a lock.
+//! - [`counter`]: atomic integers; [`shared_table`]: the locked, mutable shared table.
+//! - [`array`]: typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
+//!   [`memory`]: how many bytes weft holds.
+//! - [`key`]: hashable table keys, normalised as Lua normalises them.
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
 
+pub mod array;
 pub mod cancel;
 pub mod channel;
+pub mod counter;
 pub mod deadline;
+pub mod frozen;
 pub mod handle;
+pub mod key;
+pub mod memory;
 pub mod message;
+pub mod npy;
 pub mod pool;
+pub mod shared_table;
 pub mod task;
 
+pub use array::{Array, DType};
 pub use cancel::CancelToken;
 pub use channel::Channel;
 pub use deadline::Deadline;
+pub use frozen::Frozen;
 pub use handle::Handle;
 pub use message::{Message, Node, Value};
 pub use pool::Pool;

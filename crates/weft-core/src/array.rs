@@ -1,0 +1,657 @@
+//! Off-heap typed arrays: memory owned by Rust (or mapped from a file), outside any Lua
+//! heap, shared between threads by reference.
+//!
+//! An [`Array`] is a view (dtype, shape, first element) into a reference-counted
+//! [`Storage`]. Cloning an array, sending it to a thread or slicing it never copies the
+//! elements, so handing a 10⁹-element array to a worker costs the same as a 10-element one.
+//! Rows are always contiguous (slices cut whole rows), so a kernel gets a plain `&[f32]`
+//! plus `rows × cols`.
+//!
+//! Element access from Lua goes through [`Array::get`] and [`Array::set`], which use
+//! relaxed atomic loads and stores: threads writing disjoint (or even the same) elements
+//! concurrently is defined behaviour, and on x86-64 and AArch64 those instructions are
+//! the plain loads and stores. Kernels that want a slice use [`Array::as_slice`], whose
+//! contract is that nobody writes the elements while the slice is alive.
+
+use crate::memory;
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
+use std::sync::Arc;
+
+/// Every owned array starts on a cache line (and an AVX-512 vector).
+pub const ALIGN: usize = 64;
+
+/// An element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+    /// 32-bit signed integer.
+    I32,
+    /// 64-bit signed integer.
+    I64,
+    /// Byte.
+    U8,
+    /// 16-bit unsigned integer.
+    U16,
+    /// 32-bit unsigned integer.
+    U32,
+}
+
+impl DType {
+    /// Every dtype, in the order error messages list them.
+    pub const ALL: [DType; 7] = [
+        DType::F32,
+        DType::F64,
+        DType::I32,
+        DType::I64,
+        DType::U8,
+        DType::U16,
+        DType::U32,
+    ];
+
+    /// Parse a name such as `"f32"`.
+    pub fn parse(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The name Lua sees (`"f32"`, `"u16"`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::U8 => "u8",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::U8 => 1,
+            DType::U16 => 2,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F64 | DType::I64 => 8,
+        }
+    }
+
+    /// Whether elements are floats (Lua reads them as floats, writes may be fractional).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// The C type LuaJIT's FFI calls it, for typed pointers.
+    pub fn c_type(self) -> &'static str {
+        match self {
+            DType::F32 => "float",
+            DType::F64 => "double",
+            DType::I32 => "int32_t",
+            DType::I64 => "int64_t",
+            DType::U8 => "uint8_t",
+            DType::U16 => "uint16_t",
+            DType::U32 => "uint32_t",
+        }
+    }
+}
+
+/// The list of dtype names, for error messages.
+pub fn dtype_names() -> String {
+    DType::ALL.map(DType::name).join(" ")
+}
+
+/// Rust element types that an array can hold.
+pub trait Element: Copy + Send + Sync + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+}
+
+macro_rules! element {
+    ($t:ty, $d:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+        }
+    };
+}
+element!(f32, F32);
+element!(f64, F64);
+element!(i32, I32);
+element!(i64, I64);
+element!(u8, U8);
+element!(u16, U16);
+element!(u32, U32);
+
+/// What went wrong making or using an array.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ArrayError {
+    /// The dtype name is not one weft knows.
+    #[error("unknown dtype '{0}' (expected one of: {names})", names = dtype_names())]
+    UnknownDType(String),
+    /// rows × cols × element size does not fit in memory's address range.
+    #[error("{rows} x {cols} {dtype} elements is too large to address")]
+    TooLarge {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+        /// The dtype name.
+        dtype: &'static str,
+    },
+    /// The allocator could not provide the memory.
+    #[error("cannot allocate {0} bytes (out of memory)")]
+    OutOfMemory(usize),
+    /// An element index past the end.
+    #[error("index {index} out of range (array has {len} {what})")]
+    OutOfRange {
+        /// The 1-based index the caller gave.
+        index: i64,
+        /// The valid count.
+        len: usize,
+        /// "elements", "rows" or "columns".
+        what: &'static str,
+    },
+    /// A row range that does not lie inside the array.
+    #[error("slice {first}..{last} out of range (array has {rows} rows)")]
+    BadSlice {
+        /// First row (1-based, inclusive).
+        first: i64,
+        /// Last row (1-based, inclusive).
+        last: i64,
+        /// Rows available.
+        rows: usize,
+    },
+    /// A write to memory mapped read-only from a file.
+    #[error("array is read-only (mapped from {0})")]
+    ReadOnly(String),
+    /// A value the dtype cannot hold.
+    #[error("{value} does not fit in {dtype}")]
+    BadValue {
+        /// The value, as Lua would print it.
+        value: String,
+        /// The dtype name.
+        dtype: &'static str,
+    },
+}
+
+/// One element as Lua sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    /// An integer dtype's element.
+    Int(i64),
+    /// A float dtype's element.
+    Num(f64),
+}
+
+/// Where an array's bytes live.
+enum Backing {
+    /// Small arrays: the global allocator, with this layout.
+    Heap(Layout),
+    /// Large arrays: an anonymous mapping, whose pages the kernel zero-fills on first
+    /// touch (so a huge zeroed array costs nothing until written).
+    Anonymous(#[allow(dead_code)] memmap2::MmapMut),
+    /// A read-only file mapping; the string names the file.
+    File(#[allow(dead_code)] memmap2::Mmap, String),
+}
+
+/// From this size on, arrays get their own anonymous mapping.
+const MAP_THRESHOLD: usize = 1 << 16;
+
+/// The memory behind one or more array views.
+pub struct Storage {
+    ptr: NonNull<u8>,
+    bytes: usize,
+    backing: Backing,
+}
+
+// SAFETY: the storage is a plain byte buffer; all shared access to the bytes goes through
+// atomics (Array::get/set) or through `as_slice`, whose caller promises no concurrent writes.
+unsafe impl Send for Storage {}
+// SAFETY: as above.
+unsafe impl Sync for Storage {}
+
+impl Storage {
+    fn zeroed(bytes: usize) -> Result<Storage, ArrayError> {
+        if bytes >= MAP_THRESHOLD {
+            let mut map =
+                memmap2::MmapMut::map_anon(bytes).map_err(|_| ArrayError::OutOfMemory(bytes))?;
+            memory::owned_add(bytes);
+            return Ok(Storage {
+                ptr: NonNull::new(map.as_mut_ptr()).ok_or(ArrayError::OutOfMemory(bytes))?,
+                bytes,
+                backing: Backing::Anonymous(map),
+            });
+        }
+        let layout = Layout::from_size_align(bytes.max(1), ALIGN)
+            .map_err(|_| ArrayError::OutOfMemory(bytes))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or(ArrayError::OutOfMemory(bytes))?;
+        memory::owned_add(bytes);
+        Ok(Storage {
+            ptr,
+            bytes,
+            backing: Backing::Heap(layout),
+        })
+    }
+
+    fn mapped(map: memmap2::Mmap, origin: String) -> Storage {
+        let bytes = map.len();
+        // A zero-length mapping still needs an aligned, non-null pointer.
+        let ptr =
+            NonNull::new(map.as_ptr() as *mut u8).unwrap_or(NonNull::<u64>::dangling().cast());
+        memory::mapped_add(bytes);
+        Storage {
+            ptr,
+            bytes,
+            backing: Backing::File(map, origin),
+        }
+    }
+
+    /// Whether writes are refused.
+    pub fn read_only_origin(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::File(_, origin) => Some(origin),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        match &self.backing {
+            Backing::Heap(layout) => {
+                memory::owned_sub(self.bytes);
+                // SAFETY: ptr came from alloc_zeroed with this layout and is freed once.
+                unsafe { std::alloc::dealloc(self.ptr.as_ptr(), *layout) }
+            }
+            Backing::Anonymous(_) => memory::owned_sub(self.bytes),
+            Backing::File(..) => memory::mapped_sub(self.bytes),
+        }
+    }
+}
+
+/// A typed, row-major view into shared storage. Cloning shares the storage.
+#[derive(Clone)]
+pub struct Array {
+    storage: Arc<Storage>,
+    dtype: DType,
+    /// Byte offset of the first element inside the storage.
+    offset: usize,
+    rows: usize,
+    /// `None` for a 1-D array.
+    cols: Option<usize>,
+}
+
+impl std::fmt::Debug for Array {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Array({} {:?})", self.dtype.name(), self.shape())
+    }
+}
+
+fn byte_len(dtype: DType, rows: usize, cols: Option<usize>) -> Result<usize, ArrayError> {
+    rows.checked_mul(cols.unwrap_or(1))
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .filter(|&b| b <= isize::MAX as usize - ALIGN)
+        .ok_or(ArrayError::TooLarge {
+            rows,
+            cols: cols.unwrap_or(1),
+            dtype: dtype.name(),
+        })
+}
+
+impl Array {
+    /// A zero-filled array of `rows` elements (1-D) or `rows × cols` (2-D).
+    pub fn zeros(dtype: DType, rows: usize, cols: Option<usize>) -> Result<Array, ArrayError> {
+        let bytes = byte_len(dtype, rows, cols)?;
+        Ok(Array {
+            storage: Arc::new(Storage::zeroed(bytes)?),
+            dtype,
+            offset: 0,
+            rows,
+            cols,
+        })
+    }
+
+    /// An array over a read-only file mapping: `offset` bytes into `map`, which must hold
+    /// the whole shape (checked). `origin` names the file in errors.
+    pub fn from_mapping(
+        map: memmap2::Mmap,
+        origin: String,
+        offset: usize,
+        dtype: DType,
+        rows: usize,
+        cols: Option<usize>,
+    ) -> Result<Array, ArrayError> {
+        let bytes = byte_len(dtype, rows, cols)?;
+        assert!(
+            offset + bytes <= map.len(),
+            "caller checked the mapping's size"
+        );
+        let storage = Arc::new(Storage::mapped(map, origin));
+        assert_eq!(
+            (storage.ptr.as_ptr() as usize + offset) % dtype.size(),
+            0,
+            "caller checked the element alignment"
+        );
+        Ok(Array {
+            storage,
+            dtype,
+            offset,
+            rows,
+            cols,
+        })
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// `(rows, None)` for 1-D, `(rows, Some(cols))` for 2-D.
+    pub fn shape(&self) -> (usize, Option<usize>) {
+        (self.rows, self.cols)
+    }
+
+    /// Rows (the length of a 1-D array).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per row (1 for a 1-D array).
+    pub fn row_len(&self) -> usize {
+        self.cols.unwrap_or(1)
+    }
+
+    /// Total elements.
+    pub fn len(&self) -> usize {
+        self.rows * self.row_len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of element data this view covers.
+    pub fn byte_len(&self) -> usize {
+        self.len() * self.dtype.size()
+    }
+
+    /// Whether two arrays view the same storage (not necessarily the same rows).
+    pub fn shares_storage(&self, other: &Array) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    /// The file a read-only mapped array comes from.
+    pub fn read_only_origin(&self) -> Option<&str> {
+        self.storage.read_only_origin()
+    }
+
+    /// The address of the first element (for LuaJIT FFI pointers). Valid while any view
+    /// of the storage is alive.
+    pub fn as_ptr(&self) -> *const u8 {
+        // SAFETY: offset is inside the allocation (checked when the view was made).
+        unsafe { self.storage.ptr.as_ptr().add(self.offset) }
+    }
+
+    /// Rows `first..last` (0-based, half-open) as a view sharing memory.
+    pub fn slice_rows(&self, first: usize, last: usize) -> Option<Array> {
+        if first > last || last > self.rows {
+            return None;
+        }
+        let mut view = self.clone();
+        view.offset += first * self.row_len() * self.dtype.size();
+        view.rows = last - first;
+        Some(view)
+    }
+
+    /// Row `r` (0-based) of a 2-D array as a 1-D view.
+    pub fn row(&self, r: usize) -> Option<Array> {
+        let cols = self.cols?;
+        let mut view = self.slice_rows(r, r + 1)?;
+        view.rows = cols;
+        view.cols = None;
+        Some(view)
+    }
+
+    /// The elements as a slice, if `T` is the dtype.
+    ///
+    /// # Safety
+    /// No thread may write these elements (through [`Array::set`], a raw pointer or a
+    /// mutable slice) while the returned slice is alive.
+    pub unsafe fn as_slice<T: Element>(&self) -> Option<&[T]> {
+        (T::DTYPE == self.dtype).then(|| {
+            // SAFETY: the view lies inside the storage, is aligned for T (allocations are
+            // 64-byte aligned; mappings are checked) and the caller rules out writers.
+            unsafe { std::slice::from_raw_parts(self.as_ptr() as *const T, self.len()) }
+        })
+    }
+
+    /// The elements as a mutable slice, if `T` is the dtype and the storage is writable.
+    ///
+    /// # Safety
+    /// Nobody else may read or write these elements while the slice is alive (e.g. the
+    /// array was just created and not yet shared).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice<T: Element>(&self) -> Option<&mut [T]> {
+        (T::DTYPE == self.dtype && self.read_only_origin().is_none()).then(|| {
+            // SAFETY: as in as_slice, plus the caller's exclusivity promise.
+            unsafe { std::slice::from_raw_parts_mut(self.as_ptr() as *mut T, self.len()) }
+        })
+    }
+
+    /// Element `index` (0-based, over all elements in row-major order).
+    pub fn get(&self, index: usize) -> Option<Scalar> {
+        (index < self.len()).then(|| {
+            // SAFETY: index is in range, so the element lies inside the storage, aligned.
+            unsafe { load(self.dtype, self.as_ptr().add(index * self.dtype.size())) }
+        })
+    }
+
+    /// Store `value` at element `index` (0-based). Integers must fit the dtype exactly;
+    /// floats are rounded to f32 for an f32 array.
+    pub fn set(&self, index: usize, value: Scalar) -> Result<(), ArrayError> {
+        if let Some(origin) = self.read_only_origin() {
+            return Err(ArrayError::ReadOnly(origin.to_string()));
+        }
+        if index >= self.len() {
+            return Err(ArrayError::OutOfRange {
+                index: index as i64 + 1,
+                len: self.len(),
+                what: "elements",
+            });
+        }
+        let bits = encode(self.dtype, value)?;
+        // SAFETY: index is in range and the storage is writable (owned).
+        unsafe {
+            store(
+                self.dtype,
+                self.as_ptr().add(index * self.dtype.size()) as *mut u8,
+                bits,
+            )
+        };
+        Ok(())
+    }
+}
+
+/// Read one element with a relaxed atomic load.
+///
+/// # Safety
+/// `p` points at a live, aligned element of `dtype`.
+unsafe fn load(dtype: DType, p: *const u8) -> Scalar {
+    // SAFETY (all arms): the caller guarantees a live aligned element; atomics of the
+    // element's width make a racing writer defined behaviour.
+    unsafe {
+        match dtype {
+            DType::F32 => Scalar::Num(f32::from_bits(
+                (*(p as *const AtomicU32)).load(Ordering::Relaxed),
+            ) as f64),
+            DType::F64 => Scalar::Num(f64::from_bits(
+                (*(p as *const AtomicU64)).load(Ordering::Relaxed),
+            )),
+            DType::I32 => Scalar::Int((*(p as *const AtomicI32)).load(Ordering::Relaxed) as i64),
+            DType::I64 => Scalar::Int((*(p as *const AtomicI64)).load(Ordering::Relaxed)),
+            DType::U8 => Scalar::Int((*(p as *const AtomicU8)).load(Ordering::Relaxed) as i64),
+            DType::U16 => Scalar::Int((*(p as *const AtomicU16)).load(Ordering::Relaxed) as i64),
+            DType::U32 => Scalar::Int((*(p as *const AtomicU32)).load(Ordering::Relaxed) as i64),
+        }
+    }
+}
+
+/// Write one element's bits with a relaxed atomic store.
+///
+/// # Safety
+/// `p` points at a live, aligned, writable element of `dtype`.
+unsafe fn store(dtype: DType, p: *mut u8, bits: u64) {
+    // SAFETY (all arms): as in `load`; `bits` was produced by `encode` for this dtype.
+    unsafe {
+        match dtype.size() {
+            1 => (*(p as *const AtomicU8)).store(bits as u8, Ordering::Relaxed),
+            2 => (*(p as *const AtomicU16)).store(bits as u16, Ordering::Relaxed),
+            4 => (*(p as *const AtomicU32)).store(bits as u32, Ordering::Relaxed),
+            _ => (*(p as *const AtomicU64)).store(bits, Ordering::Relaxed),
+        }
+    }
+}
+
+/// The bit pattern `value` has as an element of `dtype`, or why it cannot be one.
+fn encode(dtype: DType, value: Scalar) -> Result<u64, ArrayError> {
+    let bad = || ArrayError::BadValue {
+        value: match value {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Num(n) => format!("{n}"),
+        },
+        dtype: dtype.name(),
+    };
+    let int = || -> Result<i64, ArrayError> {
+        match value {
+            Scalar::Int(i) => Ok(i),
+            // Integral floats (LuaJIT has no integers) within i64 convert exactly.
+            Scalar::Num(n)
+                if n.fract() == 0.0
+                    && n >= -9.223_372_036_854_775_808e18
+                    && n < 9.223_372_036_854_775_808e18 =>
+            {
+                Ok(n as i64)
+            }
+            Scalar::Num(_) => Err(bad()),
+        }
+    };
+    let num = match value {
+        Scalar::Int(i) => i as f64,
+        Scalar::Num(n) => n,
+    };
+    Ok(match dtype {
+        DType::F32 => u64::from((num as f32).to_bits()),
+        DType::F64 => num.to_bits(),
+        DType::I32 => i32::try_from(int()?).map_err(|_| bad())? as u32 as u64,
+        DType::I64 => int()? as u64,
+        DType::U8 => u64::from(u8::try_from(int()?).map_err(|_| bad())?),
+        DType::U16 => u64::from(u16::try_from(int()?).map_err(|_| bad())?),
+        DType::U32 => u64::from(u32::try_from(int()?).map_err(|_| bad())?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_aligned_and_counted() {
+        let before = memory::owned();
+        let a = Array::zeros(DType::F32, 1000, Some(3)).unwrap();
+        assert_eq!(a.as_ptr() as usize % ALIGN, 0);
+        assert!(memory::owned() >= before + 12_000);
+        assert!((0..3000).all(|i| a.get(i) == Some(Scalar::Num(0.0))));
+        assert_eq!(a.get(3000), None);
+        drop(a);
+    }
+
+    #[test]
+    fn set_get_round_trip_every_dtype_and_refuse_what_does_not_fit() {
+        for d in DType::ALL {
+            let a = Array::zeros(d, 4, None).unwrap();
+            a.set(2, Scalar::Int(7)).unwrap();
+            let want = if d.is_float() {
+                Scalar::Num(7.0)
+            } else {
+                Scalar::Int(7)
+            };
+            assert_eq!(a.get(2), Some(want), "{d:?}");
+            assert_eq!(
+                a.get(1),
+                Some(if d.is_float() {
+                    Scalar::Num(0.0)
+                } else {
+                    Scalar::Int(0)
+                })
+            );
+        }
+        let u8s = Array::zeros(DType::U8, 2, None).unwrap();
+        assert!(matches!(
+            u8s.set(0, Scalar::Int(256)),
+            Err(ArrayError::BadValue { .. })
+        ));
+        assert!(matches!(
+            u8s.set(0, Scalar::Int(-1)),
+            Err(ArrayError::BadValue { .. })
+        ));
+        assert!(matches!(
+            u8s.set(0, Scalar::Num(1.5)),
+            Err(ArrayError::BadValue { .. })
+        ));
+        u8s.set(1, Scalar::Num(255.0)).unwrap();
+        assert_eq!(u8s.get(1), Some(Scalar::Int(255)));
+        assert!(matches!(
+            u8s.set(2, Scalar::Int(1)),
+            Err(ArrayError::OutOfRange {
+                index: 3,
+                len: 2,
+                ..
+            })
+        ));
+        let f32s = Array::zeros(DType::F32, 1, None).unwrap();
+        f32s.set(0, Scalar::Num(0.1)).unwrap();
+        assert_eq!(f32s.get(0), Some(Scalar::Num(0.1f32 as f64)));
+    }
+
+    #[test]
+    fn slices_and_rows_share_memory() {
+        let a = Array::zeros(DType::I32, 5, Some(2)).unwrap();
+        let s = a.slice_rows(1, 3).unwrap();
+        assert_eq!(s.shape(), (2, Some(2)));
+        s.set(0, Scalar::Int(9)).unwrap();
+        assert_eq!(a.get(2), Some(Scalar::Int(9)));
+        let r = a.row(4).unwrap();
+        assert_eq!(r.shape(), (2, None));
+        r.set(1, Scalar::Int(-3)).unwrap();
+        assert_eq!(a.get(9), Some(Scalar::Int(-3)));
+        assert!(a.slice_rows(3, 6).is_none());
+        assert!(a.slice_rows(4, 3).is_none());
+        assert!(a.shares_storage(&s));
+        // SAFETY: no writers while the slice lives.
+        assert_eq!(unsafe { a.as_slice::<i32>() }.unwrap()[2], 9);
+        assert!(unsafe { a.as_slice::<f32>() }.is_none());
+    }
+
+    #[test]
+    fn huge_sizes_are_errors_not_aborts() {
+        assert!(matches!(
+            Array::zeros(DType::F64, usize::MAX / 4, Some(4)),
+            Err(ArrayError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Array::zeros(DType::U8, 1 << 60, None),
+            Err(ArrayError::OutOfMemory(_))
+        ));
+        assert_eq!(DType::parse("f16"), None);
+        assert_eq!(DType::parse("u16"), Some(DType::U16));
+    }
+}

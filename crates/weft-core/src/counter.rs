@@ -1,0 +1,54 @@
+//! Atomic counters: the race-free replacement for a shared `t.n = t.n + 1`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A 64-bit integer any thread may add to. Additions wrap on overflow, as Lua 5.4
+/// integers do.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicI64);
+
+impl Counter {
+    /// A counter starting at `n`.
+    pub fn new(n: i64) -> Counter {
+        Counter(AtomicI64::new(n))
+    }
+
+    /// Add `delta` and return the new value (one atomic instruction).
+    pub fn add(&self, delta: i64) -> i64 {
+        self.0
+            .fetch_add(delta, Ordering::AcqRel)
+            .wrapping_add(delta)
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Replace the value.
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Release)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn concurrent_adds_are_never_lost() {
+        let c = Arc::new(Counter::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| _ = c.add(1)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(c.get(), 40_005);
+        assert_eq!(c.add(-5), 40_000);
+        c.set(i64::MAX);
+        assert_eq!(c.add(1), i64::MIN);
+    }
+}
