@@ -1,0 +1,79 @@
+//! Diversity orderings (DESIGN.md, "Diversity ordering"): from a start item, repeatedly take
+//! the unchosen item least similar to the centroid of those chosen so far.
+//!
+//! The pick is defined exactly by [`crate::rule`]; with S in memory each step is O(N).
+
+use crate::budget::Budget;
+use crate::error::ComputeError;
+use crate::orderings::Engine;
+use crate::rows::Rows;
+use crate::similarity::similarity;
+use crate::threads;
+use crate::tiles::check_finite;
+
+/// The diversity ordering of all N items from `start` (0-based ids), for normalised rows.
+///
+/// `s`: the f32 similarity matrix of these rows when the caller has it (n×n, as
+/// [`crate::similarity`] returns). Without it, S is computed first when n²·4 bytes fit
+/// `budget`, else every step is evaluated from the embeddings (O(N·d) a step: slow).
+/// The result does not depend on which path ran.
+pub fn diversity(
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    start: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<u32>, ComputeError> {
+    check(e, &[start])?;
+    let t = threads::resolve(threads)?;
+    let n = e.n();
+    if let Some(s) = s {
+        if s.len() != n * n {
+            return Err(ComputeError::SimilarityShape {
+                len: s.len(),
+                n,
+                expected: n * n,
+            });
+        }
+        return Ok(Engine::with_matrix(e, s).ordering(start));
+    }
+    if budget.fits((n as u64) * (n as u64) * 4) {
+        let s = similarity(e, Some(t), budget)?;
+        return Ok(Engine::with_matrix(e, &s).ordering(start));
+    }
+    Ok(Engine::compact(e, t, budget)?.ordering(start))
+}
+
+/// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes
+/// fit `budget` (else evaluated from the embeddings), spread over `threads` workers.
+pub fn diversity_many(
+    e: Rows<'_>,
+    starts: &[usize],
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<Vec<u32>>, ComputeError> {
+    check(e, starts)?;
+    let t = threads::resolve(threads)?;
+    let engine = Engine::compact(e, t, budget)?;
+    let seqs = engine.many(starts, t, None)?;
+    Ok(seqs
+        .into_iter()
+        .map(|s| s.expect("not cancelled"))
+        .collect())
+}
+
+/// Validates rows and starts.
+pub(crate) fn check(e: Rows<'_>, starts: &[usize]) -> Result<(), ComputeError> {
+    e.require(1)?;
+    check_finite(e)?;
+    if e.n() > u32::MAX as usize {
+        return Err(ComputeError::TooManyRows {
+            n: e.n(),
+            max: u32::MAX as usize,
+        });
+    }
+    if let Some(&start) = starts.iter().find(|&&s| s >= e.n()) {
+        return Err(ComputeError::StartOutOfRange { start, n: e.n() });
+    }
+    Ok(())
+}

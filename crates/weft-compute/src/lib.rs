@@ -1,0 +1,44 @@
+//! weft-compute: the embedding kernels behind `weft.similarity`, `weft.topk`,
+//! `weft.diversity` and the diversity cache — pure Rust, no Lua.
+//!
+//! Inputs are borrowed row-major f32 matrices ([`Rows`]); ids are 0-based (the Lua layer
+//! converts). Every kernel is exact against a float64 reference in the sense DESIGN.md
+//! states, multi-threaded (`threads`: `None` = the machine's cores) and SIMD (AVX-512 or
+//! AVX2 chosen at run time, with a portable scalar path that gives the same bits).
+//!
+//! Modules, one concept each:
+//! - [`rows`]: the borrowed input matrix.
+//! - [`normalize`]: L2 normalisation (norm in f64, stored f32).
+//! - `gemm`: the blocked SIMD micro-kernel computing tiles of S = E·Eᵀ; `tiles`: the tile
+//!   list and the shared output the drivers scatter tiles into.
+//! - [`similarity`]: the full N×N matrix (upper triangle computed, mirrored).
+//! - [`topk`]: nearest neighbours from tiles of S on the fly, memory O(N·k).
+//! - `rule`: the exact f64 decision rule of a diversity step and its error bounds;
+//!   `sums`: the vectorised per-step running-sum loop; `orderings`: the engine that runs
+//!   orderings over an f32 S, a compact i16 S, or no S at all.
+//! - [`diversity`]: one ordering, or several sharing one compact S.
+//! - [`budget`]: the memory budget that decides when S is computed on the fly.
+//! - [`threads`]: thread counts and pools.
+//! - [`error`]: the error type, [`ComputeError`].
+
+pub mod budget;
+pub mod diversity;
+pub mod error;
+mod gemm;
+pub mod normalize;
+mod orderings;
+pub mod rows;
+mod rule;
+pub mod similarity;
+mod sums;
+pub mod threads;
+mod tiles;
+pub mod topk;
+
+pub use budget::Budget;
+pub use diversity::{diversity, diversity_many};
+pub use error::{ComputeError, RowProblem};
+pub use normalize::normalize;
+pub use rows::Rows;
+pub use similarity::similarity;
+pub use topk::{topk, TopK};

@@ -1,0 +1,69 @@
+//! Exact-arithmetic data (entries 0 and ±0.5): every result must equal the f64 reference.
+
+mod common;
+
+use common::*;
+use weft_compute::*;
+
+const N: usize = 203;
+const D: usize = 20;
+
+fn setup() -> (Vec<f32>, Vec<f64>) {
+    let raw = exact_set(N, D, 7);
+    let e = normalize(Rows::new(&raw, N, D).unwrap()).unwrap();
+    assert_eq!(e, raw, "unit rows of ±0.5 normalise to themselves");
+    let s64 = sim64(&normalize64(&raw, N, D), N, D);
+    (e, s64)
+}
+
+#[test]
+fn similarity_is_exact_and_symmetric() {
+    let (e, s64) = setup();
+    for threads in [1, 2, 3] {
+        let s = similarity(
+            Rows::new(&e, N, D).unwrap(),
+            Some(threads),
+            Budget::default(),
+        )
+        .unwrap();
+        let want: Vec<f32> = s64.iter().map(|&x| x as f32).collect();
+        assert_eq!(s, want, "threads = {threads}");
+    }
+}
+
+#[test]
+fn topk_equals_reference_exactly() {
+    let (e, s64) = setup();
+    let rows = Rows::new(&e, N, D).unwrap();
+    for k in [1, 7, 64, N - 1] {
+        for threads in [1, 2] {
+            let got = topk(rows, k, Some(threads)).unwrap();
+            for q in 0..N {
+                let want = topk64(&s64, N, q, k);
+                assert_eq!(&got.ids[q * k..(q + 1) * k], &want[..], "k={k} q={q}");
+                for (p, &j) in want.iter().enumerate() {
+                    assert_eq!(got.scores[q * k + p] as f64, s64[q * N + j as usize]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_ordering_equals_reference_on_every_path() {
+    let (e, s64) = setup();
+    let rows = Rows::new(&e, N, D).unwrap();
+    let starts: Vec<usize> = (0..N).collect();
+    let want: Vec<Vec<u32>> = starts.iter().map(|&s| ordering64(&s64, N, s)).collect();
+    // The antipodal pair: from row 3, row 4 comes second and the centroid is then zero.
+    assert_eq!(want[3][1], 4);
+    let compact = diversity_many(rows, &starts, Some(2), Budget::default()).unwrap();
+    let direct = diversity_many(rows, &starts, Some(2), Budget::bytes(0)).unwrap();
+    let s = similarity(rows, Some(1), Budget::default()).unwrap();
+    for &st in &starts {
+        assert_eq!(compact[st], want[st], "compact S, start {st}");
+        assert_eq!(direct[st], want[st], "no S, start {st}");
+        let one = diversity(rows, Some(&s), st, Some(1), Budget::default()).unwrap();
+        assert_eq!(one, want[st], "f32 S, start {st}");
+    }
+}

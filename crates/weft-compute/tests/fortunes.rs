@@ -1,0 +1,75 @@
+//! Real data (shared/data/fortunes, 7,090 × 384) against the f64 reference. Heavy: these
+//! run with `cargo test --release -p weft-compute` and are skipped in debug builds.
+
+mod common;
+
+use common::*;
+use std::sync::OnceLock;
+use weft_compute::*;
+
+struct Data {
+    e: Vec<f32>,
+    s64: Vec<f64>,
+    n: usize,
+    d: usize,
+}
+
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let (raw, n, d) = fortunes();
+        let e = normalize(Rows::new(&raw, n, d).unwrap()).unwrap();
+        let s64 = sim64(&normalize64(&raw, n, d), n, d);
+        Data { e, s64, n, d }
+    })
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "heavy: run with --release")]
+fn topk_matches_reference_up_to_near_tie_swaps() {
+    let Data { e, s64, n, d } = data();
+    let (n, d) = (*n, *d);
+    let k = 10;
+    let got = topk(Rows::new(e, n, d).unwrap(), k, None).unwrap();
+    let mut swaps = 0;
+    for q in 0..n {
+        let want = topk64(s64, n, q, k);
+        for (p, &w) in want.iter().enumerate() {
+            let (g, w) = (got.ids[q * k + p] as usize, w as usize);
+            if g != w {
+                let gap = (s64[q * n + g] - s64[q * n + w]).abs();
+                assert!(
+                    gap < 1e-6,
+                    "item {q} rank {p}: got {g}, want {w}, f64 gap {gap:e}"
+                );
+                swaps += 1;
+            }
+        }
+    }
+    println!("top-{k} of {n} items: {swaps} positions differ by a near-tie swap (< 1e-6)");
+    assert!(swaps <= n * k / 1000, "{swaps} near-tie swaps is too many");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "heavy: run with --release")]
+fn orderings_pick_the_f64_minimum_within_1e7() {
+    let Data { e, s64, n, d } = data();
+    let (n, d) = (*n, *d);
+    let rows = Rows::new(e, n, d).unwrap();
+    let starts = [0, 1, 17, 999, 2024, 3500, 5000, n - 1];
+    let seqs = diversity_many(rows, &starts, None, Budget::default()).unwrap();
+    let s = similarity(rows, None, Budget::default()).unwrap();
+    for (i, &st) in starts.iter().enumerate() {
+        let worst = replay_excess(s64, n, &seqs[i]);
+        println!("start {st}: worst excess over the f64 minimum {worst:e}");
+        assert!(
+            worst <= 1e-7,
+            "start {st}: a pick is {worst:e} above the f64 minimum"
+        );
+        let one = diversity(rows, Some(&s), st, None, Budget::default()).unwrap();
+        assert_eq!(
+            one, seqs[i],
+            "f32-S and compact-S paths agree from start {st}"
+        );
+    }
+}
