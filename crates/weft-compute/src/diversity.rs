@@ -10,6 +10,7 @@ use crate::rows::Rows;
 use crate::similarity::similarity;
 use crate::threads;
 use crate::tiles::check_finite;
+use std::sync::atomic::AtomicBool;
 
 /// The diversity ordering of all N items from `start` (0-based ids), for normalised rows.
 ///
@@ -60,6 +61,52 @@ pub fn diversity_many(
         .into_iter()
         .map(|s| s.expect("not cancelled"))
         .collect())
+}
+
+/// A reusable compact copy of S for computing many orderings over time (the cache and the
+/// benchmarks use it): built once, then [`Orderings::run`] any starts.
+pub struct Orderings<'a> {
+    engine: Engine<'a>,
+    threads: usize,
+}
+
+impl<'a> Orderings<'a> {
+    /// Builds the i16 copy of S when n²·2 bytes fit `budget` (else orderings are evaluated
+    /// from the embeddings at every step).
+    pub fn new(e: Rows<'a>, threads: Option<usize>, budget: Budget) -> Result<Self, ComputeError> {
+        check(e, &[])?;
+        let threads = threads::resolve(threads)?;
+        Ok(Orderings {
+            engine: Engine::compact(e, threads, budget)?,
+            threads,
+        })
+    }
+
+    /// The orderings from `starts`.
+    pub fn run(&self, starts: &[usize]) -> Result<Vec<Vec<u32>>, ComputeError> {
+        check(self.engine.rows(), starts)?;
+        let seqs = self.engine.many(starts, self.threads, None)?;
+        Ok(seqs
+            .into_iter()
+            .map(|s| s.expect("not cancelled"))
+            .collect())
+    }
+
+    /// Like [`Orderings::run`], but stops starting new orderings once `cancel` is set; those
+    /// not computed are `None`.
+    pub fn run_cancellable(
+        &self,
+        starts: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Option<Vec<u32>>>, ComputeError> {
+        check(self.engine.rows(), starts)?;
+        self.engine.many(starts, self.threads, Some(cancel))
+    }
+
+    /// Whether S is held in memory (false: the slow on-the-fly path).
+    pub fn in_memory(&self) -> bool {
+        !self.engine.is_direct()
+    }
 }
 
 /// Validates rows and starts.

@@ -129,7 +129,6 @@ impl std::fmt::Display for RowProblem {
     }
 }
 
-#[allow(dead_code)] // used by the cache module
 impl ComputeError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         ComputeError::Io {

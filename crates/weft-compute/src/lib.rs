@@ -17,11 +17,13 @@
 //!   `sums`: the vectorised per-step running-sum loop; `orderings`: the engine that runs
 //!   orderings over an f32 S, a compact i16 S, or no S at all.
 //! - [`diversity`]: one ordering, or several sharing one compact S.
+//! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
 //! - [`threads`]: thread counts and pools.
 //! - [`error`]: the error type, [`ComputeError`].
 
 pub mod budget;
+pub mod cache;
 pub mod diversity;
 pub mod error;
 mod gemm;
@@ -36,7 +38,8 @@ mod tiles;
 pub mod topk;
 
 pub use budget::Budget;
-pub use diversity::{diversity, diversity_many};
+pub use cache::{Cache, CacheInfo, CacheWriter, Progress};
+pub use diversity::{diversity, diversity_many, Orderings};
 pub use error::{ComputeError, RowProblem};
 pub use normalize::normalize;
 pub use rows::Rows;

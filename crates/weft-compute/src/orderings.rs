@@ -72,6 +72,16 @@ impl<'a> Engine<'a> {
         Ok(Engine { e, store })
     }
 
+    /// The normalised rows.
+    pub(crate) fn rows(&self) -> Rows<'a> {
+        self.e
+    }
+
+    /// True when no matrix is held (the slow path).
+    pub(crate) fn is_direct(&self) -> bool {
+        matches!(self.store, Store::Direct)
+    }
+
     /// The ordering from `start` (already validated).
     pub(crate) fn ordering(&self, start: usize) -> Vec<u32> {
         let n = self.e.n();

@@ -1,0 +1,150 @@
+//! Times the kernels on the fortunes embeddings (shared/data/fortunes/emb.npy by default):
+//! normalize, similarity, top-10, one diversity ordering (S built), and all N orderings
+//! projected from a measured subset of starts. Medians of several runs, threads 1 and 2.
+//!
+//!     cargo run --release -p weft-compute --example bench_compute -- [EMB.npy] [--starts 256]
+
+use std::time::Instant;
+use weft_compute::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/fortunes/emb.npy"
+    )
+    .to_string();
+    let mut subset = 256usize;
+    let mut only = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--starts" => subset = it.next().and_then(|s| s.parse().ok()).expect("--starts N"),
+            "--only" => only = it.next().cloned(),
+            p => path = p.to_string(),
+        }
+    }
+    let (raw, n, d) = read_npy_f32(&path);
+    println!(
+        "data: {path} ({n} × {d}); threads available: {}",
+        threads::default_threads()
+    );
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let rows = Rows::new(&raw, n, d).unwrap();
+    let e = normalize(rows).unwrap();
+    let er = Rows::new(&e, n, d).unwrap();
+    if want("normalize") {
+        report(
+            "normalize",
+            1,
+            median(7, || drop(normalize(rows).unwrap())),
+            None,
+        );
+    }
+    for t in [1, 2] {
+        if want("similarity") {
+            let s = median(5, || {
+                drop(similarity(er, Some(t), Budget::default()).unwrap())
+            });
+            let gflops = (n * n * d) as f64 / s / 1e9; // half the products of 2·n²·d
+            report(
+                "similarity",
+                t,
+                s,
+                Some(format!("{gflops:.0} GFLOP/s counted as a full product")),
+            );
+        }
+        if want("topk") {
+            report(
+                "topk k=10",
+                t,
+                median(5, || drop(topk(er, 10, Some(t)).unwrap())),
+                None,
+            );
+        }
+    }
+    let s = similarity(er, None, Budget::default()).unwrap();
+    if want("diversity") {
+        for t in [1, 2] {
+            let secs = median(9, || {
+                drop(diversity(er, Some(&s), 0, Some(t), Budget::default()).unwrap())
+            });
+            let gbs = (n * n * 4) as f64 / secs / 1e9;
+            report(
+                "one ordering (S built)",
+                t,
+                secs,
+                Some(format!("{gbs:.1} GB/s of f32 S rows")),
+            );
+        }
+    }
+    drop(s);
+    if want("all") {
+        for t in [1, 2] {
+            let t0 = Instant::now();
+            let ord = Orderings::new(er, Some(t), Budget::default()).unwrap();
+            let build = t0.elapsed().as_secs_f64();
+            let starts: Vec<usize> = (0..subset.min(n)).map(|i| i * n / subset.min(n)).collect();
+            let secs = median(3, || drop(ord.run(&starts).unwrap()));
+            let full = build + secs * n as f64 / starts.len() as f64;
+            let bytes = (n as f64).powi(3) * 2.0; // one i16 row per step per ordering
+            report(
+                &format!("all orderings ({} starts measured)", starts.len()),
+                t,
+                full,
+                Some(format!(
+                    "build {build:.2} s; {:.1} GB/s of i16 S rows; projected",
+                    bytes / (full - build) / 1e9
+                )),
+            );
+        }
+    }
+}
+
+fn report(what: &str, threads: usize, secs: f64, extra: Option<String>) {
+    println!(
+        "{what:<42} threads={threads}  {secs:>9.4} s  {}",
+        extra.unwrap_or_default()
+    );
+}
+
+fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[runs / 2]
+}
+
+fn read_npy_f32(path: &str) -> (Vec<f32>, usize, usize) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{path}: not a .npy file");
+    let (hlen, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        )
+    };
+    let header = std::str::from_utf8(&bytes[start..start + hlen]).unwrap();
+    assert!(
+        header.contains("'<f4'") && header.contains("False"),
+        "{path}: need C-order f32"
+    );
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let dims: Vec<usize> = shape[..shape.find(')').unwrap()]
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = bytes[start + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (data, dims[0], dims[1])
+}

@@ -1,0 +1,206 @@
+//! The diversity cache file: create, interrupted and resumed runs, refusals, force, get/info.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use weft_compute::*;
+
+const N: usize = 203;
+const D: usize = 20;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-compute-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Exact-arithmetic rows scaled by 3 (the cache normalises them back).
+fn emb() -> Vec<f32> {
+    exact_set(N, D, 11).iter().map(|x| x * 3.0).collect()
+}
+
+fn full_run(path: &PathBuf, data: &[f32]) -> Vec<u8> {
+    let rows = Rows::new(data, N, D).unwrap();
+    let mut w = CacheWriter::create(path, rows, false).unwrap();
+    let info = w
+        .run(Some(2), &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
+    assert!(info.complete && info.done == N);
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_full_run_holds_every_ordering() {
+    let data = emb();
+    let path = tmp("full");
+    let bytes = full_run(&path, &data);
+    let cache = Cache::open(&path).unwrap();
+    let info = cache.info().clone();
+    assert_eq!((info.n, info.d, info.id_width, info.done), (N, D, 2, N));
+    assert!(info.complete);
+    assert_eq!(info.hash_hex().len(), 64);
+    assert_eq!(
+        bytes.len() as u64,
+        128 + (N * N * 2) as u64 + N.div_ceil(8) as u64
+    );
+    let s64 = sim64(&normalize64(&data, N, D), N, D);
+    for start in [0, 3, 9, 10, 100, N - 1] {
+        assert_eq!(
+            cache.get(start).unwrap(),
+            ordering64(&s64, N, start),
+            "start {start}"
+        );
+    }
+    assert!(matches!(
+        cache.get(N),
+        Err(ComputeError::StartOutOfRange { start: N, n: N })
+    ));
+}
+
+#[test]
+fn interrupted_and_resumed_runs_end_byte_identical() {
+    let data = emb();
+    let rows = Rows::new(&data, N, D).unwrap();
+    let want = full_run(&tmp("reference"), &data);
+    let path = tmp("interrupted");
+    CacheWriter::create(&path, rows, false).unwrap();
+    let mut rounds = 0;
+    loop {
+        // What a killed run leaves: garbage in records not yet marked complete.
+        let info = Cache::open(&path).unwrap().info().clone();
+        if info.complete {
+            break;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let next = info.done; // starts complete in order, so `done` is the first missing
+        let off = 128 + next * N * 2;
+        bytes[off..off + 100].fill(0xAB);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let cancel = AtomicBool::new(false);
+        let mut w = CacheWriter::resume(&path, rows).unwrap();
+        let mut batches = 0;
+        w.run(
+            Some(2),
+            &mut |p| {
+                batches += 1;
+                assert!(p.done <= p.total);
+                if batches == 2 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            },
+            &cancel,
+        )
+        .unwrap();
+        rounds += 1;
+        assert!(rounds < 100, "no progress");
+    }
+    assert!(rounds >= 3, "the run was interrupted {rounds} times");
+    assert!(
+        std::fs::read(&path).unwrap() == want,
+        "resumed file differs"
+    );
+}
+
+#[test]
+fn the_slow_path_writes_the_same_file() {
+    let data = emb();
+    let want = full_run(&tmp("fast"), &data);
+    let path = tmp("slow");
+    let rows = Rows::new(&data, N, D).unwrap();
+    let mut w = CacheWriter::create(&path, rows, false)
+        .unwrap()
+        .budget(Budget::bytes(1000));
+    w.run(Some(1), &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
+    assert!(std::fs::read(&path).unwrap() == want);
+}
+
+#[test]
+fn resume_refuses_what_is_not_its_cache() {
+    let data = emb();
+    let rows = Rows::new(&data, N, D).unwrap();
+    let path = tmp("refuse");
+    let good = full_run(&path, &data);
+
+    let mut other = data.clone();
+    other[5] += 0.25;
+    let err = CacheWriter::resume(&path, Rows::new(&other, N, D).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("other embeddings"), "{err}");
+
+    let err = CacheWriter::resume(&path, Rows::new(&data[..(N - 1) * D], N - 1, D).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("203×20"), "{err}");
+
+    let garbage = tmp("garbage");
+    std::fs::write(&garbage, b"hello, not a cache").unwrap();
+    let err = CacheWriter::resume(&garbage, rows).err().unwrap();
+    assert!(
+        err.to_string().contains("not a weft diversity cache"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("garbage"),
+        "the message names the file: {err}"
+    );
+
+    let truncated = tmp("truncated");
+    std::fs::write(&truncated, &good[..good.len() - 300]).unwrap();
+    let err = CacheWriter::resume(&truncated, rows).err().unwrap();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(Cache::open(&truncated).is_err());
+
+    let version = tmp("version");
+    let mut v = good.clone();
+    v[8] = 9;
+    std::fs::write(&version, &v).unwrap();
+    let err = CacheWriter::resume(&version, rows).err().unwrap();
+    assert!(err.to_string().contains("version 9"), "{err}");
+
+    let missing = tmp("missing");
+    let err = CacheWriter::resume(&missing, rows).err().unwrap();
+    assert!(matches!(err, ComputeError::Io { .. }), "{err}");
+}
+
+#[test]
+fn create_never_overwrites_silently() {
+    let data = emb();
+    let rows = Rows::new(&data, N, D).unwrap();
+    let path = tmp("force");
+    let good = full_run(&path, &data);
+    let err = CacheWriter::create(&path, rows, false).err().unwrap();
+    assert!(err.to_string().contains("finished cache"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), good, "left untouched");
+
+    let w = CacheWriter::create(&path, rows, true).unwrap();
+    assert_eq!(w.info().done, 0);
+    let err = CacheWriter::create(&path, rows, false).err().unwrap();
+    assert!(err.to_string().contains("unfinished cache"), "{err}");
+    let cache = Cache::open(&path).unwrap();
+    assert!(cache.get(0).is_err(), "nothing is complete yet");
+
+    let other = tmp("other-file");
+    std::fs::write(&other, b"precious").unwrap();
+    let err = CacheWriter::create(&other, rows, false).err().unwrap();
+    assert!(err.to_string().contains("not a weft cache"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), b"precious");
+}
+
+#[test]
+fn bad_embeddings_are_refused_before_any_file_is_made() {
+    let mut data = emb();
+    data[7 * D..8 * D].fill(0.0);
+    let path = tmp("bad-rows");
+    let err = CacheWriter::create(&path, Rows::new(&data, N, D).unwrap(), false)
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "embeddings: row 7 is all zeros");
+    assert!(!path.exists());
+}
