@@ -138,4 +138,11 @@ return {
   map = wrap(core.map),
   range = wrap(core.range),
   channel = wrap(core.channel),
+  -- Shared data: raw C functions that raise their own errors (crates/weft-lua/src/rawud.rs).
+  freeze = core.freeze,
+  counter = core.counter,
+  table = core.table,
+  array = core.array,
+  load_npy = core.load_npy,
+  memory = core.memory,
 }

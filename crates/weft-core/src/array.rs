@@ -534,14 +534,7 @@ fn encode(dtype: DType, value: Scalar) -> Result<u64, ArrayError> {
         match value {
             Scalar::Int(i) => Ok(i),
             // Integral floats (LuaJIT has no integers) within i64 convert exactly.
-            Scalar::Num(n)
-                if n.fract() == 0.0
-                    && n >= -9.223_372_036_854_775_808e18
-                    && n < 9.223_372_036_854_775_808e18 =>
-            {
-                Ok(n as i64)
-            }
-            Scalar::Num(_) => Err(bad()),
+            Scalar::Num(n) => crate::key::integral(n).ok_or_else(bad),
         }
     };
     let num = match value {

@@ -6,6 +6,13 @@
 use crate::message::Value;
 use std::hash::{Hash, Hasher};
 
+/// `n` as an integer when it is integral and within i64's range (Lua's float-to-integer
+/// rule for keys and for integer arguments).
+pub fn integral(n: f64) -> Option<i64> {
+    // i64::MIN as f64 is exactly -2^63, so the range is exactly i64's.
+    (n.fract() == 0.0 && (i64::MIN as f64..-(i64::MIN as f64)).contains(&n)).then_some(n as i64)
+}
+
 /// An owned key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -37,10 +44,8 @@ impl<'a> KeyRef<'a> {
     pub fn number(n: f64) -> Option<KeyRef<'a>> {
         if n.is_nan() {
             None
-        } else if n.fract() == 0.0
-            && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&n)
-        {
-            Some(KeyRef::Int(n as i64))
+        } else if let Some(i) = integral(n) {
+            Some(KeyRef::Int(i))
         } else {
             Some(KeyRef::Num(n.to_bits()))
         }

@@ -22,7 +22,7 @@ use weft_core::{cancel, Channel, Deadline};
 /// Registry key of the light userdata pointing at this state's [`StateData`].
 pub(crate) const STATE_KEY: &std::ffi::CStr = c"weft.state";
 
-unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
+pub(crate) unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
     // SAFETY: prepare_state stored a pointer to the StateData boxed in this state's app
     // data, which lives (at a fixed address) as long as the state.
     unsafe {
@@ -82,7 +82,9 @@ unsafe fn deadline_arg(state: *mut ffi::lua_State, idx: c_int) -> Result<Deadlin
 
 fn guarded(state: *mut ffi::lua_State, what: &str, body: impl FnOnce() -> c_int) -> c_int {
     match std::panic::catch_unwind(AssertUnwindSafe(body)) {
-        Ok(n) => n,
+        // Through a byte, to clear the upper half of `rax` (see `rawud::guard`); these
+        // functions return at most 3 values.
+        Ok(n) => c_int::from(u8::try_from(n).unwrap_or(u8::MAX)),
         // SAFETY: the state is valid; nothing else is pending in this frame.
         Err(_) => unsafe {
             fail(

@@ -108,5 +108,9 @@ pub(crate) fn import(lua: &Lua, h: Handle) -> mlua::Result<AnyUserData> {
         Handle::Task(t) => lua.create_userdata(LuaTask(t)),
         Handle::Channel(c) => lua.create_userdata(LuaChannel(c)),
         Handle::Pool(p) => lua.create_userdata(LuaPool(p)),
+        // The codec pushes the shared-data handles itself (see `rawud::push_handle`).
+        _ => Err(mlua::Error::runtime(
+            "a shared-data handle reached the mlua import path",
+        )),
     }
 }

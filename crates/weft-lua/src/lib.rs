@@ -11,15 +11,22 @@
 //!   threads behind `weft.spawn`; `interrupt`: how cancellation reaches running Lua code.
 //! - `tasks`, `pools`, `channels`: the API functions; `handles`: their userdata types;
 //!   `fast`: the hot channel paths as raw C functions and LuaJIT FFI entry points.
+//! - `frozen`, `arrays`, `counters`: the shared-data handles (frozen tables, off-heap
+//!   arrays and .npy files, counters and shared tables), on `rawud`: raw-C-API userdata
+//!   whose reads cost tens of nanoseconds.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 
+mod arrays;
 mod channels;
 pub mod codec;
+mod counters;
 mod fast;
+mod frozen;
 mod handles;
 mod interrupt;
 mod pools;
+mod rawud;
 mod runtime;
 mod spawner;
 mod tasks;
@@ -90,6 +97,15 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         export(lua, "channel:close", channels::close)?,
     )?;
     core.set("channel_len", export(lua, "channel:len", channels::len)?)?;
+    // SAFETY: raw functions following the `rawud::guard` convention.
+    unsafe {
+        core.set("freeze", lua.create_c_function(frozen::freeze)?)?;
+        core.set("counter", lua.create_c_function(counters::new_counter)?)?;
+        core.set("table", lua.create_c_function(counters::new_table)?)?;
+        core.set("array", lua.create_c_function(arrays::new_array)?)?;
+        core.set("load_npy", lua.create_c_function(arrays::load_npy)?)?;
+        core.set("memory", lua.create_c_function(arrays::memory)?)?;
+    }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;
     core.set("pool_map", export(lua, "pool:map", pools::map)?)?;

@@ -233,6 +233,8 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
     )?
     .call(())?;
     lua.set_named_registry_value("weft.handler", handler.0)?;
+    // Shared tables iterate a copy with the base library's `next`.
+    lua.set_named_registry_value("weft.next", lua.globals().get::<Function>("next")?)?;
     lua.set_named_registry_value("weft.fresh_cell", handler.1)?;
     #[cfg(feature = "luajit")]
     lua.set_named_registry_value(

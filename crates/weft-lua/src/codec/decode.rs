@@ -184,24 +184,10 @@ impl<'m> Decoder<'m> {
                 return Err("weft: out of Lua stack space".into());
             }
             match v {
-                Value::Nil => ffi::lua_pushnil(state),
-                Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
-                Value::Int(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
-                Value::Num(n) => ffi::lua_pushnumber(state, *n),
-                Value::Str(s) => push_bytes(state, s),
-                Value::ShortStr { len, bytes } => push_bytes(state, &bytes[..*len as usize]),
                 Value::Node(n) => {
                     ffi::lua_rawgeti(state, self.objs, *n as ffi::lua_Integer + 1);
                 }
-                Value::Module(m) => {
-                    push_module_value(state, m, true).map_err(|e| format!("weft: {e}"))?
-                }
-                Value::Handle(h) => {
-                    push_named(state, c"weft.import");
-                    super::stash_handle(h.clone());
-                    pcall(state, 0, 1)
-                        .map_err(|e| format!("weft: cannot receive a handle: {e}"))?;
-                }
+                leaf => push_leaf(state, leaf)?,
             }
             Ok(())
         }
@@ -221,6 +207,39 @@ impl<'m> Decoder<'m> {
             // SAFETY: objs is a valid slot holding the scratch table.
             unsafe { ffi::lua_remove(state, self.objs) };
         }
+    }
+}
+
+/// Push a value that is not a node: a scalar, a string, a module value or a handle.
+///
+/// # Safety
+/// A valid state with 6 free slots, inside a protected call.
+pub(crate) unsafe fn push_leaf(state: *mut ffi::lua_State, v: &Value) -> Result<(), String> {
+    // SAFETY: each arm pushes exactly one value or returns an error with none pushed.
+    unsafe {
+        match v {
+            Value::Nil => ffi::lua_pushnil(state),
+            Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
+            Value::Int(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
+            Value::Num(n) => ffi::lua_pushnumber(state, *n),
+            Value::Str(s) => push_bytes(state, s),
+            Value::ShortStr { len, bytes } => push_bytes(state, &bytes[..*len as usize]),
+            Value::Node(_) => {
+                return Err("weft: internal error: a node where a leaf was expected".into())
+            }
+            Value::Module(m) => {
+                push_module_value(state, m, true).map_err(|e| format!("weft: {e}"))?
+            }
+            Value::Handle(h) => {
+                if !crate::rawud::push_handle(state, h) {
+                    push_named(state, c"weft.import");
+                    super::stash_handle(h.clone());
+                    pcall(state, 0, 1)
+                        .map_err(|e| format!("weft: cannot receive a handle: {e}"))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,314 @@
+//! `weft.counter` and `weft.table`: the two mutable shared objects.
+//!
+//! A counter is one atomic integer (`c:add(d)` is a single instruction, whichever thread
+//! calls it). A shared table takes a lock per operation and copies values in and out; it
+//! is the slow path, kept for effil-style code that needs a shared, changing map.
+
+use crate::codec::decode::{push_all, push_leaf};
+use crate::codec::{Encoder, Label};
+use crate::rawud::{self, arg, guard, set_fn, RawType};
+use mlua::ffi;
+use std::ffi::{c_int, CStr};
+use std::sync::Arc;
+use weft_core::counter::Counter;
+use weft_core::key::KeyRef;
+use weft_core::message::Value;
+use weft_core::shared_table::SharedTable;
+use weft_core::Handle;
+
+/// A counter as Lua holds it.
+pub(crate) struct LuaCounter(pub Arc<Counter>);
+/// A shared table as Lua holds it.
+pub(crate) struct LuaSharedTable(pub Arc<SharedTable>);
+
+impl RawType for LuaCounter {
+    const MAGIC: u64 = 0x7765_6674_434e_5431;
+    const NAME: &'static CStr = c"weft.counter";
+
+    unsafe fn metatable(state: *mut ffi::lua_State) {
+        // SAFETY: builds tables on a valid state with the metatable on top.
+        unsafe {
+            ffi::lua_createtable(state, 0, 3);
+            set_fn(state, c"add", counter_add);
+            set_fn(state, c"get", counter_get);
+            set_fn(state, c"set", counter_set);
+            ffi::lua_setfield(state, -2, c"__index".as_ptr());
+            set_fn(state, c"__tostring", counter_tostring);
+        }
+    }
+
+    fn handle(&self) -> Handle {
+        Handle::Counter(self.0.clone())
+    }
+}
+
+impl RawType for LuaSharedTable {
+    const MAGIC: u64 = 0x7765_6674_5442_4c31;
+    const NAME: &'static CStr = c"weft.table";
+
+    unsafe fn metatable(state: *mut ffi::lua_State) {
+        // SAFETY: builds tables on a valid state with the metatable on top.
+        unsafe {
+            ffi::lua_createtable(state, 0, 3);
+            set_fn(state, c"add", table_add);
+            set_fn(state, c"totable", table_totable);
+            set_fn(state, c"pairs", table_pairs);
+            ffi::lua_pushcclosure(state, table_index, 1);
+            ffi::lua_setfield(state, -2, c"__index".as_ptr());
+            set_fn(state, c"__newindex", table_newindex);
+            set_fn(state, c"__len", table_len);
+            set_fn(state, c"__pairs", table_pairs);
+        }
+    }
+
+    fn handle(&self) -> Handle {
+        Handle::Table(self.0.clone())
+    }
+}
+
+/// An integer argument, or `default` when absent.
+unsafe fn integer(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    default: Option<i64>,
+    what: &str,
+) -> Result<i64, String> {
+    // SAFETY: type-checked reads of a valid index.
+    unsafe {
+        match ffi::lua_type(state, idx) {
+            ffi::LUA_TNONE | ffi::LUA_TNIL if default.is_some() => Ok(default.unwrap_or(0)),
+            ffi::LUA_TNUMBER => {
+                #[cfg(feature = "lua54")]
+                if ffi::lua_isinteger(state, idx) != 0 {
+                    return Ok(ffi::lua_tointeger(state, idx));
+                }
+                let n = ffi::lua_tonumber(state, idx);
+                weft_core::key::integral(n)
+                    .ok_or_else(|| format!("{what} must be an integer (got {n})"))
+            }
+            _ => Err(format!(
+                "{what} must be an integer (got {})",
+                rawud::type_of(state, idx)
+            )),
+        }
+    }
+}
+
+/// `weft.counter([n])`.
+pub(crate) unsafe extern "C-unwind" fn new_counter(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let n = integer(state, 1, Some(0), "weft.counter: the start value")?;
+            rawud::push(state, LuaCounter(Arc::new(Counter::new(n))));
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn counter_add(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let c = &arg::<LuaCounter>(state, 1, "c:add")?.0;
+            let d = integer(state, 2, Some(1), "c:add: the amount")?;
+            ffi::lua_pushinteger(state, c.add(d) as ffi::lua_Integer);
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn counter_get(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let c = &arg::<LuaCounter>(state, 1, "c:get")?.0;
+            ffi::lua_pushinteger(state, c.get() as ffi::lua_Integer);
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn counter_set(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let c = &arg::<LuaCounter>(state, 1, "c:set")?.0;
+            c.set(integer(state, 2, None, "c:set: the value")?);
+            Ok(0)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn counter_tostring(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let c = &arg::<LuaCounter>(state, 1, "counter")?.0;
+            let text = format!("weft.counter ({}): {:p}", c.get(), Arc::as_ptr(c));
+            crate::codec::raw::push_bytes(state, text.as_bytes());
+            Ok(1)
+        })
+    }
+}
+
+/// `weft.table()`.
+pub(crate) unsafe extern "C-unwind" fn new_table(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: pushes one userdata.
+    unsafe { rawud::push(state, LuaSharedTable(Arc::new(SharedTable::new()))) };
+    1
+}
+
+unsafe fn key_arg<'a>(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    what: &str,
+) -> Result<KeyRef<'a>, String> {
+    // SAFETY: type-checked reads of a valid index; string keys stay on the stack.
+    unsafe {
+        let key = match ffi::lua_type(state, idx) {
+            ffi::LUA_TNUMBER => {
+                #[cfg(feature = "lua54")]
+                if ffi::lua_isinteger(state, idx) != 0 {
+                    return Ok(KeyRef::Int(ffi::lua_tointeger(state, idx)));
+                }
+                KeyRef::number(ffi::lua_tonumber(state, idx))
+            }
+            ffi::LUA_TSTRING => Some(KeyRef::Str(crate::codec::raw::str_bytes(state, idx))),
+            ffi::LUA_TBOOLEAN => Some(KeyRef::Bool(ffi::lua_toboolean(state, idx) != 0)),
+            _ => None,
+        };
+        key.ok_or_else(|| {
+            format!(
+                "{what}: keys of a shared table are strings, numbers or booleans (got {})",
+                rawud::type_of(state, idx)
+            )
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn table_index(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`. Upvalue 1 is the methods table.
+    unsafe {
+        guard(state, |state| {
+            let t = &arg::<LuaSharedTable>(state, 1, "shared table")?.0;
+            let found = match key_arg(state, 2, "shared table") {
+                Ok(k) => t.get(k),
+                Err(_) => None,
+            };
+            match found {
+                Some(msg) => {
+                    let codec = &crate::fast::state_data(state).codec;
+                    push_all(state, codec, &msg)?;
+                }
+                None if ffi::lua_type(state, 2) == ffi::LUA_TSTRING => {
+                    ffi::lua_pushvalue(state, 2);
+                    ffi::lua_rawget(state, ffi::lua_upvalueindex(1));
+                }
+                None => ffi::lua_pushnil(state),
+            }
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn table_newindex(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let t = &arg::<LuaSharedTable>(state, 1, "shared table")?.0;
+            let key = key_arg(state, 2, "shared table")?;
+            let value = if ffi::lua_type(state, 3) == ffi::LUA_TNIL {
+                None
+            } else {
+                let codec = &crate::fast::state_data(state).codec;
+                let mut encoder = Encoder::new(codec);
+                encoder.push(state, 3, Label::Value, 1)?;
+                Some(encoder.finish())
+            };
+            t.set(key, value);
+            Ok(0)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn table_add(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let t = &arg::<LuaSharedTable>(state, 1, "s:add")?.0;
+            let key = key_arg(state, 2, "s:add")?;
+            let delta = match ffi::lua_type(state, 3) {
+                ffi::LUA_TNUMBER => {
+                    let n = ffi::lua_tonumber(state, 3);
+                    #[cfg(feature = "lua54")]
+                    if ffi::lua_isinteger(state, 3) != 0 {
+                        Value::Int(ffi::lua_tointeger(state, 3))
+                    } else {
+                        Value::Num(n)
+                    }
+                    #[cfg(not(feature = "lua54"))]
+                    Value::Num(n)
+                }
+                _ => {
+                    return Err(format!(
+                        "s:add: the amount must be a number (got {})",
+                        rawud::type_of(state, 3)
+                    ))
+                }
+            };
+            let new = t.add(key, &delta).map_err(|e| format!("s:add: {e}"))?;
+            push_leaf(state, &new)?;
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn table_len(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let t = &arg::<LuaSharedTable>(state, 1, "#shared table")?.0;
+            ffi::lua_pushinteger(state, t.border() as ffi::lua_Integer);
+            Ok(1)
+        })
+    }
+}
+
+/// `s:totable()`: a plain copy of every entry, taken under one lock.
+unsafe extern "C-unwind" fn table_totable(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let t = &arg::<LuaSharedTable>(state, 1, "s:totable")?.0;
+            let entries = t.entries();
+            let codec = &crate::fast::state_data(state).codec;
+            ffi::lua_createtable(state, 0, entries.len().min(i32::MAX as usize) as c_int);
+            for (key, msg) in &entries {
+                push_leaf(state, &key.to_value())?;
+                push_all(state, codec, msg)?;
+                ffi::lua_rawset(state, -3);
+            }
+            Ok(1)
+        })
+    }
+}
+
+/// `s:pairs()` / `pairs(s)`: iterate over a copy taken under one lock.
+unsafe extern "C-unwind" fn table_pairs(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            arg::<LuaSharedTable>(state, 1, "s:pairs")?;
+            ffi::lua_settop(state, 1);
+            table_totable(state);
+            ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, c"weft.next".as_ptr());
+            if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+                return Err("weft: the next function is missing".into());
+            }
+            ffi::lua_insert(state, -2);
+            ffi::lua_pushnil(state);
+            Ok(3)
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! `weft.freeze` and the frozen-table userdata.
+//!
+//! Reads (`t.x`, `t[i]`, `#t`) are raw C metamethods over the snapshot, with no lock and
+//! no copy: a number or string is pushed directly, a nested table becomes another view of
+//! the same snapshot. Views are cached per state (weak values, keyed by the table's
+//! address in the snapshot), so `t.config` is the same userdata every time it is read and
+//! a read of a nested table allocates nothing after the first.
+//!
+//! Keys are looked up as data first; `pairs`, `totable` and `len` answer only when the
+//! table has no such key (`weft.pairs(t)` and friends work regardless).
+
+use crate::codec::{decode::push_leaf, Decoder, Encoder, Label};
+use crate::rawud::{self, arg, guard, set_fn, RawType};
+use mlua::ffi;
+use std::ffi::{c_int, CStr};
+use weft_core::frozen::{Entry, EntryKey};
+use weft_core::key::KeyRef;
+use weft_core::message::Value;
+use weft_core::{Frozen, Handle};
+
+/// A frozen view as Lua holds it.
+pub(crate) struct LuaFrozen(pub Frozen);
+
+const VIEWS: &CStr = c"weft.frozen.views";
+const METHODS: &CStr = c"weft.frozen.methods";
+
+impl RawType for LuaFrozen {
+    const MAGIC: u64 = 0x7765_6674_665a_4e31;
+    const NAME: &'static CStr = c"weft.frozen";
+
+    unsafe fn metatable(state: *mut ffi::lua_State) {
+        // SAFETY: builds tables on a valid state with the metatable on top.
+        unsafe {
+            ffi::lua_createtable(state, 0, 3);
+            set_fn(state, c"pairs", pairs);
+            set_fn(state, c"totable", totable);
+            set_fn(state, c"len", len);
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, METHODS.as_ptr());
+            ffi::lua_pushcclosure(state, index, 1);
+            ffi::lua_setfield(state, -2, c"__index".as_ptr());
+            set_fn(state, c"__newindex", newindex);
+            set_fn(state, c"__len", len);
+            set_fn(state, c"__pairs", pairs);
+            set_fn(state, c"__eq", eq);
+            set_fn(state, c"__tostring", tostring);
+        }
+    }
+
+    fn handle(&self) -> Handle {
+        Handle::Frozen(Box::new(self.0.clone()))
+    }
+}
+
+/// Push a view, reusing this state's userdata for the same table when one is alive.
+///
+/// # Safety
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) {
+    // SAFETY: balanced registry and cache-table work on a valid state.
+    unsafe {
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
+        if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+            ffi::lua_pop(state, 1);
+            ffi::lua_createtable(state, 0, 0);
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushstring(state, c"v".as_ptr());
+            ffi::lua_setfield(state, -2, c"__mode".as_ptr());
+            ffi::lua_setmetatable(state, -2);
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
+        }
+        let key = view.address() as *mut std::ffi::c_void;
+        ffi::lua_pushlightuserdata(state, key);
+        ffi::lua_rawget(state, -2);
+        if ffi::lua_type(state, -1) == ffi::LUA_TUSERDATA {
+            ffi::lua_remove(state, -2);
+            return;
+        }
+        ffi::lua_pop(state, 1);
+        rawud::push(state, LuaFrozen(view));
+        ffi::lua_pushlightuserdata(state, key);
+        ffi::lua_pushvalue(state, -2);
+        ffi::lua_rawset(state, -4);
+        ffi::lua_remove(state, -2);
+    }
+}
+
+/// `weft.freeze(t)`.
+pub(crate) unsafe extern "C-unwind" fn freeze(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            if rawud::slot::<LuaFrozen>(state, 1).is_some() {
+                ffi::lua_settop(state, 1);
+                return Ok(1);
+            }
+            if ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
+                return Err(format!(
+                    "weft.freeze: expected a table (got {})",
+                    rawud::type_of(state, 1)
+                ));
+            }
+            let codec = &crate::fast::state_data(state).codec;
+            let mut encoder = Encoder::new(codec);
+            encoder.push(state, 1, Label::Argument, 1).map_err(|e| {
+                e.replacen(
+                    "weft: cannot send argument 1",
+                    "weft.freeze: cannot freeze",
+                    1,
+                )
+            })?;
+            let frozen = Frozen::new(encoder.finish()).map_err(|e| format!("weft.freeze: {e}"))?;
+            push_view(state, frozen);
+            Ok(1)
+        })
+    }
+}
+
+/// Push what a view holds at `key` (nil when absent).
+unsafe fn push_entry(
+    state: *mut ffi::lua_State,
+    view: &Frozen,
+    entry: Option<Entry<'_>>,
+) -> Result<(), String> {
+    // SAFETY: pushes exactly one value on a valid state.
+    unsafe {
+        match entry {
+            None => ffi::lua_pushnil(state),
+            Some(Entry::Number(n)) => ffi::lua_pushnumber(state, n),
+            Some(Entry::Value(v)) => push_value(state, view, v)?,
+        }
+        Ok(())
+    }
+}
+
+unsafe fn push_value(state: *mut ffi::lua_State, view: &Frozen, v: &Value) -> Result<(), String> {
+    // SAFETY: pushes exactly one value on a valid state.
+    unsafe {
+        match v {
+            Value::Node(n) => push_view(state, view.child(*n)),
+            leaf => push_leaf(state, leaf)?,
+        }
+        Ok(())
+    }
+}
+
+/// The key at `idx` as a lookup key (`None`: a key no frozen table can hold).
+unsafe fn key_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<KeyRef<'a>> {
+    // SAFETY: type-checked reads of a valid index; a string key stays on the stack.
+    unsafe {
+        match ffi::lua_type(state, idx) {
+            ffi::LUA_TNUMBER => {
+                #[cfg(feature = "lua54")]
+                if ffi::lua_isinteger(state, idx) != 0 {
+                    return Some(KeyRef::Int(ffi::lua_tointeger(state, idx)));
+                }
+                KeyRef::number(ffi::lua_tonumber(state, idx))
+            }
+            ffi::LUA_TSTRING => Some(KeyRef::Str(crate::codec::raw::str_bytes(state, idx))),
+            ffi::LUA_TBOOLEAN => Some(KeyRef::Bool(ffi::lua_toboolean(state, idx) != 0)),
+            _ => None,
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn index(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`. Upvalue 1 is the methods table.
+    unsafe {
+        guard(state, |state| {
+            let view = &arg::<LuaFrozen>(state, 1, "frozen table")?.0;
+            let entry = key_at(state, 2).and_then(|k| view.get(k));
+            if entry.is_none() && ffi::lua_type(state, 2) == ffi::LUA_TSTRING {
+                ffi::lua_pushvalue(state, 2);
+                ffi::lua_rawget(state, ffi::lua_upvalueindex(1));
+                return Ok(1);
+            }
+            push_entry(state, view, entry)?;
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn newindex(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |_| {
+            Err(
+                "weft: a frozen table is read-only (use t:totable() for a copy you can change)"
+                    .into(),
+            )
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn len(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let n = arg::<LuaFrozen>(state, 1, "frozen table")?.0.len();
+            ffi::lua_pushinteger(state, n as ffi::lua_Integer);
+            Ok(1)
+        })
+    }
+}
+
+/// `t:pairs()` / `pairs(t)`: an iterator closure over (view, position).
+unsafe extern "C-unwind" fn pairs(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            arg::<LuaFrozen>(state, 1, "frozen table:pairs")?;
+            ffi::lua_pushvalue(state, 1);
+            ffi::lua_pushinteger(state, 0);
+            ffi::lua_pushcclosure(state, next, 2);
+            ffi::lua_pushvalue(state, 1);
+            ffi::lua_pushnil(state);
+            Ok(3)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn next(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`. Upvalues: the view and the next position.
+    unsafe {
+        guard(state, |state| {
+            let view =
+                &arg::<LuaFrozen>(state, ffi::lua_upvalueindex(1), "frozen table iterator")?.0;
+            let pos = ffi::lua_tointeger(state, ffi::lua_upvalueindex(2)) as usize;
+            let Some((key, entry, next)) = view.entry_at(pos) else {
+                ffi::lua_pushnil(state);
+                return Ok(1);
+            };
+            ffi::lua_pushinteger(state, next as ffi::lua_Integer);
+            ffi::lua_replace(state, ffi::lua_upvalueindex(2));
+            match key {
+                EntryKey::Index(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
+                EntryKey::Value(k) => push_value(state, view, k)?,
+            }
+            push_entry(state, view, Some(entry))?;
+            Ok(2)
+        })
+    }
+}
+
+/// `t:totable()`: a plain, deep, mutable copy.
+unsafe extern "C-unwind" fn totable(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let view = &arg::<LuaFrozen>(state, 1, "frozen table:totable")?.0;
+            let msg = view.to_message();
+            let codec = &crate::fast::state_data(state).codec;
+            let decoder = Decoder::new(state, codec, &msg)?;
+            decoder.push(state, &msg.values[0])?;
+            decoder.finish(state);
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn eq(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let same = match (
+                rawud::slot::<LuaFrozen>(state, 1),
+                rawud::slot::<LuaFrozen>(state, 2),
+            ) {
+                (Some(a), Some(b)) => {
+                    matches!((&a.value, &b.value), (Some(a), Some(b)) if a.0.same(&b.0))
+                }
+                _ => false,
+            };
+            ffi::lua_pushboolean(state, same as c_int);
+            Ok(1)
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn tostring(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let view = &arg::<LuaFrozen>(state, 1, "frozen table")?.0;
+            let text = format!("weft.frozen (#{}): {:p}", view.len(), view.address());
+            crate::codec::raw::push_bytes(state, text.as_bytes());
+            Ok(1)
+        })
+    }
+}
