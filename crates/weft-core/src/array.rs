@@ -447,6 +447,31 @@ impl Array {
         })
     }
 
+    /// This view's element bytes as a mutable slice, when nothing else can reach them:
+    /// `None` unless this is the only reference to the storage (no clone, slice, row or
+    /// other view of it is alive; [`Arc::get_mut`]) and the storage is writable (owned
+    /// memory, not a read-only file mapping). An array fresh from [`Array::zeros`] that
+    /// has not been cloned always qualifies.
+    ///
+    /// Safe because the `&mut self` borrow keeps this view from being read or written
+    /// (through [`Array::get`], [`Array::set`] or a slice) while the bytes are borrowed,
+    /// and uniqueness rules out every other view. (Raw pointers from [`Array::as_ptr`]
+    /// carry no borrow; code that kept one must not use it meanwhile, as for any
+    /// `as_ptr`.)
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        let len = self.byte_len();
+        let offset = self.offset;
+        let storage = Arc::get_mut(&mut self.storage)?;
+        if storage.read_only_origin().is_some() {
+            return None;
+        }
+        // SAFETY: the view's `len` bytes from `offset` lie inside the storage (checked when
+        // the view was made); owned storage is writable; `get_mut` succeeded, so no other
+        // Arc or Weak to the storage exists, and the returned slice borrows `self`
+        // mutably, so nothing else reaches these bytes while it is alive.
+        Some(unsafe { std::slice::from_raw_parts_mut(storage.ptr.as_ptr().add(offset), len) })
+    }
+
     /// Element `index` (0-based, over all elements in row-major order).
     pub fn get(&self, index: usize) -> Option<Scalar> {
         (index < self.len()).then(|| {
@@ -632,6 +657,49 @@ mod tests {
         // SAFETY: no writers while the slice lives.
         assert_eq!(unsafe { a.as_slice::<i32>() }.unwrap()[2], 9);
         assert!(unsafe { a.as_slice::<f32>() }.is_none());
+    }
+
+    #[test]
+    fn bytes_mut_only_for_a_unique_writable_view() {
+        let mut a = Array::zeros(DType::U16, 3, Some(2)).unwrap();
+        let bytes = a.bytes_mut().unwrap();
+        assert_eq!(bytes.len(), 12);
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[2..4].copy_from_slice(&513u16.to_ne_bytes());
+        assert_eq!(a.get(1), Some(Scalar::Int(513)));
+
+        // Any other view of the storage (clone, slice, row) makes it shared.
+        let other = a.clone();
+        assert!(a.bytes_mut().is_none());
+        drop(other);
+        let row = a.row(2).unwrap();
+        assert!(a.bytes_mut().is_none());
+        drop(a);
+
+        // The last view left owns the storage and sees only its own elements.
+        let mut row = row;
+        row.set(1, Scalar::Int(7)).unwrap();
+        let bytes = row.bytes_mut().unwrap();
+        assert_eq!(bytes.len(), 4);
+        assert_eq!(&bytes[2..], &7u16.to_ne_bytes());
+
+        // Empty arrays give an empty slice.
+        let mut empty = Array::zeros(DType::F64, 0, None).unwrap();
+        assert_eq!(empty.bytes_mut().map(|b| b.len()), Some(0));
+
+        // A file mapping is read-only even when uniquely held.
+        let path =
+            std::env::temp_dir().join(format!("weft-array-bytes-mut-{}.bin", std::process::id()));
+        std::fs::write(&path, [0u8; 8]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the file is private to this test and not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let mut mapped =
+            Array::from_mapping(map, path.display().to_string(), 0, DType::U8, 8, None).unwrap();
+        assert!(mapped.read_only_origin().is_some());
+        assert!(mapped.bytes_mut().is_none());
+        drop(mapped);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

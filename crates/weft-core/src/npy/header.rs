@@ -1,0 +1,330 @@
+//! The `.npy` header: the preamble (magic, version, header length) and the dict that
+//! describes the data, read and checked against the file's length.
+
+use super::literal::{parse_header, quote, Lit};
+use super::read::read_up_to;
+use super::{io_error, NpyError, MAGIC};
+use crate::array::DType;
+use std::fs::File;
+use std::io::{self, Seek};
+use std::path::Path;
+
+/// The byte order of this machine, which arrays in memory use.
+const HOST_BIG_ENDIAN: bool = cfg!(target_endian = "big");
+
+/// How elements are stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Source {
+    /// Stored as the dtype itself (possibly in the other byte order).
+    Plain(DType),
+    /// IEEE half precision, loaded as f32.
+    F16,
+}
+
+impl Source {
+    /// Bytes per element in the file.
+    pub(super) fn size(self) -> usize {
+        match self {
+            Source::Plain(d) => d.size(),
+            Source::F16 => 2,
+        }
+    }
+
+    /// The dtype of the array it loads as.
+    pub(super) fn target(self) -> DType {
+        match self {
+            Source::Plain(d) => d,
+            Source::F16 => DType::F32,
+        }
+    }
+}
+
+/// A validated header: everything needed to read the data.
+#[derive(Debug)]
+pub(super) struct Header {
+    /// The dtype as written, for messages.
+    pub(super) descr: String,
+    pub(super) source: Source,
+    /// The file's bytes are big-endian (irrelevant for one-byte elements).
+    pub(super) big_endian: bool,
+    pub(super) fortran_order: bool,
+    pub(super) rows: usize,
+    pub(super) cols: Option<usize>,
+    /// Where the data starts.
+    pub(super) data_offset: u64,
+    /// How many bytes of data follow (checked against the file's length).
+    pub(super) data_bytes: u64,
+}
+
+impl Header {
+    /// Whether the file's byte order differs from memory's.
+    pub(super) fn needs_swap(&self) -> bool {
+        self.source.size() > 1 && self.big_endian != HOST_BIG_ENDIAN
+    }
+
+    /// Whether the file's element order differs from row-major.
+    pub(super) fn needs_transpose(&self) -> bool {
+        self.fortran_order && matches!(self.cols, Some(c) if c > 1 && self.rows > 1)
+    }
+}
+
+/// Read and check the preamble and header; leaves `file` at the start of the data.
+pub(super) fn read_header(file: &mut File, path: &Path, file_len: u64) -> Result<Header, NpyError> {
+    let mut pre = [0u8; 12];
+    let got = read_up_to(file, &mut pre).map_err(io_error(path, "read"))?;
+    let magic_part = got.min(MAGIC.len());
+    if got == 0 || pre[..magic_part] != MAGIC[..magic_part] {
+        return Err(NpyError::BadMagic {
+            path: path.to_path_buf(),
+        });
+    }
+    if got < 8 {
+        return Err(NpyError::TruncatedHeader {
+            path: path.to_path_buf(),
+            detail: format!("the file ends after {got} bytes, before the format version"),
+        });
+    }
+    let (major, minor) = (pre[6], pre[7]);
+    let len_bytes = match (major, minor) {
+        (1, 0) => 2,
+        (2, 0) | (3, 0) => 4,
+        _ => {
+            return Err(NpyError::Version {
+                path: path.to_path_buf(),
+                major,
+                minor,
+            })
+        }
+    };
+    let preamble = 8 + len_bytes;
+    if got < preamble {
+        return Err(NpyError::TruncatedHeader {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the file ends after {got} bytes, inside the {preamble}-byte preamble of a \
+                 version {major}.{minor} file"
+            ),
+        });
+    }
+    let header_len = if len_bytes == 2 {
+        u64::from(u16::from_le_bytes([pre[8], pre[9]]))
+    } else {
+        u64::from(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]))
+    };
+    let available = file_len.max(got as u64) - preamble as u64;
+    if header_len > available {
+        return Err(NpyError::HeaderPastEnd {
+            path: path.to_path_buf(),
+            header_len,
+            available,
+        });
+    }
+    // Bytes read past the preamble (a version 1.0 file's first two header bytes).
+    let mut raw = pre[preamble..got].to_vec();
+    raw.truncate(header_len as usize);
+    let already = raw.len();
+    // header_len ≤ the file's length, so this allocation is bounded by the file.
+    raw.resize(header_len as usize, 0);
+    let filled = read_up_to(file, &mut raw[already..]).map_err(io_error(path, "read"))?;
+    if already + filled < raw.len() {
+        return Err(NpyError::TruncatedHeader {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the header should be {header_len} bytes but the file ends after {} of them \
+                 (did it shrink while being read?)",
+                already + filled
+            ),
+        });
+    }
+    // Put the file at the data: the preamble read may have run past a tiny header.
+    let data_offset = preamble as u64 + header_len;
+    file.seek(io::SeekFrom::Start(data_offset))
+        .map_err(io_error(path, "read"))?;
+
+    let text: String = if major >= 3 {
+        String::from_utf8(raw).map_err(|e| NpyError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!(
+                "a version 3.0 header must be UTF-8, but byte {} is not",
+                e.utf8_error().valid_up_to()
+            ),
+        })?
+    } else {
+        // Versions 1.0 and 2.0 are latin-1: every byte is the code point of the same value.
+        raw.iter().map(|&b| char::from(b)).collect()
+    };
+    let bad = |detail: String| NpyError::BadHeader {
+        path: path.to_path_buf(),
+        detail,
+    };
+
+    let fields = parse_header(&text).map_err(|e| bad(e.describe(&text)))?;
+
+    let (descr, source, big_endian) = match &fields.descr.lit {
+        Lit::Str(descr) => match parse_descr(descr) {
+            Some((source, big_endian)) => (descr.clone(), source, big_endian),
+            None => {
+                return Err(NpyError::UnsupportedDType {
+                    path: path.to_path_buf(),
+                    descr: descr.clone(),
+                })
+            }
+        },
+        // A structured dtype, described as a list of fields.
+        Lit::List(_) => {
+            return Err(NpyError::UnsupportedDType {
+                path: path.to_path_buf(),
+                descr: fields.descr.text(&text).to_string(),
+            })
+        }
+        _ => {
+            return Err(bad(format!(
+                "'descr' must be a string, got {}",
+                quote(fields.descr.text(&text))
+            )))
+        }
+    };
+    let fortran_order = match fields.fortran_order.lit {
+        Lit::Bool(b) => b,
+        _ => {
+            return Err(bad(format!(
+                "'fortran_order' must be True or False, got {}",
+                quote(fields.fortran_order.text(&text))
+            )))
+        }
+    };
+    let dims: Vec<u64> = match &fields.shape.lit {
+        Lit::Tuple(items) => items
+            .iter()
+            .map(|item| match item.lit {
+                Lit::Int(n) => u64::try_from(n).map_err(|_| {
+                    bad(format!(
+                        "'shape' must hold non-negative integers that fit in 64 bits, got {}",
+                        quote(fields.shape.text(&text))
+                    ))
+                }),
+                _ => Err(bad(format!(
+                    "'shape' must hold integers, got {}",
+                    quote(fields.shape.text(&text))
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(bad(format!(
+                "'shape' must be a tuple such as (5,) or (5, 3), got {}",
+                quote(fields.shape.text(&text))
+            )))
+        }
+    };
+    let shape = python_shape(&dims);
+    if dims.is_empty() || dims.len() > 2 {
+        let why = if dims.is_empty() {
+            "a 0-D scalar; weft arrays are 1-D or 2-D".to_string()
+        } else {
+            format!("{} dimensions; weft arrays are 1-D or 2-D", dims.len())
+        };
+        return Err(NpyError::UnsupportedShape {
+            path: path.to_path_buf(),
+            shape,
+            why,
+        });
+    }
+    let too_large = || NpyError::TooLarge {
+        path: path.to_path_buf(),
+        shape: shape.clone(),
+        descr: descr.clone(),
+    };
+    // numpy's dimensions are signed 64-bit (npy_intp); larger ones are never real.
+    if dims.iter().any(|&d| d > i64::MAX as u64) {
+        return Err(too_large());
+    }
+    let expected = dims
+        .iter()
+        .try_fold(source.size() as u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&b| usize::try_from(b).is_ok())
+        .ok_or_else(too_large)?;
+    // Each dimension is at most the byte count, which fits in usize (checked above);
+    // a zero dimension makes any other dimension allowed, so convert them one by one.
+    let rows = usize::try_from(dims[0]).map_err(|_| too_large())?;
+    let cols = match dims.get(1) {
+        Some(&c) => Some(usize::try_from(c).map_err(|_| too_large())?),
+        None => None,
+    };
+    let actual = file_len.saturating_sub(data_offset);
+    if actual != expected {
+        return Err(NpyError::SizeMismatch {
+            path: path.to_path_buf(),
+            shape,
+            descr,
+            expected,
+            actual,
+        });
+    }
+    Ok(Header {
+        descr,
+        source,
+        big_endian,
+        fortran_order,
+        rows,
+        cols,
+        data_offset,
+        data_bytes: expected,
+    })
+}
+
+/// The element encoding and byte order (`true` = big-endian) a `descr` names.
+fn parse_descr(descr: &str) -> Option<(Source, bool)> {
+    let mut chars = descr.chars();
+    let order = chars.next()?;
+    let code = chars.as_str();
+    let source = match code {
+        "f2" => Source::F16,
+        "f4" => Source::Plain(DType::F32),
+        "f8" => Source::Plain(DType::F64),
+        "i4" => Source::Plain(DType::I32),
+        "i8" => Source::Plain(DType::I64),
+        "u1" => Source::Plain(DType::U8),
+        "u2" => Source::Plain(DType::U16),
+        "u4" => Source::Plain(DType::U32),
+        _ => return None,
+    };
+    // numpy writes '|' (not applicable) for one-byte types and '<' or '>' for the others;
+    // '=' (native order of an unknown writer) is not something it writes to files.
+    let big = match (order, source.size()) {
+        ('<', _) => false,
+        ('>', _) => true,
+        ('|', 1) => false,
+        _ => return None,
+    };
+    Some((source, big))
+}
+
+/// A shape as Python prints it: `()`, `(5,)`, `(5, 3)`.
+fn python_shape(dims: &[u64]) -> String {
+    match dims {
+        [] => "()".to_string(),
+        [d] => format!("({d},)"),
+        _ => {
+            let parts: Vec<String> = dims.iter().map(u64::to_string).collect();
+            format!("({})", parts.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descrs() {
+        assert_eq!(parse_descr("<f4"), Some((Source::Plain(DType::F32), false)));
+        assert_eq!(parse_descr(">u4"), Some((Source::Plain(DType::U32), true)));
+        assert_eq!(parse_descr("|u1"), Some((Source::Plain(DType::U8), false)));
+        assert_eq!(parse_descr(">f2"), Some((Source::F16, true)));
+        for bad in [
+            "", "<", "|f4", "=f4", "<i1", "|i1", "<u8", "|b1", "<U5", "|O", "<f4 ",
+        ] {
+            assert_eq!(parse_descr(bad), None, "{bad:?}");
+        }
+    }
+}
