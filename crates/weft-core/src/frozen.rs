@@ -259,25 +259,26 @@ fn check(msg: &Message, root: u32) -> Result<(), FreezeError> {
         let Node::Table(t) = msg.node(n) else {
             unreachable!("only tables are queued")
         };
+        // Segments are only formatted for tables and refusals: a 10⁶-element list of
+        // numbers must not cost 10⁶ strings.
         let offset = t.numbers.len();
-        let entries = t
+        let indexed = t
             .array
             .iter()
             .enumerate()
-            .map(|(i, v)| (format!("[{}]", offset + i + 1), v))
-            .chain(
-                t.hash
-                    .iter()
-                    .flat_map(|(k, v)| [(format!("{} (a key)", segment(k)), k), (segment(k), v)]),
-            );
-        for (seg, v) in entries {
+            .map(|(i, v)| (Place::Index(offset + i + 1), v));
+        let keyed = t
+            .hash
+            .iter()
+            .flat_map(|(k, v)| [(Place::KeyOf(k), k), (Place::ValueOf(k), v)]);
+        for (place, v) in indexed.chain(keyed) {
             let what = match v {
                 Value::Module(_) => Some("a module value: freeze data, not code"),
                 Value::Node(c) => match msg.node(*c) {
                     Node::Function(_) => Some("a function: freeze data, not code"),
                     Node::Table(_) => {
                         if !parent.contains_key(c) {
-                            parent.insert(*c, (n, seg.clone()));
+                            parent.insert(*c, (n, place.render()));
                             queue.push_back(*c);
                         }
                         None
@@ -287,13 +288,30 @@ fn check(msg: &Message, root: u32) -> Result<(), FreezeError> {
             };
             if let Some(what) = what {
                 return Err(FreezeError {
-                    path: path_to(&parent, n, seg),
+                    path: path_to(&parent, n, place.render()),
                     what,
                 });
             }
         }
     }
     Ok(())
+}
+
+/// Where a value sits in its table, rendered only when needed.
+enum Place<'a> {
+    Index(usize),
+    KeyOf(&'a Value),
+    ValueOf(&'a Value),
+}
+
+impl Place<'_> {
+    fn render(&self) -> String {
+        match self {
+            Place::Index(i) => format!("[{i}]"),
+            Place::KeyOf(k) => format!("{} (a key)", segment(k)),
+            Place::ValueOf(k) => segment(k),
+        }
+    }
 }
 
 fn segment(k: &Value) -> String {

@@ -10,7 +10,7 @@
 //! - [`handle`]: the shared objects a message carries by reference.
 //! - [`frozen`]: immutable snapshots of tables, read from any thread without a lock.
 //! - [`counter`]: atomic integers; [`shared_table`]: the locked, mutable shared table.
-//! - [`array`]: typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
+//! - [`array`](mod@array): typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
 //!   [`memory`]: how many bytes weft holds.
 //! - [`key`]: hashable table keys, normalised as Lua normalises them.
 //!

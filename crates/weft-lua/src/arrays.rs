@@ -36,6 +36,8 @@ impl RawType for LuaArray {
             ffi::lua_pushcclosure(state, index, 1);
             ffi::lua_setfield(state, -2, c"__index".as_ptr());
             set_fn(state, c"__newindex", newindex);
+            #[cfg(feature = "luajit")]
+            crate::jit_reads::install_array(state);
             set_fn(state, c"__len", len);
             set_fn(state, c"__eq", eq);
             set_fn(state, c"__tostring", tostring);

@@ -39,6 +39,8 @@ impl RawType for LuaFrozen {
             ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, METHODS.as_ptr());
             ffi::lua_pushcclosure(state, index, 1);
             ffi::lua_setfield(state, -2, c"__index".as_ptr());
+            #[cfg(feature = "luajit")]
+            crate::jit_reads::install_frozen(state);
             set_fn(state, c"__newindex", newindex);
             set_fn(state, c"__len", len);
             set_fn(state, c"__pairs", pairs);

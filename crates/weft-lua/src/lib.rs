@@ -13,7 +13,7 @@
 //!   `fast`: the hot channel paths as raw C functions and LuaJIT FFI entry points.
 //! - `frozen`, `arrays`, `counters`: the shared-data handles (frozen tables, off-heap
 //!   arrays and .npy files, counters and shared tables), on `rawud`: raw-C-API userdata
-//!   whose reads cost tens of nanoseconds.
+//!   whose reads cost tens of nanoseconds; `jit_reads`: LuaJIT's FFI path for them.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 
@@ -25,6 +25,8 @@ mod fast;
 mod frozen;
 mod handles;
 mod interrupt;
+#[cfg(feature = "luajit")]
+mod jit_reads;
 mod pools;
 mod rawud;
 mod runtime;

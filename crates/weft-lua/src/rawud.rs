@@ -115,6 +115,24 @@ pub(crate) unsafe fn slot<'a, T: RawType>(
     }
 }
 
+/// The live value in a slot reached by address (the LuaJIT FFI passes a userdata as its
+/// payload pointer).
+///
+/// # Safety
+/// `p` must be the payload of a live userdata created by [`push`] (for any type: the
+/// magic number tells them apart).
+#[cfg(feature = "luajit")]
+pub(crate) unsafe fn slot_ref<'a, T: RawType>(p: *const Slot<T>) -> Option<&'a T> {
+    // SAFETY: every slot starts with its magic number; the value is read only when the
+    // number says the layout is Slot<T>.
+    unsafe {
+        if p.is_null() || (*p).magic != T::MAGIC {
+            return None;
+        }
+        (*p).value.as_ref()
+    }
+}
+
 /// The live value at `idx`, or an error naming the argument.
 ///
 /// # Safety
