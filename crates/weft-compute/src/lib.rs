@@ -14,8 +14,9 @@
 //! - [`similarity`]: the full N×N matrix (upper triangle computed, mirrored).
 //! - [`topk`]: nearest neighbours from tiles of S on the fly, memory O(N·k).
 //! - `rule`: the exact f64 decision rule of a diversity step and its error bounds;
-//!   `sums`: the vectorised per-step running-sum loop; `orderings`: the engine that runs
-//!   orderings over an f32 S, a compact i16 S, or no S at all.
+//!   `sums`: the vectorised per-step running-sum loop over f32 rows; `compact`: the i16
+//!   copy of S in a learned item order, read line by line; `orderings`: the engine that
+//!   runs orderings over an f32 S, the compact S, or no S at all.
 //! - [`diversity`]: one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
@@ -24,6 +25,7 @@
 
 pub mod budget;
 pub mod cache;
+mod compact;
 pub mod diversity;
 pub mod error;
 mod gemm;

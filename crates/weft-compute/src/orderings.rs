@@ -4,13 +4,12 @@
 //! large for memory). All three pick exactly the item of [`crate::rule`].
 
 use crate::budget::Budget;
+use crate::compact::{self, Compact, LINE};
 use crate::error::ComputeError;
-use crate::gemm::{Packed, BLOCK as TILE};
 use crate::rows::Rows;
 use crate::rule::{add_row, entry_bound_f32, rule_slack, score};
 use crate::sums::{self, BLOCK};
 use crate::threads;
-use crate::tiles::{upper_tiles, SharedMatrix};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -18,8 +17,8 @@ use std::sync::Mutex;
 pub(crate) enum Store<'a> {
     /// The caller's f32 matrix, n×n.
     F32(&'a [f32]),
-    /// round(S·scale) as i16, n×n, built by [`Engine::compact`].
-    I16 { q: Vec<i16>, scale: f64 },
+    /// The compact i16 copy in a learned item order, built by [`Engine::compact`].
+    I16(Compact),
     /// No matrix: scores are computed from the embeddings at every step.
     Direct,
 }
@@ -30,8 +29,12 @@ pub(crate) struct Engine<'a> {
     store: Store<'a>,
 }
 
-/// Sums added to a chosen item's i32 sum so it never looks like a candidate.
+/// Added to a chosen item's i32 sum so it never looks like a candidate (real sums stay
+/// below 2^29 in magnitude).
 const CHOSEN: i32 = 1 << 30;
+
+/// Orderings run to learn the item order of the compact copy (when n is large enough).
+const TRAINING_STARTS: usize = 4;
 
 impl<'a> Engine<'a> {
     /// Uses the caller's f32 similarity matrix.
@@ -42,34 +45,44 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Builds the i16 store when n²·2 bytes fit `budget`, else runs without a matrix.
+    /// Builds the compact i16 copy when it fits `budget`, else runs without a matrix. For
+    /// n ≥ 128 a few orderings are run first and the copy rebuilt in their mean pick order.
     pub(crate) fn compact(
         e: Rows<'a>,
         threads: usize,
         budget: Budget,
     ) -> Result<Self, ComputeError> {
         let n = e.n();
-        let store = if budget.fits((n as u64) * (n as u64) * 2) {
-            let scale = f64::from(32767.min((((1u32 << 29) - 1) as usize / n) as u32));
-            let mut q = vec![0i16; n * n];
-            let out = SharedMatrix::new(&mut q, n);
-            let packed = Packed::new(e);
-            let tiles = upper_tiles(n);
-            let next = AtomicUsize::new(0);
-            threads::on_each(threads, |_| {
-                let mut buf = vec![0.0f32; TILE * TILE];
-                while let Some(&tile) = tiles.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    packed.tile(tile.0, tile.1, tile.2, tile.3, &mut buf, TILE);
-                    // SAFETY: each upper tile goes to one worker; tiles and mirrors are
-                    // disjoint; `q` outlives on_each, which returns after every worker.
-                    unsafe { out.write_tile(tile, &buf, |x| quantise(x, scale)) };
-                }
-            })?;
-            Store::I16 { q, scale }
-        } else {
-            Store::Direct
+        if !budget.fits(compact::bytes(n)) {
+            return Ok(Engine {
+                e,
+                store: Store::Direct,
+            });
+        }
+        let identity: Vec<u32> = (0..n as u32).collect();
+        let first = Engine {
+            e,
+            store: Store::I16(Compact::build(e, identity, threads)?),
         };
-        Ok(Engine { e, store })
+        if n < 128 {
+            return Ok(first);
+        }
+        let starts: Vec<usize> = (0..TRAINING_STARTS)
+            .map(|i| i * n / TRAINING_STARTS)
+            .collect();
+        let mut total = vec![0u64; n];
+        for seq in first.many(&starts, threads, None)?.into_iter().flatten() {
+            for (t, &j) in seq.iter().enumerate() {
+                total[j as usize] += t as u64;
+            }
+        }
+        drop(first);
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.sort_by_key(|&j| (total[j as usize], j));
+        Ok(Engine {
+            e,
+            store: Store::I16(Compact::build(e, perm, threads)?),
+        })
     }
 
     /// The normalised rows.
@@ -92,33 +105,66 @@ impl<'a> Engine<'a> {
                 let beta = entry_bound_f32(d);
                 let mut sums = vec![0.0f64; n];
                 let mut mins = vec![0.0f64; sums::blocks(n)];
+                let mut cands = Vec::new();
                 sums[start] = f64::INFINITY;
                 for t in 1..n {
                     let last = st.last();
                     sums::add_f32(&mut sums, &s[last * n..(last + 1) * n], &mut mins);
                     let gmin = mins.iter().fold(f64::INFINITY, |a, &b| a.min(b));
-                    let thr = gmin + 2.0 * (t as f64 * beta + rule_slack(t, d));
-                    let j = st.pick(&mins, |m| m <= thr, |j| sums[j] <= thr);
+                    let bound = t as f64 * beta + rule_slack(t, d);
+                    let thr = gmin + 2.0 * bound;
+                    cands.clear();
+                    for (b, _) in mins.iter().enumerate().filter(|(_, &m)| m <= thr) {
+                        let lo = b * BLOCK;
+                        for (j, &x) in sums.iter().enumerate().skip(lo).take(BLOCK) {
+                            if x <= thr {
+                                cands.push((x, j as u32, j));
+                            }
+                        }
+                    }
+                    let (_, j) = st.choose(&mut cands, bound);
                     sums[j] = f64::INFINITY;
                 }
             }
-            Store::I16 { q, scale } => {
+            Store::I16(c) => {
                 let beta = entry_bound_f32(d);
-                let mut sums = vec![0i32; n];
-                let mut mins = vec![0i32; sums::blocks(n)];
-                sums[start] = CHOSEN;
+                let lines = c.stride / LINE;
+                let mut sums = vec![0i32; c.stride];
+                let mut mins = vec![0i32; lines];
+                let mut left = vec![0u8; lines];
+                for p in 0..n {
+                    left[p / LINE] += 1;
+                }
+                sums[n..].fill(CHOSEN);
+                let mut live: Vec<u32> = (0..lines as u32).collect();
+                let mut cands = Vec::new();
+                let take = |p: usize, sums: &mut [i32], left: &mut [u8], live: &mut Vec<u32>| {
+                    sums[p] = CHOSEN;
+                    left[p / LINE] -= 1;
+                    if left[p / LINE] == 0 {
+                        live.retain(|&l| l as usize != p / LINE);
+                    }
+                };
+                take(c.pos[start] as usize, &mut sums, &mut left, &mut live);
                 for t in 1..n {
-                    let last = st.last();
-                    sums::add_i16(&mut sums, &q[last * n..(last + 1) * n], &mut mins);
-                    let gmin = i64::from(*mins.iter().min().expect("n ≥ 2"));
-                    let band = 2.0 * (t as f64 * (0.5 + beta * scale) + rule_slack(t, d) * scale);
-                    let thr = gmin + band.ceil() as i64 + 1;
-                    let j = st.pick(
-                        &mins,
-                        |m| i64::from(m) <= thr,
-                        |j| i64::from(sums[j]) <= thr,
-                    );
-                    sums[j] = CHOSEN;
+                    let last = c.pos[st.last()] as usize;
+                    compact::add_lines(&mut sums, c.row(last), &live, &mut mins);
+                    let gmin = live.iter().map(|&l| mins[l as usize]).min().expect("live");
+                    // |Σq/scale − Σ exact| ≤ t·(0.5/scale + β), plus the rule's own slack.
+                    let bound = t as f64 * (0.5 / c.scale + beta) + rule_slack(t, d);
+                    let band = (2.0 * bound * c.scale).ceil() as i64 + 1;
+                    let thr = (i64::from(gmin) + band).min(i64::from(CHOSEN) / 2) as i32;
+                    cands.clear();
+                    for &l in live.iter().filter(|&&l| mins[l as usize] <= thr) {
+                        let lo = l as usize * LINE;
+                        for (p, &x) in sums.iter().enumerate().skip(lo).take(LINE) {
+                            if x <= thr {
+                                cands.push((f64::from(x) / c.scale, c.perm[p], p));
+                            }
+                        }
+                    }
+                    let (_, p) = st.choose(&mut cands, bound);
+                    take(p, &mut sums, &mut left, &mut live);
                 }
             }
             Store::Direct => {
@@ -153,11 +199,6 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// round(x·scale) clamped to ±scale.
-fn quantise(x: f32, scale: f64) -> i16 {
-    (f64::from(x) * scale).round().clamp(-scale, scale) as i16
-}
-
 /// One ordering in progress: the picks, the chosen flags and the f64 centroid sum.
 struct State<'a> {
     e: Rows<'a>,
@@ -188,33 +229,27 @@ impl<'a> State<'a> {
         add_row(&mut self.c, self.e.row(j));
     }
 
-    /// Re-scores the unchosen candidates in blocks whose minimum passes `block_ok` and that
-    /// pass `cand_ok`, takes the best by (score, index) and returns it.
-    fn pick<M: Copy>(
-        &mut self,
-        mins: &[M],
-        block_ok: impl Fn(M) -> bool,
-        cand_ok: impl Fn(usize) -> bool,
-    ) -> usize {
-        let n = self.e.n();
-        let mut best: Option<(f64, usize)> = None;
-        for (b, &m) in mins.iter().enumerate() {
-            if !block_ok(m) {
-                continue;
+    /// Takes the best of `cands` — (approximate sum, item, slot), every approximate sum
+    /// within `bound` of the item's rule score — by (score, item). Candidates are scored in
+    /// order of their approximate sums, stopping once a sum minus `bound` exceeds the best
+    /// score found. Returns the item and its slot.
+    fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
+        cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut best: Option<(f64, u32, usize)> = None;
+        for &(approx, j, slot) in cands.iter() {
+            if let Some((br, _, _)) = best {
+                if approx - bound > br {
+                    break;
+                }
             }
-            for j in b * BLOCK..((b + 1) * BLOCK).min(n) {
-                if self.chosen[j] || !cand_ok(j) {
-                    continue;
-                }
-                let r = score(&self.c, self.e.row(j));
-                if best.is_none_or(|(br, _)| r < br) {
-                    best = Some((r, j));
-                }
+            let r = score(&self.c, self.e.row(j as usize));
+            if best.is_none_or(|(br, bj, _)| r < br || (r == br && j < bj)) {
+                best = Some((r, j, slot));
             }
         }
-        let (_, j) = best.expect("the minimum lies inside the band");
-        self.take(j);
-        j
+        let (_, j, slot) = best.expect("the minimum lies inside the band");
+        self.take(j as usize);
+        (j as usize, slot)
     }
 
     /// Scores every unchosen item and takes the best.

@@ -33,7 +33,7 @@ pub fn similarity(
     }
     let packed = Packed::new(e);
     let mut s = vec![0.0f32; n * n];
-    let out = SharedMatrix::new(&mut s, n);
+    let out = SharedMatrix::new(&mut s, n, n);
     let tiles = upper_tiles(n);
     let next = AtomicUsize::new(0);
     threads::on_each(t, |_| {

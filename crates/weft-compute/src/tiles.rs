@@ -33,22 +33,25 @@ pub(crate) fn check_finite(e: Rows<'_>) -> Result<(), ComputeError> {
     Ok(())
 }
 
-/// An n×n row-major output that several workers fill, each its own tiles.
+/// An n×n row-major output (row stride `stride` ≥ n) that several workers fill, each its
+/// own tiles.
 pub(crate) struct SharedMatrix<T> {
     ptr: *mut T,
     n: usize,
+    stride: usize,
 }
 
 // SAFETY: workers write disjoint regions only (each caller of `write` promises that).
 unsafe impl<T: Send> Sync for SharedMatrix<T> {}
 
 impl<T: Copy> SharedMatrix<T> {
-    /// Wraps `out`, which must hold n·n values and outlive every use of the result.
-    pub(crate) fn new(out: &mut [T], n: usize) -> Self {
-        assert_eq!(out.len(), n * n);
+    /// Wraps `out`, which must hold n·stride values and outlive every use of the result.
+    pub(crate) fn new(out: &mut [T], n: usize, stride: usize) -> Self {
+        assert!(stride >= n && out.len() == n * stride);
         SharedMatrix {
             ptr: out.as_mut_ptr(),
             n,
+            stride,
         }
     }
 
@@ -65,7 +68,7 @@ impl<T: Copy> SharedMatrix<T> {
         map: impl Fn(f32) -> T,
     ) {
         assert!(i0 + rows <= self.n && j0 + cols <= self.n);
-        let n = self.n;
+        let n = self.stride;
         for r in 0..rows {
             for c in 0..cols {
                 // SAFETY: (i0 + r, j0 + c) is inside the n×n matrix (asserted above) and in
