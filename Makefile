@@ -39,6 +39,8 @@ lua-test: modules
 
 example-test:
 	$(CARGO) run --release -q -- run examples/nearest_fortunes.lua
+	# 8 GB of arrays off the Lua heap (the machine CI runs on has 23 GB)
+	$(CARGO) run --release -q -- run examples/big_arrays.lua 8
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -54,12 +56,14 @@ bench:
 	$(MAKE) module LUA=luajit
 	$(LUAJIT_CPATH) luajit bench/runtime.lua
 	$(LUAJIT_CPATH) luajit bench/parallel.lua
+	$(LUAJIT_CPATH) luajit bench/shared.lua
 
 # Each benchmark once, small: they check their own results, so this catches a broken one.
 bench-smoke:
 	$(MAKE) module LUA=luajit
 	$(LUAJIT_CPATH) luajit bench/runtime.lua --quick > /dev/null
 	$(LUAJIT_CPATH) luajit bench/parallel.lua 1 2e6 > /dev/null
+	$(LUAJIT_CPATH) luajit bench/shared.lua --quick > /dev/null
 
 clean:
 	$(CARGO) clean
