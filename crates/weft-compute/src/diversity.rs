@@ -36,13 +36,22 @@ pub fn diversity(
                 expected: n * n,
             });
         }
-        return Ok(Engine::with_matrix(e, s).ordering(start));
+        return Ok(one_with_matrix(e, s, start, t));
     }
     if budget.fits((n as u64) * (n as u64) * 4) {
         let s = similarity(e, Some(t), budget)?;
-        return Ok(Engine::with_matrix(e, &s).ordering(start));
+        return Ok(one_with_matrix(e, &s, start, t));
     }
     Ok(Engine::compact(e, t, budget)?.ordering(start))
+}
+
+/// Splits the columns across threads when N is large enough for that to pay.
+fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, threads: usize) -> Vec<u32> {
+    if threads >= 2 && e.n() >= 2048 {
+        crate::split::ordering(e, s, start, threads.min(8))
+    } else {
+        Engine::with_matrix(e, s).ordering(start)
+    }
 }
 
 /// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes
