@@ -45,13 +45,11 @@ pub fn diversity(
     Ok(Engine::compact(e, t, budget)?.ordering(start))
 }
 
-/// Splits the columns across threads when N is large enough for that to pay.
-fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, threads: usize) -> Vec<u32> {
-    if threads >= 2 && e.n() >= 2048 {
-        crate::split::ordering(e, s, start, threads.min(8))
-    } else {
-        Engine::with_matrix(e, s).ordering(start)
-    }
+/// One ordering runs on one thread: each step needs the previous pick, and splitting a step
+/// across threads (tried: two spin hand-offs a step) gained 20 % on an idle machine but lost
+/// up to 10× when another process shared the cores. `threads` serves computing S.
+fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, _threads: usize) -> Vec<u32> {
+    Engine::with_matrix(e, s).ordering(start)
 }
 
 /// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes

@@ -17,7 +17,6 @@
 //!   `sums`: the vectorised per-step running-sum loop over f32 rows; `compact`: the i16
 //!   copy of S in a learned item order, read line by line; `orderings`: the engine that
 //!   runs orderings over an f32 S, the compact S, or no S at all.
-//!   `split`: one ordering over an f32 S with its columns split across threads.
 //! - [`diversity`]: one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
@@ -35,7 +34,6 @@ mod orderings;
 pub mod rows;
 mod rule;
 pub mod similarity;
-mod split;
 mod sums;
 pub mod threads;
 mod tiles;

@@ -200,15 +200,15 @@ impl<'a> Engine<'a> {
 }
 
 /// One ordering in progress: the picks, the chosen flags and the f64 centroid sum.
-pub(crate) struct State<'a> {
+struct State<'a> {
     e: Rows<'a>,
-    pub(crate) seq: Vec<u32>,
+    seq: Vec<u32>,
     chosen: Vec<bool>,
     c: Vec<f64>,
 }
 
 impl<'a> State<'a> {
-    pub(crate) fn new(e: Rows<'a>, start: usize) -> Self {
+    fn new(e: Rows<'a>, start: usize) -> Self {
         let mut st = State {
             e,
             seq: Vec::with_capacity(e.n()),
@@ -233,7 +233,7 @@ impl<'a> State<'a> {
     /// within `bound` of the item's rule score — by (score, item). Candidates are scored in
     /// order of their approximate sums, stopping once a sum minus `bound` exceeds the best
     /// score found. Returns the item and its slot.
-    pub(crate) fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
+    fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
         cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut best: Option<(f64, u32, usize)> = None;
         for &(approx, j, slot) in cands.iter() {
