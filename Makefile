@@ -11,7 +11,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test lua-test example-test lint bench bench-smoke clean
+.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -29,6 +29,16 @@ deps:
 
 rust-test:
 	$(CARGO) test --workspace
+	# the compute engine's tests on real data are skipped in debug builds (too slow there)
+	$(CARGO) test --release -p weft-compute
+
+# The unsafe core of the shared data (array element access, storage, frozen snapshots)
+# under Miri. The Lua-facing unsafe code calls into C, which Miri cannot run; it is covered
+# by the busted specs under three interpreters instead.
+miri:
+	rustup component add --toolchain nightly miri rust-src 2>/dev/null || \
+		rustup toolchain install nightly --profile minimal --component miri,rust-src
+	$(CARGO) +nightly miri test -p weft-core --lib -- array:: frozen:: key::
 
 lua-test: modules
 	bash tests/lua/run.sh luajit
@@ -47,7 +57,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test lua-test example-test bench-smoke
+test: deps lint rust-test miri lua-test example-test bench-smoke
 
 LUAJIT_CPATH = LUA_CPATH="$(CURDIR)/target/lua/luajit/?.so;;"
 
