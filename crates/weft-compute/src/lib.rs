@@ -11,7 +11,8 @@
 //! - [`normalize`]: L2 normalisation (norm in f64, stored f32).
 //! - `gemm`: the blocked SIMD micro-kernel computing tiles of S = E·Eᵀ; `tiles`: the tile
 //!   list and the shared output the drivers scatter tiles into.
-//! - [`similarity`]: the full N×N matrix (upper triangle computed, mirrored).
+//! - [`similarity`]: the full N×N matrix (upper triangle computed, mirrored), returned or
+//!   written into a caller's buffer ([`similarity_into`]).
 //! - [`topk`]: nearest neighbours from tiles of S on the fly, memory O(N·k).
 //! - `rule`: the exact f64 decision rule of a diversity step and its error bounds;
 //!   `sums`: the vectorised per-step running-sum loop over f32 rows; `compact`: the i16
@@ -45,5 +46,5 @@ pub use diversity::{diversity, diversity_many, Orderings};
 pub use error::{ComputeError, RowProblem};
 pub use normalize::normalize;
 pub use rows::Rows;
-pub use similarity::similarity;
+pub use similarity::{similarity, similarity_into};
 pub use topk::{topk, TopK};

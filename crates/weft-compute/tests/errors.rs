@@ -77,6 +77,16 @@ fn shapes_sizes_and_ranges_are_checked() {
         err.to_string(),
         "the similarity matrix needs 1600 bytes, more than the memory budget of 100 bytes"
     );
+    let mut out = vec![7.0f32; 399];
+    let err = similarity_into(rows, &mut out, None, Budget::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "similarity matrix: 399 values, expected 20×20 = 400"
+    );
+    let mut out = vec![7.0f32; 400];
+    let err = similarity_into(rows, &mut out, None, Budget::bytes(100)).unwrap_err();
+    assert!(matches!(err, ComputeError::OverBudget { needed: 1600, .. }));
+    assert!(out.iter().all(|&x| x == 7.0), "untouched on error");
     let mut nan = data.clone();
     nan[9 * 8 + 1] = f32::NAN;
     let bad = Rows::new(&nan, 20, 8).unwrap();

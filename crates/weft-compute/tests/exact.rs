@@ -28,6 +28,16 @@ fn similarity_is_exact_and_symmetric() {
         .unwrap();
         let want: Vec<f32> = s64.iter().map(|&x| x as f32).collect();
         assert_eq!(s, want, "threads = {threads}");
+        // Into a caller's buffer: every value is overwritten with the same bits.
+        let mut out = vec![f32::NAN; N * N];
+        similarity_into(
+            Rows::new(&e, N, D).unwrap(),
+            &mut out,
+            Some(threads),
+            Budget::default(),
+        )
+        .unwrap();
+        assert_eq!(out, want, "similarity_into, threads = {threads}");
     }
 }
 
