@@ -145,4 +145,10 @@ return {
   array = core.array,
   load_npy = core.load_npy,
   memory = core.memory,
+  -- The compute engine (crates/weft-lua/src/compute.rs).
+  similarity = core.similarity,
+  topk = core.topk,
+  diversity = core.diversity,
+  diversity_cache = core.diversity_cache,
+  open_cache = core.open_cache,
 }

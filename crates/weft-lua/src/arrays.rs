@@ -44,8 +44,8 @@ impl RawType for LuaArray {
         }
     }
 
-    fn handle(&self) -> Handle {
-        Handle::Array(Box::new(self.0.clone()))
+    fn handle(&self) -> Option<Handle> {
+        Some(Handle::Array(Box::new(self.0.clone())))
     }
 }
 
@@ -415,7 +415,7 @@ unsafe extern "C-unwind" fn save_npy(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
-unsafe fn path_arg(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<String, String> {
+pub(crate) unsafe fn path_arg(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<String, String> {
     // SAFETY: type-checked read of a valid index.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {

@@ -37,8 +37,8 @@ impl RawType for LuaCounter {
         }
     }
 
-    fn handle(&self) -> Handle {
-        Handle::Counter(self.0.clone())
+    fn handle(&self) -> Option<Handle> {
+        Some(Handle::Counter(self.0.clone()))
     }
 }
 
@@ -61,8 +61,8 @@ impl RawType for LuaSharedTable {
         }
     }
 
-    fn handle(&self) -> Handle {
-        Handle::Table(self.0.clone())
+    fn handle(&self) -> Option<Handle> {
+        Some(Handle::Table(self.0.clone()))
     }
 }
 

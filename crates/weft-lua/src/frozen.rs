@@ -49,8 +49,8 @@ impl RawType for LuaFrozen {
         }
     }
 
-    fn handle(&self) -> Handle {
-        Handle::Frozen(Box::new(self.0.clone()))
+    fn handle(&self) -> Option<Handle> {
+        Some(Handle::Frozen(Box::new(self.0.clone())))
     }
 }
 

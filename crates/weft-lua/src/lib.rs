@@ -14,11 +14,13 @@
 //! - `frozen`, `arrays`, `counters`: the shared-data handles (frozen tables, off-heap
 //!   arrays and .npy files, counters and shared tables), on `rawud`: raw-C-API userdata
 //!   whose reads cost tens of nanoseconds; `jit_reads`: LuaJIT's FFI path for them.
+//! - `compute`: the compute engine (weft-compute) on arrays; `progress`: its progress bar.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 
 mod arrays;
 mod channels;
+mod compute;
 pub mod codec;
 mod counters;
 mod fast;
@@ -28,6 +30,7 @@ mod interrupt;
 #[cfg(feature = "luajit")]
 mod jit_reads;
 mod pools;
+mod progress;
 mod rawud;
 mod runtime;
 mod spawner;
@@ -107,6 +110,11 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         core.set("array", lua.create_c_function(arrays::new_array)?)?;
         core.set("load_npy", lua.create_c_function(arrays::load_npy)?)?;
         core.set("memory", lua.create_c_function(arrays::memory)?)?;
+        core.set("similarity", lua.create_c_function(compute::similarity)?)?;
+        core.set("topk", lua.create_c_function(compute::topk)?)?;
+        core.set("diversity", lua.create_c_function(compute::diversity)?)?;
+        core.set("diversity_cache", lua.create_c_function(compute::diversity_cache)?)?;
+        core.set("open_cache", lua.create_c_function(compute::open_cache)?)?;
     }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;

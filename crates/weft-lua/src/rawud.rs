@@ -29,8 +29,9 @@ pub(crate) trait RawType: Sized + 'static {
     /// # Safety
     /// A valid state with the new metatable on top.
     unsafe fn metatable(state: *mut ffi::lua_State);
-    /// The shared object, for crossing to another thread.
-    fn handle(&self) -> Handle;
+    /// The shared object, for crossing to another thread (`None`: this kind stays in
+    /// the state that made it).
+    fn handle(&self) -> Option<Handle>;
 }
 
 /// The memory of one userdata.
@@ -222,7 +223,10 @@ unsafe extern "C-unwind" fn export<T: RawType>(state: *mut ffi::lua_State) -> c_
     unsafe {
         guard(state, |state| {
             let v = arg::<T>(state, 1, "weft")?;
-            crate::codec::stash_handle(v.handle());
+            let h = v.handle().ok_or_else(|| {
+                format!("a {} stays in the thread that made it (open it again there)", type_name::<T>())
+            })?;
+            crate::codec::stash_handle(h);
             Ok(0)
         })
     }
