@@ -56,7 +56,8 @@ impl<T: Copy> SharedMatrix<T> {
     }
 
     /// Writes the tile `buf` (row stride BLOCK, `rows × cols`, origin (i0, j0)) through `map`
-    /// at S[i0.., j0..] and, when i0 ≠ j0, transposed at S[j0.., i0..].
+    /// at S[i0.., j0..] and, when i0 ≠ j0, transposed at S[j0.., i0..]. `buf` must hold
+    /// BLOCK·BLOCK values (the mirror is transposed in 16×16 blocks read whole).
     ///
     /// # Safety
     /// The tile must lie inside the matrix, no other thread may write either region, and the
@@ -68,27 +69,127 @@ impl<T: Copy> SharedMatrix<T> {
         map: impl Fn(f32) -> T,
     ) {
         assert!(i0 + rows <= self.n && j0 + cols <= self.n);
+        assert!(rows <= BLOCK && cols <= BLOCK && buf.len() >= BLOCK * BLOCK);
         let n = self.stride;
         for r in 0..rows {
-            for c in 0..cols {
-                // SAFETY: (i0 + r, j0 + c) is inside the n×n matrix (asserted above) and in
-                // the caller's exclusive region.
-                unsafe { *self.ptr.add((i0 + r) * n + j0 + c) = map(buf[r * BLOCK + c]) };
+            // SAFETY: row i0 + r, columns j0 .. j0 + cols lie inside the n×n matrix (asserted
+            // above) and in the caller's exclusive region.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(self.ptr.add((i0 + r) * n + j0), cols) };
+            for (d, &x) in dst.iter_mut().zip(&buf[r * BLOCK..r * BLOCK + cols]) {
+                *d = map(x);
             }
         }
         if i0 == j0 {
             return;
         }
-        const T: usize = 16;
-        for cb in (0..cols).step_by(T) {
-            for rb in (0..rows).step_by(T) {
-                for c in cb..(cb + T).min(cols) {
-                    for r in rb..(rb + T).min(rows) {
-                        // SAFETY: (j0 + c, i0 + r) is the mirror of an in-bounds cell, also
-                        // inside the matrix and the caller's exclusive region.
-                        unsafe { *self.ptr.add((j0 + c) * n + i0 + r) = map(buf[r * BLOCK + c]) };
+        let mut t = [0.0f32; EDGE * EDGE];
+        for cb in (0..cols).step_by(EDGE) {
+            for rb in (0..rows).step_by(EDGE) {
+                // rb + EDGE ≤ BLOCK and cb + EDGE ≤ BLOCK: the whole 16×16 block is inside `buf`.
+                transpose16(&buf[rb * BLOCK + cb..], &mut t);
+                let nr = EDGE.min(rows - rb);
+                for c in 0..EDGE.min(cols - cb) {
+                    // SAFETY: (j0 + cb + c, i0 + rb ..+ nr) mirrors in-bounds cells, inside the
+                    // matrix and the caller's exclusive region.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            self.ptr.add((j0 + cb + c) * n + i0 + rb),
+                            nr,
+                        )
+                    };
+                    for (d, &x) in dst.iter_mut().zip(&t[c * EDGE..c * EDGE + nr]) {
+                        *d = map(x);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Edge of the blocks the mirror is transposed in.
+const EDGE: usize = 16;
+
+/// t[c·16 + r] = src[r·BLOCK + c] for r, c < 16 (a copy: the bits are unchanged).
+fn transpose16(src: &[f32], t: &mut [f32; EDGE * EDGE]) {
+    assert!(src.len() >= (EDGE - 1) * BLOCK + EDGE);
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: avx512f is available (checked just above); `src` holds the 16 rows read.
+        return unsafe { x86::transpose16(src.as_ptr(), BLOCK, t) };
+    }
+    for c in 0..EDGE {
+        for r in 0..EDGE {
+            t[c * EDGE + r] = src[r * BLOCK + c];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::EDGE;
+    use std::arch::x86_64::*;
+
+    /// The 16×16 transpose in zmm registers: 2-lane, 4-lane, then 128-bit-lane shuffles.
+    ///
+    /// # Safety
+    /// avx512f must be available; `src` must point to 16 rows of 16 readable f32, `ld` apart.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(src: *const f32, ld: usize, t: &mut [f32; EDGE * EDGE]) {
+        // SAFETY (whole body): rows r < 16 at src + r·ld hold 16 f32 each (caller); `t` holds
+        // 256 f32, written 16 at a time at c·16.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); EDGE];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(src.add(i * ld));
+            }
+            // Interleave pairs of rows: 32-bit elements, then 64-bit pairs.
+            let mut a = [_mm512_setzero_ps(); EDGE];
+            for i in 0..8 {
+                a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let pd = _mm512_castps_pd;
+            let ps = _mm512_castpd_ps;
+            for q in 0..4 {
+                let (x0, x1, x2, x3) = (a[4 * q], a[4 * q + 1], a[4 * q + 2], a[4 * q + 3]);
+                r[4 * q] = ps(_mm512_unpacklo_pd(pd(x0), pd(x2)));
+                r[4 * q + 1] = ps(_mm512_unpackhi_pd(pd(x0), pd(x2)));
+                r[4 * q + 2] = ps(_mm512_unpacklo_pd(pd(x1), pd(x3)));
+                r[4 * q + 3] = ps(_mm512_unpackhi_pd(pd(x1), pd(x3)));
+            }
+            // Now r[4q + m] holds, in each 128-bit lane L, column 4L + m of rows 4q .. 4q + 4.
+            for h in 0..2 {
+                for m in 0..4 {
+                    let (x, y) = (r[8 * h + m], r[8 * h + 4 + m]);
+                    a[8 * h + m] = _mm512_shuffle_f32x4::<0x88>(x, y);
+                    a[8 * h + 4 + m] = _mm512_shuffle_f32x4::<0xdd>(x, y);
+                }
+            }
+            for m in 0..8 {
+                let (x, y) = (a[m], a[8 + m]);
+                r[m] = _mm512_shuffle_f32x4::<0x88>(x, y);
+                r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(x, y);
+            }
+            for (c, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(t.as_mut_ptr().add(c * EDGE), *v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_is_a_transpose() {
+        let src: Vec<f32> = (0..16 * BLOCK).map(|i| i as f32).collect();
+        let mut t = [0.0f32; EDGE * EDGE];
+        transpose16(&src[5..], &mut t);
+        for c in 0..EDGE {
+            for r in 0..EDGE {
+                assert_eq!(t[c * EDGE + r], src[5 + r * BLOCK + c], "r {r} c {c}");
             }
         }
     }

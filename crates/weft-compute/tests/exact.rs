@@ -41,6 +41,25 @@ fn similarity_is_exact_and_symmetric() {
     }
 }
 
+/// Several 384-wide tiles with ragged edges: the mirrored (transposed) writes are exact too.
+#[test]
+fn similarity_is_exact_across_tiles() {
+    let (n, d) = (1000, 12);
+    let e = exact_set(n, d, 11);
+    let want: Vec<f32> = sim64(&normalize64(&e, n, d), n, d)
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    let rows = Rows::new(&e, n, d).unwrap();
+    for threads in [1, 2] {
+        let s = similarity(rows, Some(threads), Budget::default()).unwrap();
+        assert!(s == want, "similarity, threads = {threads}");
+        let mut out = vec![f32::NAN; n * n];
+        similarity_into(rows, &mut out, Some(threads), Budget::default()).unwrap();
+        assert!(out == want, "similarity_into, threads = {threads}");
+    }
+}
+
 #[test]
 fn topk_equals_reference_exactly() {
     let (e, s64) = setup();
