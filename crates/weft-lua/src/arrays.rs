@@ -39,13 +39,29 @@ impl RawType for LuaArray {
             #[cfg(feature = "luajit")]
             crate::jit_reads::install_array(state);
             set_fn(state, c"__len", len);
-            set_fn(state, c"__eq", eq);
-            set_fn(state, c"__tostring", tostring);
         }
     }
 
     fn handle(&self) -> Option<Handle> {
         Some(Handle::Array(Box::new(self.0.clone())))
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.as_ptr() == b.as_ptr() && a.shape() == b.shape() && a.dtype() == b.dtype()
+    }
+
+    fn describe(&self) -> String {
+        let a = &self.0;
+        let shape = match a.shape() {
+            (r, None) => format!("{r}"),
+            (r, Some(c)) => format!("{r}x{c}"),
+        };
+        format!(
+            "weft.array ({} {shape}): {:p}",
+            a.dtype().name(),
+            a.as_ptr()
+        )
     }
 }
 
@@ -415,7 +431,11 @@ unsafe extern "C-unwind" fn save_npy(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
-pub(crate) unsafe fn path_arg(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<String, String> {
+pub(crate) unsafe fn path_arg(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    what: &str,
+) -> Result<String, String> {
     // SAFETY: type-checked read of a valid index.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
@@ -470,48 +490,4 @@ pub(crate) unsafe extern "C-unwind" fn memory(state: *mut ffi::lua_State) -> c_i
         ffi::lua_pushnumber(state, weft_core::memory::mapped() as f64);
     }
     2
-}
-
-unsafe extern "C-unwind" fn eq(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: raw function body; see `guard`.
-    unsafe {
-        guard(state, |state| {
-            let same = match (
-                rawud::slot::<LuaArray>(state, 1),
-                rawud::slot::<LuaArray>(state, 2),
-            ) {
-                (Some(a), Some(b)) => match (&a.value, &b.value) {
-                    (Some(a), Some(b)) => {
-                        a.0.as_ptr() == b.0.as_ptr()
-                            && a.0.shape() == b.0.shape()
-                            && a.0.dtype() == b.0.dtype()
-                    }
-                    _ => false,
-                },
-                _ => false,
-            };
-            ffi::lua_pushboolean(state, same as c_int);
-            Ok(1)
-        })
-    }
-}
-
-unsafe extern "C-unwind" fn tostring(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: raw function body; see `guard`.
-    unsafe {
-        guard(state, |state| {
-            let a = &arg::<LuaArray>(state, 1, "array")?.0;
-            let shape = match a.shape() {
-                (r, None) => format!("{r}"),
-                (r, Some(c)) => format!("{r}x{c}"),
-            };
-            let text = format!(
-                "weft.array ({} {shape}): {:p}",
-                a.dtype().name(),
-                a.as_ptr()
-            );
-            crate::codec::raw::push_bytes(state, text.as_bytes());
-            Ok(1)
-        })
-    }
 }

@@ -42,25 +42,43 @@ impl Embeddings {
     }
 }
 
-unsafe fn embeddings(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<Embeddings, String> {
+unsafe fn embeddings(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    what: &str,
+) -> Result<Embeddings, String> {
     // SAFETY: forwarded reads of a valid index.
     let a = unsafe { arg::<LuaArray>(state, idx, what) }?.0.clone();
     let Some(d) = a.shape().1 else {
-        return Err(format!("{what}: embeddings must be a 2-D array (rows × dims), got a 1-D one"));
+        return Err(format!(
+            "{what}: embeddings must be a 2-D array (rows × dims), got a 1-D one"
+        ));
     };
     match a.dtype() {
         DType::F32 => Ok(Embeddings::Borrowed(a)),
         DType::F64 => {
             // SAFETY: as in `rows`.
-            let v = unsafe { a.as_slice::<f64>() }.expect("f64").iter().map(|&x| x as f32).collect();
+            let v = unsafe { a.as_slice::<f64>() }
+                .expect("f64")
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
             Ok(Embeddings::Converted(v, a.rows(), d))
         }
-        other => Err(format!("{what}: embeddings must be f32 or f64, got {}", other.name())),
+        other => Err(format!(
+            "{what}: embeddings must be f32 or f64, got {}",
+            other.name()
+        )),
     }
 }
 
 /// Field `name` of the options table at `idx` as a positive integer, if present.
-unsafe fn opt_count(state: *mut ffi::lua_State, idx: c_int, name: &CStr, what: &str) -> Result<Option<u64>, String> {
+unsafe fn opt_count(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    name: &CStr,
+    what: &str,
+) -> Result<Option<u64>, String> {
     // SAFETY: reads one field of a table at a valid index and pops it.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TTABLE {
@@ -73,13 +91,19 @@ unsafe fn opt_count(state: *mut ffi::lua_State, idx: c_int, name: &CStr, what: &
                 Some(n) if n >= 1 => Some(n as u64),
                 _ => {
                     ffi::lua_pop(state, 1);
-                    return Err(format!("{what}: {} must be a positive integer", name.to_string_lossy()));
+                    return Err(format!(
+                        "{what}: {} must be a positive integer",
+                        name.to_string_lossy()
+                    ));
                 }
             },
             _ => {
                 let got = rawud::type_of(state, -1);
                 ffi::lua_pop(state, 1);
-                return Err(format!("{what}: {} must be a positive integer (got {got})", name.to_string_lossy()));
+                return Err(format!(
+                    "{what}: {} must be a positive integer (got {got})",
+                    name.to_string_lossy()
+                ));
             }
         };
         ffi::lua_pop(state, 1);
@@ -92,11 +116,18 @@ unsafe fn options(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<
     unsafe {
         match ffi::lua_type(state, idx) {
             ffi::LUA_TNONE | ffi::LUA_TNIL | ffi::LUA_TTABLE => {}
-            _ => return Err(format!("{what}: options must be a table (got {})", rawud::type_of(state, idx))),
+            _ => {
+                return Err(format!(
+                    "{what}: options must be a table (got {})",
+                    rawud::type_of(state, idx)
+                ))
+            }
         }
         Ok(Options {
             threads: opt_count(state, idx, c"threads", what)?.map(|n| n as usize),
-            budget: opt_count(state, idx, c"budget", what)?.map(Budget::bytes).unwrap_or_default(),
+            budget: opt_count(state, idx, c"budget", what)?
+                .map(Budget::bytes)
+                .unwrap_or_default(),
         })
     }
 }
@@ -104,7 +135,9 @@ unsafe fn options(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<
 /// A compute error in Lua's numbering (rows, starts and ids 1-based).
 fn lua_error(what: &str, e: ComputeError) -> String {
     match e {
-        ComputeError::BadRow { row, problem } => format!("{what}: embeddings row {} {problem}", row + 1),
+        ComputeError::BadRow { row, problem } => {
+            format!("{what}: embeddings row {} {problem}", row + 1)
+        }
         ComputeError::StartOutOfRange { start, n } => {
             format!("{what}: start {} is out of range 1..{n}", start + 1)
         }
@@ -113,16 +146,26 @@ fn lua_error(what: &str, e: ComputeError) -> String {
 }
 
 /// A 1-based position argument → 0-based.
-unsafe fn position_arg(state: *mut ffi::lua_State, idx: c_int, what: &str, name: &str) -> Result<usize, String> {
+unsafe fn position_arg(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    what: &str,
+    name: &str,
+) -> Result<usize, String> {
     // SAFETY: type-checked read of a valid index.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TNUMBER {
-            return Err(format!("{what}: {name} must be an integer (got {})", rawud::type_of(state, idx)));
+            return Err(format!(
+                "{what}: {name} must be an integer (got {})",
+                rawud::type_of(state, idx)
+            ));
         }
         let n = ffi::lua_tonumber(state, idx);
         match weft_core::key::integral(n) {
             Some(i) if i >= 1 => Ok((i - 1) as usize),
-            Some(i) => Err(format!("{what}: {name} {i} is out of range (positions start at 1)")),
+            Some(i) => Err(format!(
+                "{what}: {name} {i} is out of range (positions start at 1)"
+            )),
             None => Err(format!("{what}: {name} must be an integer (got {n})")),
         }
     }
@@ -142,7 +185,9 @@ fn u32_array(values: &[u32], rows: usize, cols: Option<usize>) -> Result<Array, 
 fn f32_array(values: &[f32], rows: usize, cols: Option<usize>) -> Result<Array, String> {
     let a = Array::zeros(DType::F32, rows, cols).map_err(|e| format!("weft: {e}"))?;
     // SAFETY: the array was just created and is not shared yet.
-    unsafe { a.as_mut_slice::<f32>() }.expect("a fresh f32 array").copy_from_slice(values);
+    unsafe { a.as_mut_slice::<f32>() }
+        .expect("a fresh f32 array")
+        .copy_from_slice(values);
     Ok(a)
 }
 
@@ -157,7 +202,8 @@ pub(crate) unsafe extern "C-unwind" fn similarity(state: *mut ffi::lua_State) ->
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
             let normalised = weft_compute::normalize(rows).map_err(|e| lua_error(WHAT, e))?;
             let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
-            let s = weft_compute::similarity(e, opts.threads, opts.budget).map_err(|e| lua_error(WHAT, e))?;
+            let s = weft_compute::similarity(e, opts.threads, opts.budget)
+                .map_err(|e| lua_error(WHAT, e))?;
             rawud::push(state, LuaArray(f32_array(&s, rows.n(), Some(rows.n()))?));
             Ok(1)
         })
@@ -172,14 +218,22 @@ pub(crate) unsafe extern "C-unwind" fn topk(state: *mut ffi::lua_State) -> c_int
         guard(state, |state| {
             let emb = embeddings(state, 1, WHAT)?;
             if ffi::lua_type(state, 2) != ffi::LUA_TNUMBER {
-                return Err(format!("{WHAT}: k must be an integer (got {})", rawud::type_of(state, 2)));
+                return Err(format!(
+                    "{WHAT}: k must be an integer (got {})",
+                    rawud::type_of(state, 2)
+                ));
             }
             let k = ffi::lua_tonumber(state, 2);
             let opts = options(state, 3, WHAT)?;
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
             let k = match weft_core::key::integral(k) {
                 Some(k) if k >= 1 && (k as u64) < rows.n() as u64 => k as usize,
-                _ => return Err(format!("{WHAT}: k must be an integer in 1..N-1 (N = {}), got {k}", rows.n())),
+                _ => {
+                    return Err(format!(
+                        "{WHAT}: k must be an integer in 1..N-1 (N = {}), got {k}",
+                        rows.n()
+                    ))
+                }
             };
             let normalised = weft_compute::normalize(rows).map_err(|e| lua_error(WHAT, e))?;
             let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
@@ -207,7 +261,11 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                 ffi::lua_getfield(state, 3, c"similarity".as_ptr());
                 let s = match ffi::lua_type(state, -1) {
                     ffi::LUA_TNIL => None,
-                    _ => Some(arg::<LuaArray>(state, -1, "weft.diversity: opts.similarity")?.0.clone()),
+                    _ => Some(
+                        arg::<LuaArray>(state, -1, "weft.diversity: opts.similarity")?
+                            .0
+                            .clone(),
+                    ),
                 };
                 ffi::lua_pop(state, 1);
                 s
@@ -230,7 +288,8 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                     ))
                 }
             };
-            let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget).map_err(|e| lua_error(WHAT, e))?;
+            let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget)
+                .map_err(|e| lua_error(WHAT, e))?;
             rawud::push(state, LuaArray(u32_array(&seq, rows.n(), None)?));
             Ok(1)
         })
@@ -242,7 +301,12 @@ unsafe fn push_info(state: *mut ffi::lua_State, info: &weft_compute::CacheInfo) 
     // SAFETY: builds one table on a valid state.
     unsafe {
         ffi::lua_createtable(state, 0, 6);
-        for (name, v) in [(c"n", info.n), (c"d", info.d), (c"done", info.done), (c"id_width", info.id_width)] {
+        for (name, v) in [
+            (c"n", info.n),
+            (c"d", info.d),
+            (c"done", info.done),
+            (c"id_width", info.id_width),
+        ] {
             ffi::lua_pushinteger(state, v as ffi::lua_Integer);
             ffi::lua_setfield(state, -2, name.as_ptr());
         }
@@ -285,9 +349,16 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
                 ffi::lua_getfield(state, 3, c"progress".as_ptr());
                 match ffi::lua_type(state, -1) {
                     ffi::LUA_TFUNCTION => progress_fn = ffi::lua_gettop(state),
-                    ffi::LUA_TBOOLEAN if ffi::lua_toboolean(state, -1) != 0 => bar = Some(crate::progress::Bar::new("diversity cache")),
+                    ffi::LUA_TBOOLEAN if ffi::lua_toboolean(state, -1) != 0 => {
+                        bar = Some(crate::progress::Bar::new("diversity cache"))
+                    }
                     ffi::LUA_TNIL | ffi::LUA_TBOOLEAN => {}
-                    _ => return Err(format!("{WHAT}: progress must be a function or true (got {})", rawud::type_of(state, -1))),
+                    _ => {
+                        return Err(format!(
+                            "{WHAT}: progress must be a function or true (got {})",
+                            rawud::type_of(state, -1)
+                        ))
+                    }
                 }
             }
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
@@ -317,7 +388,9 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
                     cancel.store(true, Ordering::Relaxed);
                 }
             };
-            let info = writer.run(opts.threads, &mut report, &cancel).map_err(|e| lua_error(WHAT, e))?;
+            let info = writer
+                .run(opts.threads, &mut report, &cancel)
+                .map_err(|e| lua_error(WHAT, e))?;
             drop(bar);
             if let Some(e) = callback_error {
                 return Err(format!("{WHAT}: the progress function failed ({} of {} orderings saved; resume to continue): {e}", info.done, info.n));

@@ -33,12 +33,23 @@ impl RawType for LuaCounter {
             set_fn(state, c"get", counter_get);
             set_fn(state, c"set", counter_set);
             ffi::lua_setfield(state, -2, c"__index".as_ptr());
-            set_fn(state, c"__tostring", counter_tostring);
         }
     }
 
     fn handle(&self) -> Option<Handle> {
         Some(Handle::Counter(self.0.clone()))
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "weft.counter ({}): {:p}",
+            self.0.get(),
+            Arc::as_ptr(&self.0)
+        )
     }
 }
 
@@ -63,6 +74,10 @@ impl RawType for LuaSharedTable {
 
     fn handle(&self) -> Option<Handle> {
         Some(Handle::Table(self.0.clone()))
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -136,18 +151,6 @@ unsafe extern "C-unwind" fn counter_set(state: *mut ffi::lua_State) -> c_int {
             let c = &arg::<LuaCounter>(state, 1, "c:set")?.0;
             c.set(integer(state, 2, None, "c:set: the value")?);
             Ok(0)
-        })
-    }
-}
-
-unsafe extern "C-unwind" fn counter_tostring(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: raw function body; see `guard`.
-    unsafe {
-        guard(state, |state| {
-            let c = &arg::<LuaCounter>(state, 1, "counter")?.0;
-            let text = format!("weft.counter ({}): {:p}", c.get(), Arc::as_ptr(c));
-            crate::codec::raw::push_bytes(state, text.as_bytes());
-            Ok(1)
         })
     }
 }

@@ -44,13 +44,19 @@ impl RawType for LuaFrozen {
             set_fn(state, c"__newindex", newindex);
             set_fn(state, c"__len", len);
             set_fn(state, c"__pairs", pairs);
-            set_fn(state, c"__eq", eq);
-            set_fn(state, c"__tostring", tostring);
         }
     }
 
     fn handle(&self) -> Option<Handle> {
         Some(Handle::Frozen(Box::new(self.0.clone())))
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.0.same(&other.0)
+    }
+
+    fn describe(&self) -> String {
+        format!("weft.frozen (#{}): {:p}", self.0.len(), self.0.address())
     }
 }
 
@@ -256,37 +262,6 @@ unsafe extern "C-unwind" fn totable(state: *mut ffi::lua_State) -> c_int {
             let decoder = Decoder::new(state, codec, &msg)?;
             decoder.push(state, &msg.values[0])?;
             decoder.finish(state);
-            Ok(1)
-        })
-    }
-}
-
-unsafe extern "C-unwind" fn eq(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: raw function body; see `guard`.
-    unsafe {
-        guard(state, |state| {
-            let same = match (
-                rawud::slot::<LuaFrozen>(state, 1),
-                rawud::slot::<LuaFrozen>(state, 2),
-            ) {
-                (Some(a), Some(b)) => {
-                    matches!((&a.value, &b.value), (Some(a), Some(b)) if a.0.same(&b.0))
-                }
-                _ => false,
-            };
-            ffi::lua_pushboolean(state, same as c_int);
-            Ok(1)
-        })
-    }
-}
-
-unsafe extern "C-unwind" fn tostring(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: raw function body; see `guard`.
-    unsafe {
-        guard(state, |state| {
-            let view = &arg::<LuaFrozen>(state, 1, "frozen table")?.0;
-            let text = format!("weft.frozen (#{}): {:p}", view.len(), view.address());
-            crate::codec::raw::push_bytes(state, text.as_bytes());
             Ok(1)
         })
     }

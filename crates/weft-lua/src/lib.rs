@@ -20,8 +20,8 @@
 
 mod arrays;
 mod channels;
-mod compute;
 pub mod codec;
+mod compute;
 mod counters;
 mod fast;
 mod frozen;
@@ -113,7 +113,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         core.set("similarity", lua.create_c_function(compute::similarity)?)?;
         core.set("topk", lua.create_c_function(compute::topk)?)?;
         core.set("diversity", lua.create_c_function(compute::diversity)?)?;
-        core.set("diversity_cache", lua.create_c_function(compute::diversity_cache)?)?;
+        core.set(
+            "diversity_cache",
+            lua.create_c_function(compute::diversity_cache)?,
+        )?;
         core.set("open_cache", lua.create_c_function(compute::open_cache)?)?;
     }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;

@@ -32,6 +32,14 @@ pub(crate) trait RawType: Sized + 'static {
     /// The shared object, for crossing to another thread (`None`: this kind stays in
     /// the state that made it).
     fn handle(&self) -> Option<Handle>;
+    /// Whether two userdata stand for the same shared object (`__eq`).
+    fn same(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+    /// What `tostring` shows.
+    fn describe(&self) -> String {
+        format!("{}: {:p}", type_name::<Self>(), self)
+    }
 }
 
 /// The memory of one userdata.
@@ -75,6 +83,8 @@ pub(crate) unsafe fn push_metatable<T: RawType>(state: *mut ffi::lua_State) {
         ffi::lua_createtable(state, 0, 12);
         set_fn(state, c"__gc", collect::<T>);
         set_fn(state, c"__weft_export", export::<T>);
+        set_fn(state, c"__eq", eq::<T>);
+        set_fn(state, c"__tostring", tostring::<T>);
         ffi::lua_pushstring(state, T::NAME.as_ptr());
         ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
         T::metatable(state);
@@ -218,13 +228,39 @@ unsafe extern "C-unwind" fn collect<T: RawType>(state: *mut ffi::lua_State) -> c
     0
 }
 
+unsafe extern "C-unwind" fn eq<T: RawType>(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: reads two stack slots and pushes one boolean.
+    unsafe {
+        let same = match (slot::<T>(state, 1), slot::<T>(state, 2)) {
+            (Some(a), Some(b)) => matches!((&a.value, &b.value), (Some(a), Some(b)) if a.same(b)),
+            _ => false,
+        };
+        ffi::lua_pushboolean(state, same as c_int);
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn tostring<T: RawType>(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let text = arg::<T>(state, 1, "tostring")?.describe();
+            push_bytes(state, text.as_bytes());
+            Ok(1)
+        })
+    }
+}
+
 unsafe extern "C-unwind" fn export<T: RawType>(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: raw function body; see guard.
     unsafe {
         guard(state, |state| {
             let v = arg::<T>(state, 1, "weft")?;
             let h = v.handle().ok_or_else(|| {
-                format!("a {} stays in the thread that made it (open it again there)", type_name::<T>())
+                format!(
+                    "a {} stays in the thread that made it (open it again there)",
+                    type_name::<T>()
+                )
             })?;
             crate::codec::stash_handle(h);
             Ok(0)
