@@ -151,4 +151,5 @@ return {
   diversity = core.diversity,
   diversity_cache = core.diversity_cache,
   open_cache = core.open_cache,
+  read_jsonl = core.read_jsonl,
 }

@@ -13,6 +13,7 @@
 //! - [`array`](mod@array): typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
 //!   [`memory`]: how many bytes weft holds.
 //! - [`key`]: hashable table keys, normalised as Lua normalises them.
+//! - [`jsonl`]: JSON Lines files read into a message (a corpus as a table).
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
@@ -24,6 +25,7 @@ pub mod counter;
 pub mod deadline;
 pub mod frozen;
 pub mod handle;
+pub mod jsonl;
 pub mod key;
 pub mod memory;
 pub mod message;

@@ -15,6 +15,7 @@
 //!   arrays and .npy files, counters and shared tables), on `rawud`: raw-C-API userdata
 //!   whose reads cost tens of nanoseconds; `jit_reads`: LuaJIT's FFI path for them.
 //! - `compute`: the compute engine (weft-compute) on arrays; `progress`: its progress bar.
+//! - `jsonl`: JSON Lines files read in Rust, as Lua tables or a frozen table.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 
@@ -29,6 +30,7 @@ mod handles;
 mod interrupt;
 #[cfg(feature = "luajit")]
 mod jit_reads;
+mod jsonl;
 mod pools;
 mod progress;
 mod rawud;
@@ -118,6 +120,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             lua.create_c_function(compute::diversity_cache)?,
         )?;
         core.set("open_cache", lua.create_c_function(compute::open_cache)?)?;
+        core.set("read_jsonl", lua.create_c_function(jsonl::read_jsonl)?)?;
     }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;

@@ -1,0 +1,46 @@
+//! `weft.read_jsonl(path [, {frozen = true}])`: a JSON Lines file as a Lua list of
+//! values, or straight into a frozen table (no Lua tables built at all), parsed in Rust.
+
+use crate::codec::Decoder;
+use crate::rawud::{self, guard};
+use mlua::ffi;
+use std::ffi::c_int;
+use weft_core::Frozen;
+
+/// `weft.read_jsonl(path [, opts])`.
+pub(crate) unsafe extern "C-unwind" fn read_jsonl(state: *mut ffi::lua_State) -> c_int {
+    const WHAT: &str = "weft.read_jsonl";
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            let path = crate::arrays::path_arg(state, 1, WHAT)?;
+            let frozen = match ffi::lua_type(state, 2) {
+                ffi::LUA_TNONE | ffi::LUA_TNIL => false,
+                ffi::LUA_TTABLE => {
+                    ffi::lua_getfield(state, 2, c"frozen".as_ptr());
+                    let on = ffi::lua_toboolean(state, -1) != 0;
+                    ffi::lua_pop(state, 1);
+                    on
+                }
+                _ => {
+                    return Err(format!(
+                        "{WHAT}: options must be a table (got {})",
+                        rawud::type_of(state, 2)
+                    ))
+                }
+            };
+            let msg = weft_core::jsonl::read(std::path::Path::new(&path))
+                .map_err(|e| format!("{WHAT}: {e}"))?;
+            if frozen {
+                let view = Frozen::new(msg).map_err(|e| format!("{WHAT}: {e}"))?;
+                crate::frozen::push_view(state, view);
+            } else {
+                let codec = &crate::fast::state_data(state).codec;
+                let decoder = Decoder::new(state, codec, &msg)?;
+                decoder.push(state, &msg.values[0])?;
+                decoder.finish(state);
+            }
+            Ok(1)
+        })
+    }
+}
