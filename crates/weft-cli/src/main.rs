@@ -1,19 +1,38 @@
 //! The `weft` command.
 //!
 //! `weft run SCRIPT.lua [ARGS...]` runs a script on the embedded LuaJIT with `weft`
-//! preloaded, so a user with only cargo can run weft programs. Batch commands
-//! (similarity, top-k, diversity caches) arrive with the compute crate.
+//! preloaded, so a user with only cargo can run weft programs. The batch commands —
+//! `similarity`, `topk`, `diversity`, `diversity-cache`, `cache info|export` and `bench` —
+//! run the compute engine (weft-compute) on `.npy` embeddings without Lua or Python;
+//! docs/cli.md describes them, their exit codes and progress formats.
+//!
+//! Ids, starts and rows are 0-based on the command line and in every file, as numpy
+//! expects. Exit codes: 0 when the output is complete, 1 for a failure (one line on stderr
+//! naming the input and the problem; an internal bug too, through the panic hook), 2 for a
+//! usage error, 130/143 after SIGINT/SIGTERM stopped a `diversity-cache` run.
 
+mod cmd;
+mod error;
+mod input;
+mod opts;
+mod output;
+mod progress;
 mod run;
+mod signals;
+mod starts;
 
 use clap::{Parser, Subcommand};
+use error::Failure;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "weft",
     version,
-    about = "Parallel Lua and fast native compute for embeddings"
+    about = "Parallel Lua and fast native compute for embeddings",
+    after_help = "Ids, starts and rows are 0-based (as in numpy). Exit codes: 0 output complete, \
+                  1 failure (one line on stderr), 2 usage error, 130/143 interrupted \
+                  (diversity-cache: work so far saved). See docs/cli.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,11 +51,71 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    Similarity(cmd::similarity::Args),
+    Topk(cmd::topk::Args),
+    Diversity(cmd::diversity::Args),
+    DiversityCache(cmd::diversity_cache::Args),
+    Cache(cmd::cache::Args),
+    Bench(cmd::bench::Args),
+}
+
+fn dispatch(command: Command) -> error::Outcome {
+    if std::env::var_os("WEFT_CLI_TEST_PANIC").is_some() {
+        // Lets the tests check that an internal bug still ends in one line and exit 1.
+        panic!("test panic requested by WEFT_CLI_TEST_PANIC");
+    }
+    match command {
+        Command::Run { .. } => unreachable!("handled in main"),
+        Command::Similarity(a) => cmd::similarity::run(a),
+        Command::Topk(a) => cmd::topk::run(a),
+        Command::Diversity(a) => cmd::diversity::run(a),
+        Command::DiversityCache(a) => cmd::diversity_cache::run(a),
+        Command::Cache(a) => cmd::cache::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    }
+}
+
+/// Prints a panic as one line (`weft: internal error: …`), once per process.
+fn install_panic_hook() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PRINTED: AtomicBool = AtomicBool::new(false);
+    std::panic::set_hook(Box::new(|info| {
+        if PRINTED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = Failure::new(format!(
+            "internal error: {payload}{at} (a bug in weft; please report it)"
+        ))
+        .line();
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    }));
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run { script, args } => run::run(&script, &args),
+    if let Command::Run { script, args } = &cli.command {
+        return run::run(script, args);
+    }
+    install_panic_hook();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.command))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("{}\n", failure.line()).as_bytes(),
+            );
+            failure.code()
+        }
+        Err(_) => ExitCode::FAILURE,
     }
 }

@@ -1,0 +1,219 @@
+//! `weft diversity-cache EMB.npy -o CACHE [--resume] [--force]`: every diversity ordering,
+//! in the resumable cache file of docs/cache-format.md (weft_compute::CacheWriter).
+//!
+//! Orderings are committed in batches (records synced, then their completion bits), so a
+//! run killed at any moment loses at most the batch in flight. SIGINT/SIGTERM stop after the
+//! current batch with one line giving the count saved and the command that resumes (exit
+//! 130/143). A finished cache is never replaced without `--force`; an unfinished one is
+//! continued only with `--resume`, and only for the same embeddings.
+
+use crate::error::{Failure, Outcome};
+use crate::opts::{parse_budget, Common};
+use crate::output;
+use crate::progress::Reporter;
+use crate::signals::Interrupt;
+use crate::{cmd, input};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use weft_compute::{Budget, Cache, CacheWriter, ComputeError};
+
+const EXAMPLE: &str = "\
+Example:
+  $ weft diversity-cache examples/data/emb.npy -o fortunes.cache
+  ^C
+  weft: interrupted by SIGINT: 416 of 2000 orderings are saved in fortunes.cache; resume with: weft diversity-cache examples/data/emb.npy -o fortunes.cache --resume
+  $ weft diversity-cache examples/data/emb.npy -o fortunes.cache --resume
+  weft: fortunes.cache is complete: 2000 orderings of 2000 items (1584 computed now, 1.37 s)
+  $ weft cache export fortunes.cache --starts 0-49 -o seqs.npy
+
+Exit codes: 0 complete; 1 failure (the orderings committed so far stay, resumable);
+130 after SIGINT, 143 after SIGTERM (a second signal stops at once; committed work is safe).";
+
+/// Compute the diversity ordering from every start into a resumable cache file.
+#[derive(clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// Embeddings: a 2-D .npy file of N rows (float32; float64 and float16 are converted).
+    #[arg(value_name = "EMB.npy")]
+    pub emb: PathBuf,
+    /// The cache file to write (or to continue with --resume).
+    #[arg(short, long, value_name = "CACHE")]
+    pub output: PathBuf,
+    /// Continue an unfinished cache of the same embeddings (a missing file starts anew).
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Replace an existing file, even a finished cache.
+    #[arg(long)]
+    pub force: bool,
+    /// Memory the compact similarity matrix (N²·2 bytes) may take; beyond it every step is
+    /// computed from the embeddings (slow, same file). Default: half of physical memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
+    pub budget: Option<Budget>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Outcome {
+    let t0 = Instant::now();
+    let rep = Reporter::new(&a.common);
+    let interrupt = Interrupt::install()?;
+    let path = a.output.as_path();
+    let exists = path.exists();
+    if exists && !a.resume && !a.force {
+        return Err(refuse_existing(path));
+    }
+    if !exists {
+        output::check_writable(path)?;
+        if a.resume {
+            rep.note(&format!(
+                "{}: no cache there yet; starting a new one",
+                path.display()
+            ));
+        }
+    }
+    let mut emb = input::load(&a.emb, &rep)?;
+    let view = emb.view()?;
+    let (n, emb_path) = (view.rows.n(), view.path);
+    let engine_error = |e: ComputeError| match e {
+        ComputeError::BadRow { .. }
+        | ComputeError::TooFewRows { .. }
+        | ComputeError::TooManyRows { .. }
+        | ComputeError::Shape { .. } => Failure::input(emb_path, e),
+        ComputeError::CacheFormat { .. } | ComputeError::CacheRefused { .. } => {
+            Failure::new(format!("{e}; --force replaces it with a new cache"))
+        }
+        other => Failure::compute(other),
+    };
+    if interrupt.received().is_some() {
+        return Err(interrupted(&interrupt, 0, n, path, "nothing was written"));
+    }
+    let writer = if exists && a.resume {
+        CacheWriter::resume(path, view.rows).map_err(engine_error)?
+    } else {
+        CacheWriter::create(path, view.rows, a.force).map_err(|e| {
+            if !exists {
+                remove_if_not_a_cache(path);
+            }
+            engine_error(e)
+        })?
+    };
+    let mut writer = match a.budget {
+        Some(b) => writer.budget(b),
+        None => writer,
+    };
+    let done0 = writer.info().done;
+    if writer.info().complete {
+        rep.summary(&format!(
+            "{} is already complete: {n} orderings of {n} items",
+            path.display()
+        ));
+        return Ok(());
+    }
+    let mut phase = rep.phase("orderings", done0 as u64, n as u64);
+    let result = writer.run(
+        a.common.threads(),
+        &mut |p| phase.set(p.done as u64),
+        interrupt.flag(),
+    );
+    drop(phase);
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => {
+            let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
+            return Err(Failure::new(format!(
+                "{}; {done} of {n} orderings are saved in {}; resume with: {}",
+                engine_error(e),
+                path.display(),
+                resume_command()
+            )));
+        }
+    };
+    if info.complete {
+        rep.summary(&format!(
+            "{} is complete: {n} orderings of {n} items ({} computed now, {})",
+            path.display(),
+            info.done - done0,
+            cmd::secs(t0)
+        ));
+        return Ok(());
+    }
+    Err(interrupted(&interrupt, info.done, n, path, ""))
+}
+
+/// The line and exit code of a run stopped by a signal (or, defensively, stopped early
+/// for no reason the engine reported).
+fn interrupted(interrupt: &Interrupt, done: usize, n: usize, path: &Path, extra: &str) -> Failure {
+    let (name, code) = interrupt.received().unwrap_or(("an early stop", 1));
+    let saved = if extra.is_empty() {
+        format!("{done} of {n} orderings are saved in {}", path.display())
+    } else {
+        extra.to_string()
+    };
+    Failure::with_code(
+        format!(
+            "interrupted by {name}: {saved}; resume with: {}",
+            resume_command()
+        ),
+        code,
+    )
+}
+
+/// Why an existing file is not replaced without --resume or --force.
+fn refuse_existing(path: &Path) -> Failure {
+    let shown = path.display();
+    match Cache::open(path) {
+        Ok(c) if c.info().complete => Failure::new(format!(
+            "{shown} is a finished cache ({} orderings); refusing to overwrite it (--force \
+             replaces it)",
+            c.info().n
+        )),
+        Ok(c) => Failure::new(format!(
+            "{shown} is an unfinished cache ({} of {} orderings); continue it with --resume, \
+             or replace it with --force",
+            c.info().done,
+            c.info().n
+        )),
+        Err(e) => Failure::new(format!(
+            "{shown} already exists and is not a usable cache ({}); refusing to overwrite it \
+             (--force replaces it)",
+            e.to_string()
+                .strip_prefix(&format!("{shown}: "))
+                .unwrap_or(&e.to_string())
+        )),
+    }
+}
+
+/// After a failed create of a new file: what it left at `path`, if not a cache (e.g. the
+/// disk filled while it was being laid out), is removed, so a rerun does not need --force.
+fn remove_if_not_a_cache(path: &Path) {
+    if path.is_file() && Cache::open(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The command line of this run with `--resume` instead of `--force`, shell-quoted.
+fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a != "--force")
+        .collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,136 @@
+//! Writing `.npy` outputs so that a failed or interrupted run never leaves one that looks
+//! complete.
+//!
+//! Each output is saved by `weft_core::npy::save` (temporary file, fsync, rename) under a
+//! hidden pending name beside its target; only when every output of the command is saved
+//! are they renamed into place, together. Targets are checked before the work starts
+//! ([`check_writable`]), so a missing folder fails in a second, not after an hour.
+
+use crate::error::Failure;
+use bytemuck::Pod;
+use std::path::{Path, PathBuf};
+use weft_core::npy::{self, NpyError};
+use weft_core::{Array, DType};
+
+/// A new `rows × cols` array of `dtype` whose elements `fill` writes (as `T`).
+pub fn matrix<T: Pod>(
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    fill: impl FnOnce(&mut [T]) -> Result<(), Failure>,
+) -> Result<Array, Failure> {
+    let mut a = Array::zeros(dtype, rows, Some(cols))
+        .map_err(|e| Failure::new(format!("cannot allocate the output: {e}")))?;
+    let bytes = a
+        .bytes_mut()
+        .ok_or_else(|| Failure::new("internal: a fresh array is not writable"))?;
+    let values = bytemuck::try_cast_slice_mut(bytes)
+        .map_err(|e| Failure::new(format!("internal: output array: {e}")))?;
+    fill(values)?;
+    Ok(a)
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The hidden name an output is staged under until the command commits.
+fn pending_name(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy();
+    Some(folder_of(path).join(format!(".{name}.weft-pending-{}", std::process::id())))
+}
+
+/// Fails unless a file can be created at `path`: its folder exists and is writable, and it
+/// is not a directory. Creates and removes a probe file beside it.
+pub fn check_writable(path: &Path) -> Result<(), Failure> {
+    if path.is_dir() {
+        return Err(Failure::new(format!(
+            "{}: is a directory; name an output file",
+            path.display()
+        )));
+    }
+    let folder = folder_of(path);
+    if !folder.is_dir() {
+        return Err(Failure::npy(NpyError::NoFolder {
+            path: path.to_path_buf(),
+            folder,
+        }));
+    }
+    let probe = pending_name(path)
+        .ok_or_else(|| Failure::new(format!("{}: names no file", path.display())))?;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(source) => Err(Failure::npy(NpyError::Io {
+            path: path.to_path_buf(),
+            action: "write",
+            source,
+        })),
+    }
+}
+
+/// Outputs saved under pending names, renamed into place by [`Outputs::commit`]; dropped
+/// without a commit, the pending files are removed.
+#[derive(Default)]
+pub struct Outputs {
+    staged: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Outputs {
+    /// No outputs yet.
+    pub fn new() -> Outputs {
+        Outputs::default()
+    }
+
+    /// Saves `array` for `target` under its pending name.
+    pub fn stage(&mut self, array: &Array, target: &Path) -> Result<(), Failure> {
+        let pending = pending_name(target)
+            .ok_or_else(|| Failure::new(format!("{}: names no file", target.display())))?;
+        npy::save(array, &pending).map_err(|e| {
+            // save names the file it wrote, the pending one: name the target instead.
+            let text = e.to_string();
+            let shown = pending.display().to_string();
+            Failure::new(text.replace(&shown, &target.display().to_string()))
+        })?;
+        self.staged.push((pending, target.to_path_buf()));
+        Ok(())
+    }
+
+    /// Renames every staged output into place.
+    pub fn commit(mut self) -> Result<(), Failure> {
+        let staged = std::mem::take(&mut self.staged);
+        for (i, (pending, target)) in staged.iter().enumerate() {
+            if let Err(e) = std::fs::rename(pending, target) {
+                for (left, _) in &staged[i..] {
+                    let _ = std::fs::remove_file(left);
+                }
+                return Err(Failure::new(format!(
+                    "{}: cannot write: {e}",
+                    target.display()
+                )));
+            }
+            if let Ok(dir) = std::fs::File::open(folder_of(target)) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        for (pending, _) in &self.staged {
+            let _ = std::fs::remove_file(pending);
+        }
+    }
+}
