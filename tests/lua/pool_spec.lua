@@ -194,6 +194,17 @@ describe("pool:map", function()
   before_each(function() pool = weft.pool { size = 3 } end)
   after_each(function() pool:close() end)
 
+  it("keeps every item's result table its own when the worker collects garbage", function()
+    -- a chunk's results are encoded into one message; a collected result's address
+    -- reused by the next result once made the next result a copy of the old one
+    local r = pool:map(function(i)
+      local t = { i = i }
+      collectgarbage()
+      return t
+    end, H.iota(60), { chunk = 20 })
+    for k = 1, 60 do assert.equal(k, r[k].i) end
+  end)
+
   it("returns a new table of results in order", function()
     local items = H.iota(100)
     local out = pool:map(square, items)

@@ -271,6 +271,11 @@ pub fn run_map_chunk(
                 }
             };
             let mut enc = Encoder::new(&data.codec);
+            // The encoder knows tables by address: every result must stay alive until
+            // the message is finished, or a collected result's address could be reused
+            // by the next item's result, which would then be encoded as the old one.
+            ffi::lua_createtable(state, decoder.values().len() as std::ffi::c_int, 0);
+            let keep = ffi::lua_gettop(state);
             for (k, item) in decoder.values().iter().enumerate() {
                 if task.cancel_token().is_cancelled() {
                     outcome = Some(Outcome::Cancelled);
@@ -298,6 +303,7 @@ pub fn run_map_chunk(
                     outcome = Some(failed(format!("{e} (from map item {})", first_index + k)));
                     break;
                 }
+                ffi::lua_rawseti(state, keep, k as ffi::lua_Integer + 1);
                 ffi::lua_settop(state, base);
             }
             if let Some(h) = borrowed {
