@@ -109,6 +109,11 @@ describe("weft.array", function()
     view:free()
     assert.is_true(weft.memory() <= before + 1e6)
     assert.matches("a:get: expected a weft.array %(got number%)", H.err(a.get, 5, 1))
+    -- methods called on something else never read it as an array
+    local m = weft.array("f64", 2, 2)
+    assert.matches("a:get: expected a weft.array %(got string%)", H.err(m.get, "xxxxxxxxxxxxxxxx", 1, 1))
+    assert.matches("a:set: expected a weft.array %(got userdata%)", H.err(m.set, weft.counter(), 1, 1, 1))
+    assert.matches("a:get: expected a weft.array %(got table%)", H.err(m.get, {}, 1))
   end)
 
   it("lives outside the Lua heap", function()

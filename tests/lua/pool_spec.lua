@@ -194,6 +194,14 @@ describe("pool:map", function()
   before_each(function() pool = weft.pool { size = 3 } end)
   after_each(function() pool:close() end)
 
+  it("names the item whose result cannot be sent", function()
+    local e = H.err(pool.map, pool, function(i)
+      if i == 2 then return coroutine.create(function() end) end
+      return i
+    end, { 1, 2, 3 })
+    assert.matches("cannot send the result of map item 2 %(a coroutine", e)
+  end)
+
   it("keeps every item's result table its own when the worker collects garbage", function()
     -- a chunk's results are encoded into one message; a collected result's address
     -- reused by the next result once made the next result a copy of the old one

@@ -179,7 +179,7 @@ describe("weft.table", function()
     assert.same({ a = 1, b = 2 }, s:totable())
     assert.matches("keys of a shared table are strings, numbers or booleans %(got table%)",
       H.err(function() s[{}] = 1 end))
-    assert.matches("cannot send value 1 %(a coroutine",
+    assert.matches("weft: cannot store s.co %(a coroutine",
       H.err(function() s.co = coroutine.create(function() end) end))
     s.word = "x"
     assert.matches("s:add: the value at this key is not a number", H.err(s.add, s, "word", 1))

@@ -33,11 +33,15 @@ impl RawType for LuaArray {
             set_fn(state, c"ptr", raw_ptr);
             #[cfg(feature = "luajit")]
             typed_ptr(state);
+            let mt = ffi::lua_gettop(state) - 1;
+            ffi::lua_pushvalue(state, -1);
             ffi::lua_pushcclosure(state, index, 1);
-            ffi::lua_setfield(state, -2, c"__index".as_ptr());
-            set_fn(state, c"__newindex", newindex);
+            ffi::lua_setfield(state, mt, c"__index".as_ptr());
+            ffi::lua_pushcfunction(state, newindex);
+            ffi::lua_setfield(state, mt, c"__newindex".as_ptr());
             #[cfg(feature = "luajit")]
-            crate::jit_reads::install_array(state);
+            crate::jit_reads::install_array(state, mt, mt + 1);
+            ffi::lua_pop(state, 1);
             set_fn(state, c"__len", len);
         }
     }

@@ -190,6 +190,16 @@ unsafe fn key_arg<'a>(
     }
 }
 
+/// How a key reads in a message: `s.name`, `s[3]`, `s[true]`.
+fn key_text(key: KeyRef<'_>) -> String {
+    match key {
+        KeyRef::Str(b) => format!("s.{}", String::from_utf8_lossy(b)),
+        KeyRef::Int(i) => format!("s[{i}]"),
+        KeyRef::Num(n) => format!("s[{}]", f64::from_bits(n)),
+        KeyRef::Bool(b) => format!("s[{b}]"),
+    }
+}
+
 unsafe extern "C-unwind" fn table_index(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: raw function body; see `guard`. Upvalue 1 is the methods table.
     unsafe {
@@ -226,7 +236,13 @@ unsafe extern "C-unwind" fn table_newindex(state: *mut ffi::lua_State) -> c_int 
             } else {
                 let codec = &crate::fast::state_data(state).codec;
                 let mut encoder = Encoder::new(codec);
-                encoder.push(state, 3, Label::Value, 1)?;
+                encoder.push(state, 3, Label::Value, 1).map_err(|e| {
+                    e.replacen(
+                        "cannot send value 1",
+                        &format!("cannot store {}", key_text(key)),
+                        1,
+                    )
+                })?;
                 Some(encoder.finish())
             };
             t.set(key, value);

@@ -22,8 +22,9 @@ use weft_core::frozen::Entry;
 use weft_core::key::KeyRef;
 use weft_core::message::Value;
 
-/// The live value of the slot a Lua function passed (only ever our own userdata: these
-/// functions are reachable only from the protected metatables).
+/// The live value of the slot a Lua function passed: only ever our own userdata (the
+/// metamethods are reached only through our protected metatables, and the `get`/`set`
+/// methods check the metatable before calling).
 unsafe fn value<'a, T: RawType>(slot: *const Slot<T>) -> Option<&'a T> {
     // SAFETY: the pointer is the payload of a userdata of type T (see above); the magic
     // number is checked before the value is read.
@@ -123,6 +124,55 @@ extern "C" fn array_set(slot: *const Slot<LuaArray>, i: f64, v: f64) -> c_int {
     .unwrap_or(-1)
 }
 
+/// The flat index of element (i, j) of a 2-D array, 1-based in.
+fn flat_index2(a: &weft_core::Array, i: f64, j: f64) -> Option<usize> {
+    let (i, j, cols) = (
+        weft_core::key::integral(i)?,
+        weft_core::key::integral(j)?,
+        a.shape().1?,
+    );
+    let ok = i >= 1 && (i as u64) <= a.rows() as u64 && j >= 1 && (j as u64) <= cols as u64;
+    ok.then(|| (i - 1) as usize * cols + (j - 1) as usize)
+}
+
+extern "C" fn array_get2(slot: *const Slot<LuaArray>, i: f64, j: f64, out: *mut f64) -> c_int {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `value`.
+        let Some(a) = (unsafe { value(slot) }) else {
+            return -1;
+        };
+        let Some(idx) = flat_index2(&a.0, i, j) else {
+            return -1;
+        };
+        let n = match a.0.get(idx) {
+            Some(Scalar::Num(n)) => n,
+            Some(Scalar::Int(i)) => i as f64,
+            None => return -1,
+        };
+        // SAFETY: `out` is the caller's one-element double array.
+        unsafe { *out = n };
+        1
+    }))
+    .unwrap_or(-1)
+}
+
+extern "C" fn array_set2(slot: *const Slot<LuaArray>, i: f64, j: f64, v: f64) -> c_int {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `value`.
+        let Some(a) = (unsafe { value(slot) }) else {
+            return -1;
+        };
+        let Some(idx) = flat_index2(&a.0, i, j) else {
+            return -1;
+        };
+        match a.0.set(idx, Scalar::Num(v)) {
+            Ok(()) => 1,
+            Err(_) => -1,
+        }
+    }))
+    .unwrap_or(-1)
+}
+
 const FROZEN_CHUNK: &str = r#"local raw_index, number_at, field_at = ...
 local ffi = require "ffi"
 number_at = ffi.cast("int (*)(void *, double, double *)", number_at)
@@ -139,27 +189,66 @@ return function(t, k)
   return raw_index(t, k)
 end"#;
 
-const ARRAY_CHUNK: &str = r#"local raw_index, raw_newindex, get_at, set_at = ...
+const ARRAY_CHUNK: &str = r#"local raw_index, raw_newindex, methods, get_at, set_at, get2, set2 = ...
 local ffi = require "ffi"
 get_at = ffi.cast("int (*)(void *, double, double *)", get_at)
 set_at = ffi.cast("int (*)(void *, double, double)", set_at)
+get2 = ffi.cast("int (*)(void *, double, double, double *)", get2)
+set2 = ffi.cast("int (*)(void *, double, double, double)", set2)
 local out, type = ffi.new("double[1]"), type
 local function index(a, i)
-  if type(i) == "number" and get_at(a, i, out) == 1 then return out[0] end
+  if type(i) == "number" then
+    if get_at(a, i, out) == 1 then return out[0] end
+  elseif type(i) == "string" then
+    return methods[i]
+  end
   return raw_index(a, i)
 end
 local function newindex(a, i, v)
   if type(i) == "number" and type(v) == "number" and set_at(a, i, v) == 1 then return end
   return raw_newindex(a, i, v)
 end
+local raw_get, raw_set, getmetatable = methods.get, methods.set, getmetatable
+-- a:get(i) / a:get(i, j) and a:set(i, v) / a:set(i, j, v); anything unusual (not an
+-- array: a method can be called on anything; bad indices, values that do not fit,
+-- read-only arrays) takes the C path for its error. The metatable check matters: the FFI
+-- would pass a light userdata or a string to `void *` as a raw address.
+function methods.get(a, i, j)
+  if getmetatable(a) ~= "weft.array" then
+  elseif j == nil then
+    if type(i) == "number" and get_at(a, i, out) == 1 then return out[0] end
+  elseif type(i) == "number" and type(j) == "number" and get2(a, i, j, out) == 1 then
+    return out[0]
+  end
+  return raw_get(a, i, j)
+end
+function methods.set(a, i, j, v)
+  if getmetatable(a) ~= "weft.array" then
+  elseif v == nil then
+    if type(i) == "number" and type(j) == "number" and set_at(a, i, j) == 1 then return end
+  elseif type(i) == "number" and type(j) == "number" and type(v) == "number"
+      and set2(a, i, j, v) == 1 then
+    return
+  end
+  return raw_set(a, i, j, v)
+end
 return index, newindex"#;
 
-/// Replace the C `__index` (and `__newindex`) just stored in the metatable on top of the
-/// stack with their FFI-backed Lua versions. Leaves the C versions if anything fails.
+/// Replace the C `__index` (and `__newindex`) of the metatable at `mt` with FFI-backed
+/// Lua versions: the chunk gets the C functions, then `extra` (a stack index, e.g. the
+/// methods table) if any, then the entry points as light userdata. Leaves the C versions
+/// if anything fails.
 ///
 /// # Safety
-/// A valid state with the metatable on top and 6 free slots.
-unsafe fn install(state: *mut ffi::lua_State, chunk: &str, fns: &[*const ()], with_newindex: bool) {
+/// A valid state, `mt` an absolute index of the metatable, 8 free slots.
+unsafe fn install(
+    state: *mut ffi::lua_State,
+    mt: c_int,
+    chunk: &str,
+    extra: Option<c_int>,
+    fns: &[*const ()],
+    with_newindex: bool,
+) {
     // SAFETY: the chunk is loaded and run under lua_pcall; stack use is balanced.
     unsafe {
         let top = ffi::lua_gettop(state);
@@ -173,42 +262,55 @@ unsafe fn install(state: *mut ffi::lua_State, chunk: &str, fns: &[*const ()], wi
             ffi::lua_settop(state, top);
             return;
         }
-        ffi::lua_getfield(state, top, c"__index".as_ptr());
+        ffi::lua_getfield(state, mt, c"__index".as_ptr());
         if with_newindex {
-            ffi::lua_getfield(state, top, c"__newindex".as_ptr());
+            ffi::lua_getfield(state, mt, c"__newindex".as_ptr());
+        }
+        if let Some(extra) = extra {
+            ffi::lua_pushvalue(state, extra);
         }
         for f in fns {
             ffi::lua_pushlightuserdata(state, *f as *mut std::ffi::c_void);
         }
-        let nargs = fns.len() as c_int + 1 + c_int::from(with_newindex);
+        let nargs =
+            fns.len() as c_int + 1 + c_int::from(with_newindex) + c_int::from(extra.is_some());
         let nresults = 1 + c_int::from(with_newindex);
         if ffi::lua_pcall(state, nargs, nresults, 0) != 0 {
             ffi::lua_settop(state, top);
             return;
         }
         if with_newindex {
-            ffi::lua_setfield(state, top, c"__newindex".as_ptr());
+            ffi::lua_setfield(state, mt, c"__newindex".as_ptr());
         }
-        ffi::lua_setfield(state, top, c"__index".as_ptr());
+        ffi::lua_setfield(state, mt, c"__index".as_ptr());
     }
 }
 
 /// Give the frozen-table metatable on top of the stack its FFI read path.
 ///
 /// # Safety
-/// As for [`install`].
+/// A valid state with the metatable on top and 8 free slots.
 pub(crate) unsafe fn install_frozen(state: *mut ffi::lua_State) {
     let fns = [frozen_number as *const (), frozen_field as *const ()];
     // SAFETY: forwarded contract.
-    unsafe { install(state, FROZEN_CHUNK, &fns, false) }
+    unsafe {
+        let mt = ffi::lua_gettop(state);
+        install(state, mt, FROZEN_CHUNK, None, &fns, false)
+    }
 }
 
-/// Give the array metatable on top of the stack its FFI element path.
+/// Give the array metatable at `mt` its FFI element path; `methods` is the stack index of
+/// its methods table, whose `get` and `set` get FFI versions too.
 ///
 /// # Safety
-/// As for [`install`].
-pub(crate) unsafe fn install_array(state: *mut ffi::lua_State) {
-    let fns = [array_get as *const (), array_set as *const ()];
+/// A valid state, absolute indices, 8 free slots.
+pub(crate) unsafe fn install_array(state: *mut ffi::lua_State, mt: c_int, methods: c_int) {
+    let fns = [
+        array_get as *const (),
+        array_set as *const (),
+        array_get2 as *const (),
+        array_set2 as *const (),
+    ];
     // SAFETY: forwarded contract.
-    unsafe { install(state, ARRAY_CHUNK, &fns, true) }
+    unsafe { install(state, mt, ARRAY_CHUNK, Some(methods), &fns, true) }
 }

@@ -299,8 +299,9 @@ pub fn run_map_chunk(
                     outcome = Some(Outcome::Failed(failure));
                     break;
                 }
-                if let Err(e) = enc.push(state, base + 1, Label::Result, first_index + k) {
-                    outcome = Some(failed(format!("{e} (from map item {})", first_index + k)));
+                if let Err(e) = enc.push(state, base + 1, Label::Result, 1) {
+                    let item = format!("cannot send the result of map item {}", first_index + k);
+                    outcome = Some(failed(e.replacen("cannot send result 1", &item, 1)));
                     break;
                 }
                 ffi::lua_rawseti(state, keep, k as ffi::lua_Integer + 1);
