@@ -51,6 +51,7 @@ example-test:
 	$(CARGO) run --release -q -- run examples/nearest_fortunes.lua
 	# 8 GB of arrays off the Lua heap (the machine CI runs on has 23 GB)
 	$(CARGO) run --release -q -- run examples/big_arrays.lua 8
+	bash examples/patterns/run_all.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
