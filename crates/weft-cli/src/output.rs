@@ -31,7 +31,7 @@ pub fn matrix<T: Pod>(
 }
 
 /// The folder holding `path` (`.` for a bare file name).
-fn folder_of(path: &Path) -> PathBuf {
+pub fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -39,7 +39,7 @@ fn folder_of(path: &Path) -> PathBuf {
 }
 
 /// The hidden name an output is staged under until the command commits.
-fn pending_name(path: &Path) -> Option<PathBuf> {
+pub fn pending_name(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_string_lossy();
     Some(folder_of(path).join(format!(".{name}.weft-pending-{}", std::process::id())))
 }

@@ -51,11 +51,11 @@ pub fn run(a: Args) -> Outcome {
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
     let (n, d) = (view.rows.n(), view.rows.d());
+    let normalised = view.normalised(1)?;
     let starts = a
         .starts
         .expand(n)
         .map_err(|e| Failure::input(view.path, e))?;
-    let normalised = view.normalised(1)?;
     let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
     let (threads, budget) = (a.common.threads(), a.budget.unwrap_or_default());
     let fail = |e| Failure::input(view.path, e);

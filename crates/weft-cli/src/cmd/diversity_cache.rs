@@ -15,7 +15,7 @@ use crate::signals::Interrupt;
 use crate::{cmd, input};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use weft_compute::{Budget, Cache, CacheWriter, ComputeError};
+use weft_compute::{Budget, Cache, CacheWriter, ComputeError, Rows};
 
 const EXAMPLE: &str = "\
 Example:
@@ -91,12 +91,7 @@ pub fn run(a: Args) -> Outcome {
     let writer = if exists && a.resume {
         CacheWriter::resume(path, view.rows).map_err(engine_error)?
     } else {
-        CacheWriter::create(path, view.rows, a.force).map_err(|e| {
-            if !exists {
-                remove_if_not_a_cache(path);
-            }
-            engine_error(e)
-        })?
+        create(path, view.rows).map_err(|e| rename_in(engine_error(e), path))?
     };
     let mut writer = match a.budget {
         Some(b) => writer.budget(b),
@@ -123,7 +118,7 @@ pub fn run(a: Args) -> Outcome {
             let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
             return Err(Failure::new(format!(
                 "{}; {done} of {n} orderings are saved in {}; resume with: {}",
-                engine_error(e),
+                rename_in(engine_error(e), path),
                 path.display(),
                 resume_command()
             )));
@@ -184,11 +179,37 @@ fn refuse_existing(path: &Path) -> Failure {
     }
 }
 
-/// After a failed create of a new file: what it left at `path`, if not a cache (e.g. the
-/// disk filled while it was being laid out), is removed, so a rerun does not need --force.
-fn remove_if_not_a_cache(path: &Path) {
-    if path.is_file() && Cache::open(path).is_err() {
-        let _ = std::fs::remove_file(path);
+/// Creates a new cache under a hidden pending name and renames it over `path` once its
+/// header and size are on disk, so `path` never holds a half-created file (a kill during
+/// creation leaves at most the hidden file) and `--force` replaces an old cache in one step.
+fn create<'a>(path: &Path, rows: Rows<'a>) -> Result<CacheWriter<'a>, ComputeError> {
+    let io = |source| ComputeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pending = output::pending_name(path)
+        .ok_or_else(|| io(std::io::Error::other("the path names no file")))?;
+    let writer = CacheWriter::create(&pending, rows, true).inspect_err(|_| {
+        let _ = std::fs::remove_file(&pending);
+    })?;
+    if let Err(e) = std::fs::rename(&pending, path) {
+        let _ = std::fs::remove_file(&pending);
+        return Err(io(e));
+    }
+    if let Ok(dir) = std::fs::File::open(output::folder_of(path)) {
+        let _ = dir.sync_all();
+    }
+    Ok(writer)
+}
+
+/// The writer of a new cache names its file by the pending name: name `path` instead.
+fn rename_in(f: Failure, path: &Path) -> Failure {
+    match output::pending_name(path) {
+        Some(p) => Failure::new(
+            f.to_string()
+                .replace(&p.display().to_string(), &path.display().to_string()),
+        ),
+        None => f,
     }
 }
 

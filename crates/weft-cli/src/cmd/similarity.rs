@@ -56,7 +56,8 @@ pub fn run(a: Args) -> Outcome {
             needed,
             budget: budget.get(),
         };
-        return Err(Failure::input(view.path, e));
+        let line = Failure::input(view.path, e);
+        return Err(Failure::new(format!("{line} (--budget raises it)")));
     }
     let phase = rep.phase("similarity", 0, 1);
     let sim = output::matrix::<f32>(DType::F32, n, n, |out| {
