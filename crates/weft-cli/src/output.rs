@@ -44,6 +44,30 @@ pub fn pending_name(path: &Path) -> Option<PathBuf> {
     Some(folder_of(path).join(format!(".{name}.weft-pending-{}", std::process::id())))
 }
 
+/// Removes pending files of `path` left by weft processes that were killed (their pid no
+/// longer runs); best effort, Linux (`/proc`) only.
+pub fn remove_stale_pending(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.weft-pending-");
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
+        return;
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Fails unless a file can be created at `path`: its folder exists and is writable, and it
 /// is not a directory. Creates and removes a probe file beside it.
 pub fn check_writable(path: &Path) -> Result<(), Failure> {
@@ -62,6 +86,7 @@ pub fn check_writable(path: &Path) -> Result<(), Failure> {
     }
     let probe = pending_name(path)
         .ok_or_else(|| Failure::new(format!("{}: names no file", path.display())))?;
+    remove_stale_pending(path);
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -444,3 +444,40 @@ fn progress_json_is_one_object_per_line() {
         ""
     );
 }
+
+#[test]
+fn on_a_terminal_the_default_is_a_bar() {
+    // util-linux `script` runs the command on a pseudo-terminal; skipped without it.
+    let (dir, emb, _, _) = small();
+    let cache = dir.path("t.cache");
+    let cmd = format!("{WEFT} diversity-cache {emb} -o {cache} --threads 1");
+    let Ok(out) = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    else {
+        println!("SKIPPED on_a_terminal_the_default_is_a_bar: no `script` command");
+        return;
+    };
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("orderings ["), "a bar: {shown:?}");
+    assert!(shown.contains("/100 ("), "position and rate: {shown:?}");
+    assert!(shown.contains("t.cache is complete"), "{shown:?}");
+}
+
+#[test]
+fn pending_files_of_killed_runs_are_cleaned_up() {
+    let (dir, emb, _, _) = small();
+    let dead = dir.join(".n.cache.weft-pending-4294967");
+    let live = dir.join(&format!(".n.cache.weft-pending-{}", std::process::id()));
+    std::fs::write(&dead, b"left by a killed run").unwrap();
+    std::fs::write(&live, b"another run's, still going").unwrap();
+    ok(&weft(&[
+        "diversity-cache",
+        &emb,
+        "-o",
+        &dir.path("n.cache"),
+        "--quiet",
+    ]));
+    assert!(!dead.exists() && live.exists());
+}

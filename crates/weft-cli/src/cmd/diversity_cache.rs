@@ -189,6 +189,7 @@ fn create<'a>(path: &Path, rows: Rows<'a>) -> Result<CacheWriter<'a>, ComputeErr
     };
     let pending = output::pending_name(path)
         .ok_or_else(|| io(std::io::Error::other("the path names no file")))?;
+    output::remove_stale_pending(path);
     let writer = CacheWriter::create(&pending, rows, true).inspect_err(|_| {
         let _ = std::fs::remove_file(&pending);
     })?;
