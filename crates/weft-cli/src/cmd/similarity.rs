@@ -48,7 +48,7 @@ pub fn run(a: Args) -> Outcome {
     let normalised = view.normalised(1)?;
     let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
     let budget = a.budget.unwrap_or_default();
-    let needed = (n as u64) * (n as u64) * 4;
+    let needed = (n as u64).saturating_mul(n as u64).saturating_mul(4);
     if !budget.fits(needed) {
         // Checked before the output is allocated; the engine checks the same again.
         let e = ComputeError::OverBudget {
