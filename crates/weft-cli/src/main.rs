@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// Run a Lua script on the embedded LuaJIT with `weft` preloaded.
     ///
-    /// Example: weft run examples/hello.lua 4
+    /// Example: weft run examples/nearest_fortunes.lua
     Run {
         /// The script to run (`-` reads it from standard input).
         script: String,
