@@ -68,6 +68,7 @@ bench:
 	$(LUAJIT_CPATH) luajit bench/runtime.lua
 	$(LUAJIT_CPATH) luajit bench/parallel.lua
 	$(LUAJIT_CPATH) luajit bench/shared.lua
+	$(CARGO) run --release -q -p weft-cli -- bench --emb ../shared/data/fortunes/emb.npy
 
 # Each benchmark once, small: they check their own results, so this catches a broken one.
 bench-smoke:
@@ -75,6 +76,7 @@ bench-smoke:
 	$(LUAJIT_CPATH) luajit bench/runtime.lua --quick > /dev/null
 	$(LUAJIT_CPATH) luajit bench/parallel.lua 1 2e6 > /dev/null
 	$(LUAJIT_CPATH) luajit bench/shared.lua --quick > /dev/null
+	$(CARGO) run --release -q -p weft-cli -- bench --quick > /dev/null
 
 clean:
 	$(CARGO) clean
