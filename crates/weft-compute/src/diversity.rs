@@ -45,11 +45,10 @@ pub fn diversity(
     Ok(Engine::compact(e, t, budget)?.ordering(start))
 }
 
-/// One ordering runs on one thread: each step needs the previous pick, and splitting a step
-/// across threads (tried: two spin hand-offs a step) gained 20 % on an idle machine but lost
-/// up to 10× when another process shared the cores. `threads` serves computing S.
-fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, _threads: usize) -> Vec<u32> {
-    Engine::with_matrix(e, s).ordering(start)
+/// One ordering over an f32 S: each step's row is shared out in chunks among `threads`
+/// workers (see [`crate::matrix`]); the result does not depend on `threads`.
+fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, threads: usize) -> Vec<u32> {
+    crate::matrix::ordering(e, s, start, threads)
 }
 
 /// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes

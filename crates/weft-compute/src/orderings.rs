@@ -1,22 +1,19 @@
-//! The ordering engine: runs diversity orderings over one of three stores of S — the f32
-//! matrix (given by the caller), a compact i16 copy (built here when it fits the budget), or
-//! none (every step evaluated from the embeddings: O(N·d) a step, the slow path for N too
-//! large for memory). All three pick exactly the item of [`crate::rule`].
+//! The ordering engine: runs diversity orderings over one of two stores of S — a compact i16
+//! copy (built here when it fits the budget), or none (every step evaluated from the
+//! embeddings: O(N·d) a step, the slow path for N too large for memory). Orderings over the
+//! caller's f32 S run in [`crate::matrix`]. All pick exactly the item of [`crate::rule`].
 
 use crate::budget::Budget;
 use crate::compact::{self, Compact, LINE};
 use crate::error::ComputeError;
 use crate::rows::Rows;
 use crate::rule::{add_row, entry_bound_f32, rule_slack, score};
-use crate::sums::{self, BLOCK};
 use crate::threads;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Where the rows of S come from.
-pub(crate) enum Store<'a> {
-    /// The caller's f32 matrix, n×n.
-    F32(&'a [f32]),
+pub(crate) enum Store {
     /// The compact i16 copy in a learned item order, built by [`Engine::compact`].
     I16(Compact),
     /// No matrix: scores are computed from the embeddings at every step.
@@ -26,7 +23,7 @@ pub(crate) enum Store<'a> {
 /// Normalised embeddings plus a store of S.
 pub(crate) struct Engine<'a> {
     e: Rows<'a>,
-    store: Store<'a>,
+    store: Store,
 }
 
 /// Added to a chosen item's i32 sum so it never looks like a candidate (real sums stay
@@ -37,14 +34,6 @@ const CHOSEN: i32 = 1 << 30;
 const TRAINING_STARTS: usize = 4;
 
 impl<'a> Engine<'a> {
-    /// Uses the caller's f32 similarity matrix.
-    pub(crate) fn with_matrix(e: Rows<'a>, s: &'a [f32]) -> Self {
-        Engine {
-            e,
-            store: Store::F32(s),
-        }
-    }
-
     /// Builds the compact i16 copy when it fits `budget`, else runs without a matrix. For
     /// n ≥ 128 a few orderings are run first and the copy rebuilt in their mean pick order.
     pub(crate) fn compact(
@@ -101,31 +90,6 @@ impl<'a> Engine<'a> {
         let d = self.e.d();
         let mut st = State::new(self.e, start);
         match &self.store {
-            Store::F32(s) => {
-                let beta = entry_bound_f32(d);
-                let mut sums = vec![0.0f64; n];
-                let mut mins = vec![0.0f64; sums::blocks(n)];
-                let mut cands = Vec::new();
-                sums[start] = f64::INFINITY;
-                for t in 1..n {
-                    let last = st.last();
-                    sums::add_f32(&mut sums, &s[last * n..(last + 1) * n], &mut mins);
-                    let gmin = mins.iter().fold(f64::INFINITY, |a, &b| a.min(b));
-                    let bound = t as f64 * beta + rule_slack(t, d);
-                    let thr = gmin + 2.0 * bound;
-                    cands.clear();
-                    for (b, _) in mins.iter().enumerate().filter(|(_, &m)| m <= thr) {
-                        let lo = b * BLOCK;
-                        for (j, &x) in sums.iter().enumerate().skip(lo).take(BLOCK) {
-                            if x <= thr {
-                                cands.push((x, j as u32, j));
-                            }
-                        }
-                    }
-                    let (_, j) = st.choose(&mut cands, bound);
-                    sums[j] = f64::INFINITY;
-                }
-            }
             Store::I16(c) => {
                 let beta = entry_bound_f32(d);
                 let lines = c.stride / LINE;
@@ -199,16 +163,34 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// Candidates whose embedding rows are requested together before scoring, so their memory
+/// latencies overlap.
+const PREFETCH_ROWS: usize = 6;
+
+/// Requests every cache line of `row`.
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for i in (0..row.len()).step_by(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside `row`.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(i).cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// One ordering in progress: the picks, the chosen flags and the f64 centroid sum.
-struct State<'a> {
+pub(crate) struct State<'a> {
     e: Rows<'a>,
-    seq: Vec<u32>,
+    pub(crate) seq: Vec<u32>,
     chosen: Vec<bool>,
     c: Vec<f64>,
 }
 
 impl<'a> State<'a> {
-    fn new(e: Rows<'a>, start: usize) -> Self {
+    pub(crate) fn new(e: Rows<'a>, start: usize) -> Self {
         let mut st = State {
             e,
             seq: Vec::with_capacity(e.n()),
@@ -219,7 +201,7 @@ impl<'a> State<'a> {
         st
     }
 
-    fn last(&self) -> usize {
+    pub(crate) fn last(&self) -> usize {
         *self.seq.last().expect("start is taken first") as usize
     }
 
@@ -233,8 +215,11 @@ impl<'a> State<'a> {
     /// within `bound` of the item's rule score — by (score, item). Candidates are scored in
     /// order of their approximate sums, stopping once a sum minus `bound` exceeds the best
     /// score found. Returns the item and its slot.
-    fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
+    pub(crate) fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
         cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for &(_, j, _) in cands.iter().take(PREFETCH_ROWS) {
+            prefetch_row(self.e.row(j as usize));
+        }
         let mut best: Option<(f64, u32, usize)> = None;
         for &(approx, j, slot) in cands.iter() {
             if let Some((br, _, _)) = best {
