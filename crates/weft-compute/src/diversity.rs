@@ -45,10 +45,10 @@ pub fn diversity(
     Ok(Engine::compact(e, t, budget)?.ordering(start))
 }
 
-/// One ordering over an f32 S: each step's row is shared out in chunks among `threads`
-/// workers (see [`crate::matrix`]); the result does not depend on `threads`.
-fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, threads: usize) -> Vec<u32> {
-    crate::matrix::ordering(e, s, start, threads)
+/// One ordering over an f32 S runs on one thread (see [`crate::matrix`] for why); `threads`
+/// serves computing S when the caller has none.
+fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, _threads: usize) -> Vec<u32> {
+    crate::matrix::ordering(e, s, start)
 }
 
 /// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes

@@ -15,9 +15,10 @@
 //!   written into a caller's buffer ([`similarity_into`]).
 //! - [`topk`]: nearest neighbours from tiles of S on the fly, memory O(N·k).
 //! - `rule`: the exact f64 decision rule of a diversity step and its error bounds;
-//!   `sums`: the vectorised per-step running-sum loop over f32 rows; `compact`: the i16
-//!   copy of S in a learned item order, read line by line; `orderings`: the engine that
-//!   runs orderings over an f32 S, the compact S, or no S at all.
+//!   `sums`: the vectorised per-step running-sum loop over chunks of f32 rows; `matrix`:
+//!   one ordering over the caller's f32 S; `compact`: the i16 copy of S in a learned item
+//!   order, read line by line; `orderings`: the engine that runs orderings over the compact
+//!   S or no S at all, and the pick state they share.
 //! - [`diversity`]: one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.

@@ -96,3 +96,21 @@ fn every_ordering_equals_reference_on_every_path() {
         assert_eq!(one, want[st], "f32 S, start {st}");
     }
 }
+
+/// Over the caller's f32 S the sums run in chunks of 512 with block and chunk minima: a set
+/// spanning several chunks (the last one partial) gives the reference orderings exactly.
+#[test]
+fn orderings_over_f32_s_span_chunks() {
+    let (n, d) = (1300, 12);
+    let e = exact_set(n, d, 5);
+    let s64 = sim64(&normalize64(&e, n, d), n, d);
+    let rows = Rows::new(&e, n, d).unwrap();
+    let s = similarity(rows, None, Budget::default()).unwrap();
+    for start in [0, 3, 700, n - 1] {
+        let want = ordering64(&s64, n, start);
+        for threads in [1, 2] {
+            let got = diversity(rows, Some(&s), start, Some(threads), Budget::default()).unwrap();
+            assert_eq!(got, want, "start {start}, threads {threads}");
+        }
+    }
+}
