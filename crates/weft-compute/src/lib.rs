@@ -33,7 +33,7 @@ pub mod error;
 mod gemm;
 mod matrix;
 pub mod normalize;
-pub mod orderings;
+mod orderings;
 pub mod rows;
 mod rule;
 pub mod similarity;
