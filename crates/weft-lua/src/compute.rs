@@ -204,8 +204,8 @@ pub(crate) unsafe extern "C-unwind" fn similarity(state: *mut ffi::lua_State) ->
             let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
             let n = rows.n();
             let out = Array::zeros(DType::F32, n, Some(n)).map_err(|e| format!("{WHAT}: {e}"))?;
-            // SAFETY: the array was just created and is not shared yet.
-            let s = unsafe { out.as_mut_slice::<f32>() }.expect("a fresh f32 array");
+            // The array was just created and is not shared yet (`as_mut_slice`'s contract).
+            let s = out.as_mut_slice::<f32>().expect("a fresh f32 array");
             weft_compute::similarity_into(e, s, opts.threads, opts.budget)
                 .map_err(|e| lua_error(WHAT, e))?;
             rawud::push(state, LuaArray(out));
