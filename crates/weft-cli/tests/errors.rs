@@ -151,7 +151,7 @@ fn one_and_three_dimensional_arrays() {
 fn no_rows_and_no_columns() {
     let c = Case::new("empty");
     let p = c.write("emb.npy", &npy_bytes(&header("<f4", "(0, 4)"), &[]));
-    c.every_command_fails(&p, &["emb.npy: need at least 1 rows, got 0"]);
+    c.every_command_fails(&p, &["emb.npy: need at least 1 row, got 0"]);
     let p = c.write("emb.npy", &npy_bytes(&header("<f4", "(5, 0)"), &[]));
     c.every_command_fails(&p, &["emb.npy: ", "5×0", "d must be ≥ 1"]);
 }

@@ -84,6 +84,11 @@ impl Cache {
         &self.info
     }
 
+    /// Whether the ordering from `start` (0-based) is complete in the file.
+    pub fn is_done(&self, start: usize) -> bool {
+        start < self.info.n && bit(&self.bitmap, start)
+    }
+
     /// The ordering from `start` (0-based ids); an error if `start` is out of range or its
     /// ordering is not complete in the file.
     pub fn get(&self, start: usize) -> Result<Vec<u32>, ComputeError> {
@@ -152,17 +157,31 @@ impl<'a> CacheWriter<'a> {
             complete: false,
             hash: hash(emb),
         };
+        // Laid out under a hidden name and renamed into place, so a run killed while
+        // creating the file never leaves something at `path` that is not a cache.
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path.with_file_name(format!(".{name}.weft-creating-{}", std::process::id()));
         let io = |e| ComputeError::io(&path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(io)?;
-        file.set_len(file_len(n, info.id_width)).map_err(io)?;
-        file.write_all_at(&header(&info), 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        let laid_out = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            file.set_len(file_len(n, info.id_width))?;
+            file.write_all_at(&header(&info), 0)?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &path)?;
+            Ok(file)
+        })();
+        let file = laid_out.map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            io(e)
+        })?;
         sync_dir(&path);
         Ok(CacheWriter {
             file,

@@ -42,13 +42,13 @@ pub fn diversity(
         let s = similarity(e, Some(t), budget)?;
         return Ok(one_with_matrix(e, &s, start, t));
     }
-    Ok(Engine::compact(e, t, budget)?.ordering(start))
+    Ok(Engine::compact(e, t, budget)?.ordering(start, n))
 }
 
 /// One ordering over an f32 S runs on one thread (see [`crate::matrix`] for why); `threads`
 /// serves computing S when the caller has none.
 fn one_with_matrix(e: Rows<'_>, s: &[f32], start: usize, _threads: usize) -> Vec<u32> {
-    crate::matrix::ordering(e, s, start)
+    crate::matrix::ordering(e, s, start, e.n())
 }
 
 /// The orderings from each of `starts`, sharing one compact (i16) copy of S when n²·2 bytes
@@ -62,11 +62,65 @@ pub fn diversity_many(
     check(e, starts)?;
     let t = threads::resolve(threads)?;
     let engine = Engine::compact(e, t, budget)?;
-    let seqs = engine.many(starts, t, None)?;
+    let seqs = engine.many(starts, e.n(), t, None)?;
     Ok(seqs
         .into_iter()
         .map(|s| s.expect("not cancelled"))
         .collect())
+}
+
+/// The first `len` items of the orderings from each of `starts`: exactly the prefixes of
+/// what [`diversity`] returns, for when only the beginning matters (a "something different"
+/// list per item). Each prefix costs `len` rows of S instead of N, so all N prefixes of a
+/// short length take about as long as computing S.
+///
+/// `s` as for [`diversity`]; without it S is computed when it fits `budget`, else the
+/// prefixes are evaluated from the embeddings (one compact copy of S when that fits).
+/// `len` is clamped to 1..=N. Spread over `threads` workers.
+pub fn diversity_prefixes(
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    starts: &[usize],
+    len: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<Vec<u32>>, ComputeError> {
+    check(e, starts)?;
+    let t = threads::resolve(threads)?;
+    let n = e.n();
+    let len = len.clamp(1, n);
+    let owned;
+    let s = match s {
+        Some(s) if s.len() != n * n => {
+            return Err(ComputeError::SimilarityShape {
+                len: s.len(),
+                n,
+                expected: n * n,
+            })
+        }
+        Some(s) => s,
+        None if budget.fits((n as u64) * (n as u64) * 4) => {
+            owned = similarity(e, Some(t), budget)?;
+            &owned
+        }
+        None => {
+            let engine = Engine::compact(e, t, budget)?;
+            let seqs = engine.many(starts, len, t, None)?;
+            return Ok(seqs
+                .into_iter()
+                .map(|s| s.expect("not cancelled"))
+                .collect());
+        }
+    };
+    let out = std::sync::Mutex::new(vec![Vec::new(); starts.len()]);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    threads::on_each(t.min(starts.len()).max(1), |_| loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&start) = starts.get(i) else { break };
+        let seq = crate::matrix::ordering(e, s, start, len);
+        out.lock().unwrap_or_else(|e| e.into_inner())[i] = seq;
+    })?;
+    Ok(out.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A reusable compact copy of S for computing many orderings over time (the cache and the
@@ -91,7 +145,9 @@ impl<'a> Orderings<'a> {
     /// The orderings from `starts`.
     pub fn run(&self, starts: &[usize]) -> Result<Vec<Vec<u32>>, ComputeError> {
         check(self.engine.rows(), starts)?;
-        let seqs = self.engine.many(starts, self.threads, None)?;
+        let seqs = self
+            .engine
+            .many(starts, self.engine.rows().n(), self.threads, None)?;
         Ok(seqs
             .into_iter()
             .map(|s| s.expect("not cancelled"))
@@ -106,7 +162,8 @@ impl<'a> Orderings<'a> {
         cancel: &AtomicBool,
     ) -> Result<Vec<Option<Vec<u32>>>, ComputeError> {
         check(self.engine.rows(), starts)?;
-        self.engine.many(starts, self.threads, Some(cancel))
+        self.engine
+            .many(starts, self.engine.rows().n(), self.threads, Some(cancel))
     }
 
     /// Whether S is held in memory (false: the slow on-the-fly path).

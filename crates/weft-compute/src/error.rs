@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
     /// The embedding matrix has too few rows for the operation.
-    #[error("embeddings: need at least {need} rows, got {n}")]
+    #[error("embeddings: need at least {need} {}, got {n}", if *.need == 1 { "row" } else { "rows" })]
     TooFewRows {
         /// Rows given.
         n: usize,

@@ -44,7 +44,7 @@ pub mod topk;
 
 pub use budget::Budget;
 pub use cache::{Cache, CacheInfo, CacheWriter, Progress};
-pub use diversity::{diversity, diversity_many, Orderings};
+pub use diversity::{diversity, diversity_many, diversity_prefixes, Orderings};
 pub use error::{ComputeError, RowProblem};
 pub use normalize::normalize;
 pub use rows::Rows;

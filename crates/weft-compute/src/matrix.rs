@@ -21,8 +21,9 @@ use crate::sums::{self, BLOCK, CHUNK, CHUNK_BLOCKS};
 /// f64 slots per chunk in the minima buffer: 8 block minima, then the chunk minimum.
 const MSTRIDE: usize = CHUNK_BLOCKS + 1;
 
-/// The ordering from `start` (validated) over `s` (n×n, validated).
-pub(crate) fn ordering(e: Rows<'_>, s: &[f32], start: usize) -> Vec<u32> {
+/// The first `len` items (1 ≤ len ≤ n) of the ordering from `start` (validated) over `s`
+/// (n×n, validated).
+pub(crate) fn ordering(e: Rows<'_>, s: &[f32], start: usize, len: usize) -> Vec<u32> {
     let n = e.n();
     let d = e.d();
     let nc = sums::chunks(n);
@@ -34,7 +35,7 @@ pub(crate) fn ordering(e: Rows<'_>, s: &[f32], start: usize) -> Vec<u32> {
     let mut mins = vec![f64::INFINITY; nc * MSTRIDE];
     let mut st = State::new(e, start);
     let mut cands = Vec::new();
-    for t in 1..n {
+    for t in 1..len {
         let last = st.last();
         let row = &s[last * n..(last + 1) * n];
         let mut gmin = f64::INFINITY;

@@ -60,7 +60,7 @@ impl<'a> Engine<'a> {
             .map(|i| i * n / TRAINING_STARTS)
             .collect();
         let mut total = vec![0u64; n];
-        for seq in first.many(&starts, threads, None)?.into_iter().flatten() {
+        for seq in first.many(&starts, n, threads, None)?.into_iter().flatten() {
             for (t, &j) in seq.iter().enumerate() {
                 total[j as usize] += t as u64;
             }
@@ -84,8 +84,8 @@ impl<'a> Engine<'a> {
         matches!(self.store, Store::Direct)
     }
 
-    /// The ordering from `start` (already validated).
-    pub(crate) fn ordering(&self, start: usize) -> Vec<u32> {
+    /// The first `len` items (1 ≤ len ≤ n) of the ordering from `start` (validated).
+    pub(crate) fn ordering(&self, start: usize, len: usize) -> Vec<u32> {
         let n = self.e.n();
         let d = self.e.d();
         let mut st = State::new(self.e, start);
@@ -110,7 +110,7 @@ impl<'a> Engine<'a> {
                     }
                 };
                 take(c.pos[start] as usize, &mut sums, &mut left, &mut live);
-                for t in 1..n {
+                for t in 1..len {
                     let last = c.pos[st.last()] as usize;
                     compact::add_lines(&mut sums, c.row(last), &live, &mut mins);
                     let gmin = live.iter().map(|&l| mins[l as usize]).min().expect("live");
@@ -132,7 +132,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Store::Direct => {
-                for _ in 1..n {
+                for _ in 1..len {
                     st.pick_direct();
                 }
             }
@@ -140,11 +140,12 @@ impl<'a> Engine<'a> {
         st.seq
     }
 
-    /// Orderings for `starts`, spread over `threads` workers; an entry stays `None` when
-    /// `cancel` was set before its ordering began.
+    /// The first `len` items of the orderings for `starts`, spread over `threads` workers;
+    /// an entry stays `None` when `cancel` was set before its ordering began.
     pub(crate) fn many(
         &self,
         starts: &[usize],
+        len: usize,
         threads: usize,
         cancel: Option<&AtomicBool>,
     ) -> Result<Vec<Option<Vec<u32>>>, ComputeError> {
@@ -156,7 +157,7 @@ impl<'a> Engine<'a> {
             }
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&s) = starts.get(i) else { break };
-            let seq = self.ordering(s);
+            let seq = self.ordering(s, len);
             out.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(seq);
         })?;
         Ok(out.into_inner().unwrap_or_else(|e| e.into_inner()))

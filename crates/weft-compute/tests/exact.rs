@@ -114,3 +114,32 @@ fn orderings_over_f32_s_span_chunks() {
         }
     }
 }
+
+/// Prefixes are exactly the beginnings of the full orderings, on every path: S given, S
+/// computed, and S too big for the budget (compact copy, or none at all).
+#[test]
+fn prefixes_are_the_beginnings_of_the_orderings() {
+    let (e, _) = setup();
+    let rows = Rows::new(&e, N, D).unwrap();
+    let starts: Vec<usize> = (0..N).step_by(7).collect();
+    let full = diversity_many(rows, &starts, Some(2), Budget::default()).unwrap();
+    let s = similarity(rows, Some(2), Budget::default()).unwrap();
+    for len in [1, 2, 20, N, N + 5] {
+        let cut = |seqs: &[Vec<u32>]| -> Vec<Vec<u32>> {
+            seqs.iter().map(|q| q[..len.min(N)].to_vec()).collect()
+        };
+        let want = cut(&full);
+        let given = diversity_prefixes(rows, Some(&s), &starts, len, Some(2), Budget::default());
+        assert_eq!(given.unwrap(), want, "S given, len {len}");
+        let computed = diversity_prefixes(rows, None, &starts, len, Some(1), Budget::default());
+        assert_eq!(computed.unwrap(), want, "S computed, len {len}");
+        let compact = diversity_prefixes(rows, None, &starts, len, Some(2), Budget::bytes(100_000));
+        assert_eq!(compact.unwrap(), want, "compact copy of S, len {len}");
+        let direct = diversity_prefixes(rows, None, &starts, len, Some(2), Budget::bytes(64));
+        assert_eq!(direct.unwrap(), want, "no S at all, len {len}");
+    }
+    let bad = diversity_prefixes(rows, Some(&s[1..]), &starts, 3, None, Budget::default());
+    assert!(matches!(bad, Err(ComputeError::SimilarityShape { .. })));
+    let out_of_range = diversity_prefixes(rows, None, &[N], 3, None, Budget::default());
+    assert!(matches!(out_of_range, Err(ComputeError::StartOutOfRange { .. })));
+}
