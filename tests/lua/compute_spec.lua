@@ -155,6 +155,26 @@ describe("weft.similarity, topk and diversity on exact data", function()
     end
   end)
 
+  it("gives prefixes and several orderings at once", function()
+    local full = {}
+    for start = 1, n do full[start] = weft.diversity(a, start):totable() end
+    local three = weft.diversity(a, { 1, 5, 12 }, { length = 4 })
+    local r, c = three:shape()
+    assert.equal(3, r); assert.equal(4, c)
+    for row, start in ipairs({ 1, 5, 12 }) do
+      for t = 1, 4 do assert.equal(full[start][t], three:get(row, t)) end
+    end
+    local prefix = weft.diversity(a, 7, { length = 5 })
+    assert.equal(5, #prefix)
+    for t = 1, 5 do assert.equal(full[7][t], prefix[t]) end
+    local all = weft.diversity(a, { 2, 3 })
+    assert.equal(n, select(2, all:shape()))
+    assert.same(full[3], all[2]:totable())
+    assert.equal(n, #weft.diversity(a, 1, { length = 10 * n }), "length is capped at N")
+    assert.matches("starts%[2%] 0 is out of range", H.err(weft.diversity, a, { 1, 0 }))
+    assert.matches("length must be a positive integer", H.err(weft.diversity, a, 1, { length = 0 }))
+  end)
+
   it("works on arrays handed to a worker, and on f64 embeddings", function()
     local ids = weft.spawn(function(emb) return (weft.topk(emb, 2)) end, a):join(30)
     local direct = weft.topk(a, 2)

@@ -252,15 +252,35 @@ pub(crate) unsafe extern "C-unwind" fn topk(state: *mut ffi::lua_State) -> c_int
 }
 
 /// `weft.diversity(emb, start [, opts])` → u32 array of N ids (1-based). `opts.similarity`
-/// may pass the N×N array `weft.similarity` returned, so it is not computed again.
+/// may pass the N×N array `weft.similarity` returned, so it is not computed again;
+/// `opts.length = L` keeps the first L items. With a list of starts, the result is a
+/// #starts × L array (L = N without `length`), one ordering a row.
 pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> c_int {
     const WHAT: &str = "weft.diversity";
     // SAFETY: raw function body; see `guard`.
     unsafe {
         guard(state, |state| {
             let emb = embeddings(state, 1, WHAT)?;
-            let start = position_arg(state, 2, WHAT, "start")?;
+            // one start, or a list of starts (one row of the result each)
+            let starts = if ffi::lua_type(state, 2) == ffi::LUA_TTABLE {
+                let count = ffi::lua_rawlen(state, 2);
+                let mut starts = Vec::with_capacity(count);
+                for i in 1..=count {
+                    ffi::lua_rawgeti(state, 2, i as ffi::lua_Integer);
+                    let start = position_arg(state, -1, WHAT, &format!("starts[{i}]"));
+                    ffi::lua_pop(state, 1);
+                    starts.push(start?);
+                }
+                Some(starts)
+            } else {
+                None
+            };
+            let start = match starts {
+                Some(_) => 0,
+                None => position_arg(state, 2, WHAT, "start")?,
+            };
             let opts = options(state, 3, WHAT)?;
+            let length = opt_count(state, 3, c"length", WHAT)?;
             let given = if ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
                 ffi::lua_getfield(state, 3, c"similarity".as_ptr());
                 let s = match ffi::lua_type(state, -1) {
@@ -292,9 +312,33 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                     ))
                 }
             };
-            let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget)
-                .map_err(|e| lua_error(WHAT, e))?;
-            rawud::push(state, LuaArray(u32_array(&seq, rows.n(), None)?));
+            let n = rows.n();
+            let result = match (starts, length) {
+                (None, None) => {
+                    let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget)
+                        .map_err(|e| lua_error(WHAT, e))?;
+                    u32_array(&seq, n, None)?
+                }
+                (starts, length) => {
+                    let len = length.map_or(n, |l| (l as usize).min(n));
+                    let list = starts.clone().unwrap_or_else(|| vec![start]);
+                    let seqs = weft_compute::diversity_prefixes(
+                        e,
+                        s,
+                        &list,
+                        len,
+                        opts.threads,
+                        opts.budget,
+                    )
+                    .map_err(|e| lua_error(WHAT, e))?;
+                    let flat: Vec<u32> = seqs.concat();
+                    match starts {
+                        Some(list) => u32_array(&flat, list.len(), Some(len))?,
+                        None => u32_array(&flat, len, None)?,
+                    }
+                }
+            };
+            rawud::push(state, LuaArray(result));
             Ok(1)
         })
     }
