@@ -25,6 +25,10 @@ fn main() {
             "--starts" => subset = it.next().and_then(|s| s.parse().ok()).expect("--starts N"),
             "--only" => only = it.next().cloned(),
             "--full" => full = true,
+            "-h" | "--help" => {
+                println!("bench_compute [EMB.npy] [--starts N] [--full] [--only normalize|similarity|topk|diversity|all]");
+                return;
+            }
             p => path = p.to_string(),
         }
     }
@@ -152,31 +156,15 @@ fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     v[runs / 2]
 }
 
+/// Reads a 2-D f32 .npy file with weft-core's reader: (data, rows, cols).
 fn read_npy_f32(path: &str) -> (Vec<f32>, usize, usize) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{path}: not a .npy file");
-    let (hlen, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        )
-    };
-    let header = std::str::from_utf8(&bytes[start..start + hlen]).unwrap();
-    assert!(
-        header.contains("'<f4'") && header.contains("False"),
-        "{path}: need C-order f32"
-    );
-    let shape = &header[header.find("'shape': (").unwrap() + 10..];
-    let dims: Vec<usize> = shape[..shape.find(')').unwrap()]
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let data = bytes[start + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    (data, dims[0], dims[1])
+    let a = weft_core::npy::load(std::path::Path::new(path))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .array;
+    let (n, d) = (a.rows(), a.row_len());
+    // SAFETY: nothing else holds the freshly loaded array, so nothing writes it.
+    let data = unsafe { a.as_slice::<f32>() }
+        .expect("an f32 array")
+        .to_vec();
+    (data, n, d)
 }

@@ -141,5 +141,8 @@ fn prefixes_are_the_beginnings_of_the_orderings() {
     let bad = diversity_prefixes(rows, Some(&s[1..]), &starts, 3, None, Budget::default());
     assert!(matches!(bad, Err(ComputeError::SimilarityShape { .. })));
     let out_of_range = diversity_prefixes(rows, None, &[N], 3, None, Budget::default());
-    assert!(matches!(out_of_range, Err(ComputeError::StartOutOfRange { .. })));
+    assert!(matches!(
+        out_of_range,
+        Err(ComputeError::StartOutOfRange { .. })
+    ));
 }

@@ -105,33 +105,16 @@ pub fn replay_excess(s: &[f64], n: usize, seq: &[u32]) -> f64 {
     worst
 }
 
-/// Reads a little-endian f32 C-order 2-D .npy file: (data, rows, cols).
+/// Reads a 2-D f32 .npy file with weft-core's reader: (data, rows, cols).
 pub fn read_npy_f32(path: &Path) -> (Vec<f32>, usize, usize) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "not a .npy file");
-    let (hlen, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        )
-    };
-    let header = std::str::from_utf8(&bytes[start..start + hlen]).unwrap();
-    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
-    let shape = &header[header.find("'shape': (").unwrap() + 10..];
-    let shape = &shape[..shape.find(')').unwrap()];
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let (n, d) = (dims[0], dims[1]);
-    let data: Vec<f32> = bytes[start + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    assert_eq!(data.len(), n * d);
+    let a = weft_core::npy::load(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .array;
+    let (n, d) = (a.rows(), a.row_len());
+    // SAFETY: nothing else holds the freshly loaded array, so nothing writes it.
+    let data = unsafe { a.as_slice::<f32>() }
+        .expect("an f32 array")
+        .to_vec();
     (data, n, d)
 }
 
