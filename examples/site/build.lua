@@ -39,19 +39,7 @@ local module_path = script_dir .. "/?.lua;"
 package.path = module_path .. package.path
 local pages = require "site_pages"
 
--- wall clock, isatty and getpid through LuaJIT's FFI (os.clock is CPU time of all threads)
-local ffi = require "ffi"
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } weft_site_timespec;
-  int clock_gettime(int clk, weft_site_timespec *ts);
-  int isatty(int fd);
-  int getpid(void);
-]]
-local ts = ffi.new("weft_site_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = pages.now
 
 local function fail(msg)
   io.stderr:write("build.lua: ", msg, "\n")
@@ -68,7 +56,7 @@ if os.getenv("WEFT_SITE_WORKERS") then
   end
 end
 local progress_mode = os.getenv("WEFT_SITE_PROGRESS") == "0" and "off"
-  or (ffi.C.isatty(2) == 1 and "bar" or "lines")
+  or (pages.isatty(2) and "bar" or "lines")
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -161,13 +149,13 @@ do
   if not f then fail("cannot read " .. script_dir .. "/style.css") end
   local css = f:read("*a")
   f:close()
-  pages.write_atomic(out .. "/style.css", css, tostring(ffi.C.getpid()))
+  pages.write_atomic(out .. "/style.css", css, tostring(pages.getpid()))
 end
 
-local done = weft.counter()
+local done, html_us, write_us = weft.counter(), weft.counter(), weft.counter()
 local D = {
   texts = texts, ids = ids, scores = scores, div = div, site = site,
-  out = out, pid = tostring(ffi.C.getpid()), done = done,
+  out = out, pid = tostring(pages.getpid()), done = done, html_us = html_us, write_us = write_us,
 }
 local pool = weft.pool {
   size = workers,
@@ -228,7 +216,9 @@ print(string.format("weft site: %d texts, %d sources -> %s (%d pages + style.css
 print(string.format("  load       %7.3f s", phase.load))
 print(string.format("  top-k      %7.3f s   (%d similar per text)", phase.topk, k))
 print(string.format("  orderings  %7.3f s   (%d different per text)", phase.orderings, different))
-print(string.format("  render     %7.3f s   (%d workers, %.0f pages/s)", phase.render, workers,
-  total_pages / phase.render))
+print(string.format("  render     %7.3f s   (%d worker%s, %.0f pages/s)", phase.render, workers,
+  workers == 1 and "" or "s", total_pages / phase.render))
+print(string.format("                         (the workers' time added up: HTML %.3f s, writing files %.3f s)",
+  html_us:get() * 1e-6, write_us:get() * 1e-6))
 print(string.format("  total      %7.3f s   (%.0f pages/s)", total, total_pages / total))
 print("open " .. out .. "/index.html")

@@ -7,12 +7,31 @@
 --   D.div     N×(L+1) u32 array: diversity orderings, row i starting with i itself
 --   D.site    frozen: name, n, titles[i] (HTML-escaped), src[i] (source number or 0),
 --             sources[s] = {name (escaped), slug, items = {...}}
---   D.out     the output directory; D.pid the build's process id, D.done a weft.counter
+--   D.out     the output directory; D.pid the build's process id; D.done, D.html_us and
+--             D.write_us weft.counters (pages, microseconds making HTML, writing files)
 -- Workers are numbered by the pool's init (the global WORKER); temporary files are named
 -- NAME.tmp-<pid>-<worker>, so two workers (or two builds) never write the same one.
 -- Nothing here keeps per-item state: a page is a function of (i, D) only, so any worker
 -- can render any range and the output is the same for any number of workers.
 local M = {}
+
+-- A wall clock, isatty and getpid through LuaJIT's FFI (os.clock is the CPU time of all
+-- threads, not a wall clock). Declared here once per Lua state: the main thread and each
+-- worker load this module once.
+local ffi = require "ffi"
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } weft_site_timespec;
+  int clock_gettime(int clk, weft_site_timespec *ts);
+  int isatty(int fd);
+  int getpid(void);
+]]
+local ts = ffi.new("weft_site_timespec")
+function M.now()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+function M.isatty(fd) return ffi.C.isatty(fd) == 1 end
+function M.getpid() return tonumber(ffi.C.getpid()) end
 
 -- Files. Item i (1-based, row i of emb.npy) is t/<i-1>.html: the corpus' own 0-based id.
 function M.text_file(i) return (i - 1) .. ".html" end
@@ -83,21 +102,21 @@ local function head(buf, title, root, site_name)
   buf[#buf + 1] = 'style.css">\n</head>\n<body>\n'
 end
 
-local function foot(buf, site)
+local function foot(buf, C)
   buf[#buf + 1] = '<footer>'
-  buf[#buf + 1] = tostring(site.n)
+  buf[#buf + 1] = tostring(C.n)
   buf[#buf + 1] = ' texts from '
-  buf[#buf + 1] = site.name
+  buf[#buf + 1] = C.name
   buf[#buf + 1] = ', built with weft: similar = cosine top-k of the embeddings, different = a diversity ordering.</footer>\n</body>\n</html>\n'
 end
 
 -- one <li> linking to item j; prefix is the path from the page to t/
-local function item_li(buf, site, prefix, j, extra)
+local function item_li(buf, C, prefix, j, extra)
   buf[#buf + 1] = '<li><a href="'
   buf[#buf + 1] = prefix
   buf[#buf + 1] = M.text_file(j)
   buf[#buf + 1] = '">'
-  buf[#buf + 1] = site.titles[j]
+  buf[#buf + 1] = C.titles[j]
   buf[#buf + 1] = '</a>'
   if extra then buf[#buf + 1] = extra end
   buf[#buf + 1] = '</li>\n'
@@ -105,15 +124,34 @@ end
 
 -- Pages ---------------------------------------------------------------------------------
 
+-- The views the pages read, looked up once per task. Getting a nested frozen table
+-- (site.titles) or an array row (ids[i]) makes a view (about 0.2 us, and those lookups
+-- contend between threads); reading elements of a view in hand, or a:get(i, j), costs
+-- about 20 ns and scales. The source list is small: a plain copy per task.
+function M.context(D)
+  local site = D.site
+  local C = {
+    texts = D.texts, ids = D.ids, scores = D.scores, div = D.div,
+    titles = site.titles, src = site.src, sources = {},
+    n = site.n, k = site.k, different = site.different, name = site.name,
+  }
+  local sources = site.sources
+  for s = 1, #sources do
+    local v = sources[s]
+    C.sources[s] = { name = v.name, slug = v.slug, items = v.items }
+  end
+  return C
+end
+
 -- The page of item i.
-function M.text_page(i, D)
-  local site, ids, scores, div = D.site, D.ids, D.scores, D.div
-  local n, k, len = site.n, site.k, site.different
-  local title = site.titles[i]
-  local s = site.src[i]
-  local src = s > 0 and site.sources[s] or nil
+function M.text_page(i, C)
+  local ids, scores, div = C.ids, C.scores, C.div
+  local n, k, len = C.n, C.k, C.different
+  local title = C.titles[i]
+  local s = C.src[i]
+  local src = s > 0 and C.sources[s] or nil
   local buf = {}
-  head(buf, title, "../", site.name)
+  head(buf, title, "../", C.name)
 
   buf[#buf + 1] = '<nav><a href="../index.html">All texts</a>'
   if src then
@@ -124,7 +162,7 @@ function M.text_page(i, D)
   buf[#buf + 1] = '</nav>\n<main>\n<h1>'
   buf[#buf + 1] = title
   buf[#buf + 1] = '</h1>\n<pre class="text">'
-  buf[#buf + 1] = M.escape(D.texts[i].text)
+  buf[#buf + 1] = M.escape(C.texts[i].text)
   buf[#buf + 1] = '</pre>\n<p class="meta">Text #' .. (i - 1) .. ' of ' .. n
   if src then
     buf[#buf + 1] = ', from <a href="../s/' .. M.source_file(src.slug) .. '">' .. src.name .. '</a>'
@@ -132,62 +170,62 @@ function M.text_page(i, D)
   buf[#buf + 1] = '.</p>\n'
 
   buf[#buf + 1] = '<section>\n<h2>Similar</h2>\n<ol class="similar">\n'
-  local row, srow = ids[i], scores[i]
   for r = 1, k do
-    item_li(buf, site, "", row[r], string.format(' <span class="score">%.3f</span>', srow[r]))
+    item_li(buf, C, "", ids:get(i, r), string.format(' <span class="score">%.3f</span>', scores:get(i, r)))
   end
   buf[#buf + 1] = '</ol>\n</section>\n'
 
   buf[#buf + 1] = '<section>\n<h2>Something different</h2>\n'
   buf[#buf + 1] = '<p class="note">Each next text is the one least like this text and those listed above it.</p>\n'
   buf[#buf + 1] = '<ol class="different">\n'
-  local drow = div[i] -- drow[1] == i: the ordering starts with this text, which is not listed
-  for r = 2, len + 1 do item_li(buf, site, "", drow[r]) end
+  -- column 1 is i itself: the ordering starts with this text, which is not listed
+  for r = 2, len + 1 do item_li(buf, C, "", div:get(i, r)) end
   buf[#buf + 1] = '</ol>\n</section>\n</main>\n'
-  foot(buf, site)
+  foot(buf, C)
   return table.concat(buf)
 end
 
 -- The page of source s: every text from it, in corpus order.
-function M.source_page(s, D)
-  local site = D.site
-  local src = site.sources[s]
+function M.source_page(s, C)
+  local src = C.sources[s]
   local items = src.items
   local buf = {}
-  head(buf, src.name, "../", site.name)
+  head(buf, src.name, "../", C.name)
   buf[#buf + 1] = '<nav><a href="../index.html">All texts</a></nav>\n<main>\n<h1>'
   buf[#buf + 1] = src.name
   buf[#buf + 1] = '</h1>\n<p class="meta">' .. #items .. (#items == 1 and ' text' or ' texts') .. ' from this source.</p>\n<ol class="texts">\n'
-  for r = 1, #items do item_li(buf, site, "../t/", items[r]) end
+  for r = 1, #items do item_li(buf, C, "../t/", items[r]) end
   buf[#buf + 1] = '</ol>\n</main>\n'
-  foot(buf, site)
+  foot(buf, C)
   return table.concat(buf)
 end
 
 -- The index: the sources, then every text.
-function M.index_page(D)
-  local site = D.site
+function M.index_page(C)
+  local sources = C.sources
   local buf = {}
-  head(buf, "All texts", "", site.name)
-  buf[#buf + 1] = '<main>\n<h1>' .. site.name .. '</h1>\n<p class="meta">' .. site.n .. ' texts'
-  if #site.sources > 0 then buf[#buf + 1] = ' from ' .. #site.sources .. ' sources' end
+  head(buf, "All texts", "", C.name)
+  buf[#buf + 1] = '<main>\n<h1>' .. C.name .. '</h1>\n<p class="meta">' .. C.n .. ' texts'
+  if #sources > 0 then buf[#buf + 1] = ' from ' .. #sources .. ' sources' end
   buf[#buf + 1] = '. Each page links to the texts most similar to it and to a run of texts as different as possible.</p>\n'
-  if #site.sources > 0 then
+  if #sources > 0 then
     buf[#buf + 1] = '<h2>Sources</h2>\n<ul class="sources">\n'
-    for s = 1, #site.sources do
-      local src = site.sources[s]
+    for s = 1, #sources do
+      local src = sources[s]
       buf[#buf + 1] = '<li><a href="s/' .. M.source_file(src.slug) .. '">' .. src.name .. '</a> <span class="count">' .. #src.items .. '</span></li>\n'
     end
     buf[#buf + 1] = '</ul>\n'
   end
   buf[#buf + 1] = '<h2>All texts</h2>\n<ol class="texts" start="0">\n'
-  local titles, src, sources = site.titles, site.src, site.sources
-  for i = 1, site.n do
+  local labels = {}
+  for s = 1, #sources do labels[s] = ' <span class="src">' .. sources[s].name .. '</span>' end
+  local src = C.src
+  for i = 1, C.n do
     local s = src[i]
-    item_li(buf, site, "t/", i, s > 0 and (' <span class="src">' .. sources[s].name .. '</span>') or nil)
+    item_li(buf, C, "t/", i, s > 0 and labels[s] or nil)
   end
   buf[#buf + 1] = '</ol>\n</main>\n'
-  foot(buf, site)
+  foot(buf, C)
   return table.concat(buf)
 end
 
@@ -214,26 +252,42 @@ end
 
 local function tmp_tag(D) return D.pid .. "-" .. tostring(WORKER or 0) end
 
--- Render and write the pages of items first..last; D.done counts pages for the progress bar.
+-- Render and write the pages of items first..last. D.done counts pages (the progress bar),
+-- D.html_us and D.write_us the microseconds spent making HTML and writing files.
 function M.render_texts(first, last, D)
-  local dir, tag, done = D.out .. "/t/", tmp_tag(D), D.done
+  local dir, tag, done, C = D.out .. "/t/", tmp_tag(D), D.done, M.context(D)
+  local now, html_s, write_s = M.now, 0, 0
   for i = first, last do
-    M.write_atomic(dir .. M.text_file(i), M.text_page(i, D), tag)
+    local t0 = now()
+    local html = M.text_page(i, C)
+    local t1 = now()
+    M.write_atomic(dir .. M.text_file(i), html, tag)
+    html_s, write_s = html_s + (t1 - t0), write_s + (now() - t1)
     done:add(1)
   end
+  D.html_us:add(math.floor(html_s * 1e6))
+  D.write_us:add(math.floor(write_s * 1e6))
   return last - first + 1
 end
 
-function M.render_source(s, D)
-  M.write_atomic(D.out .. "/s/" .. M.source_file(D.site.sources[s].slug), M.source_page(s, D), tmp_tag(D))
+local function render_one(D, path, make)
+  local t0 = M.now()
+  local html = make()
+  local t1 = M.now()
+  M.write_atomic(D.out .. path, html, tmp_tag(D))
+  D.html_us:add(math.floor((t1 - t0) * 1e6))
+  D.write_us:add(math.floor((M.now() - t1) * 1e6))
   D.done:add(1)
   return 1
 end
 
+function M.render_source(s, D)
+  local C = M.context(D)
+  return render_one(D, "/s/" .. M.source_file(C.sources[s].slug), function() return M.source_page(s, C) end)
+end
+
 function M.render_index(D)
-  M.write_atomic(D.out .. "/index.html", M.index_page(D), tmp_tag(D))
-  D.done:add(1)
-  return 1
+  return render_one(D, "/index.html", function() return M.index_page(M.context(D)) end)
 end
 
 return M
