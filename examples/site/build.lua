@@ -23,13 +23,19 @@
 -- are off-heap arrays; a weft.pool renders the pages, each worker reading all of these in
 -- place (they cross by reference, once per task, never copied per item). Each task renders
 -- a range of items. Every page is written to NAME.tmp-<pid>-<worker> and renamed into place,
--- so an interrupted build never leaves half a page. Output is byte-identical for any number
--- of workers.
+-- so an interrupted build never leaves half a page (the next build deletes leftover
+-- temporary files). Output is byte-identical for any number of workers.
+--
+-- It prints a progress bar (on a terminal) and a summary: items, the time of each phase
+-- (load, top-k, orderings, render), pages/s, and the workers' time making HTML against
+-- writing files. Runs under `weft run` or LuaJIT with the weft module (site_pages.lua uses
+-- the FFI for a wall clock).
 --
 -- Environment:
 --   WEFT_SITE_WORKERS=n   render (and compute) with n threads instead of weft.cpus(), e.g.
 --                         1 to measure the render phase's speedup on all cores
---   WEFT_SITE_TITLE=...   the site's name (default: the corpus directory's name)
+--   WEFT_SITE_TITLE=...   the site's name (default: the corpus directory's name, or
+--                         "fortunes" for the default corpus)
 --   WEFT_SITE_PROGRESS=0  no progress output (default: a bar on a terminal, else a line
 --                         per quarter of the pages)
 local weft = require "weft"
