@@ -188,6 +188,27 @@ describe("pool:submit", function()
   end)
 end)
 
+describe("a pool worker after a failed task", function()
+  it("can require a module whose loading the failed task interrupted", function()
+    -- Lua 5.1 and LuaJIT leave a sentinel in package.loaded when a require fails (or is
+    -- cancelled); the worker's state is reused, so weft clears it
+    local pool = weft.pool { size = 1 }
+    local ok = pcall(function()
+      pool:submit(function()
+        package.preload.flaky = function() error("loading failed") end
+        return require "flaky"
+      end):join(10)
+    end)
+    assert.is_false(ok)
+    local v = pool:submit(function()
+      package.preload.flaky = function() return 42 end
+      return require "flaky"
+    end):join(10)
+    assert.equal(42, v)
+    pool:close()
+  end)
+end)
+
 describe("pool:map", function()
   local pool
 

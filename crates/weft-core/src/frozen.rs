@@ -111,7 +111,12 @@ impl Frozen {
     /// An identity for per-state caches: the address of this table inside its snapshot,
     /// unique among live snapshots' tables.
     pub fn address(&self) -> *const () {
-        self.snap.msg.node(self.node) as *const Node as *const ()
+        self.child_address(self.node)
+    }
+
+    /// [`Frozen::address`] of the view [`Frozen::child`] would make, without making it.
+    pub fn child_address(&self, node: u32) -> *const () {
+        self.snap.msg.node(node) as *const Node as *const ()
     }
 
     /// `#t`: the sequence length the table had when frozen.

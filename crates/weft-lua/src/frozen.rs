@@ -65,6 +65,23 @@ impl RawType for LuaFrozen {
 /// # Safety
 /// A valid state with 4 free slots.
 pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) {
+    // SAFETY: forwarded contract.
+    unsafe { push_cached(state, view.address(), || view) }
+}
+
+/// Push the view of table `node` of `parent`'s snapshot. A cache hit touches no reference
+/// count: readers on several threads would otherwise contend for the snapshot's.
+unsafe fn push_child(state: *mut ffi::lua_State, parent: &Frozen, node: u32) {
+    // SAFETY: forwarded contract.
+    unsafe { push_cached(state, parent.child_address(node), || parent.child(node)) }
+}
+
+/// Push this state's userdata for the table at `address`, or `make()` a view and cache it.
+unsafe fn push_cached(
+    state: *mut ffi::lua_State,
+    address: *const (),
+    make: impl FnOnce() -> Frozen,
+) {
     // SAFETY: balanced registry and cache-table work on a valid state.
     unsafe {
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
@@ -78,7 +95,7 @@ pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) {
             ffi::lua_pushvalue(state, -1);
             ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
         }
-        let key = view.address() as *mut std::ffi::c_void;
+        let key = address as *mut std::ffi::c_void;
         ffi::lua_pushlightuserdata(state, key);
         ffi::lua_rawget(state, -2);
         if ffi::lua_type(state, -1) == ffi::LUA_TUSERDATA {
@@ -86,7 +103,7 @@ pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) {
             return;
         }
         ffi::lua_pop(state, 1);
-        rawud::push(state, LuaFrozen(view));
+        rawud::push(state, LuaFrozen(make()));
         ffi::lua_pushlightuserdata(state, key);
         ffi::lua_pushvalue(state, -2);
         ffi::lua_rawset(state, -4);
@@ -146,7 +163,7 @@ unsafe fn push_value(state: *mut ffi::lua_State, view: &Frozen, v: &Value) -> Re
     // SAFETY: pushes exactly one value on a valid state.
     unsafe {
         match v {
-            Value::Node(n) => push_view(state, view.child(*n)),
+            Value::Node(n) => push_child(state, view, *n),
             leaf => push_leaf(state, leaf)?,
         }
         Ok(())

@@ -177,7 +177,24 @@ const FROZEN_CHUNK: &str = r#"local raw_index, number_at, field_at = ...
 local ffi = require "ffi"
 number_at = ffi.cast("int (*)(void *, double, double *)", number_at)
 field_at = ffi.cast("int (*)(void *, const char *, size_t, double *)", field_at)
-local out, type = ffi.new("double[1]"), type
+local out, type, setmetatable = ffi.new("double[1]"), type, setmetatable
+-- Values the FFI path does not answer (strings, nested tables, methods) come from the C
+-- path once per view and key, then from here: a frozen table never changes. Weak keys and
+-- weak values, so the cache keeps neither the views nor (through a cycle) their parents.
+local cache, weak = setmetatable({}, { __mode = "k" }), { __mode = "v" }
+local function slow(t, k)
+  local c = cache[t]
+  if c == nil then
+    c = setmetatable({}, weak)
+    cache[t] = c
+  end
+  local v = c[k]
+  if v == nil then
+    v = raw_index(t, k)
+    if v ~= nil then c[k] = v end
+  end
+  return v
+end
 return function(t, k)
   local tk = type(k)
   if tk == "number" then
@@ -186,7 +203,7 @@ return function(t, k)
   elseif tk == "string" then
     if field_at(t, k, #k, out) == 1 then return out[0] end
   end
-  return raw_index(t, k)
+  return slow(t, k)
 end"#;
 
 const ARRAY_CHUNK: &str = r#"local raw_index, raw_newindex, methods, get_at, set_at, get2, set2 = ...

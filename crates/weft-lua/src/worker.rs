@@ -354,9 +354,53 @@ thread_local! {
 /// Run `f` with this pool worker's Lua state.
 pub fn with_worker_state(f: impl FnOnce(&Lua) -> Outcome) -> Outcome {
     WORKER_STATE.with(|w| match &*w.borrow() {
-        Some(lua) => f(lua),
+        Some(lua) => {
+            let outcome = f(lua);
+            if !matches!(outcome, Outcome::Returned(_)) {
+                forget_interrupted_requires(lua);
+            }
+            outcome
+        }
         None => failed("weft: no Lua state on this worker".into()),
     })
+}
+
+/// On Lua 5.1 and LuaJIT, a `require` interrupted by an error or a cancellation leaves a
+/// sentinel in `package.loaded`, and every later `require` of that module in the state
+/// fails with "loop or previous error loading module". A pool worker's state outlives the
+/// task that failed, so remove such sentinels (found by provoking one: its value differs
+/// between versions, and Lua 5.4 leaves none).
+fn forget_interrupted_requires(lua: &Lua) {
+    let clean = || -> mlua::Result<()> {
+        let package: mlua::Table = lua.globals().raw_get("package")?;
+        let (loaded, preload): (mlua::Table, mlua::Table) =
+            (package.raw_get("loaded")?, package.raw_get("preload")?);
+        const PROBE: &str = "weft: sentinel probe";
+        preload.raw_set(
+            PROBE,
+            lua.create_function(|_, ()| -> mlua::Result<()> {
+                Err(mlua::Error::runtime("probe"))
+            })?,
+        )?;
+        let require: mlua::Function = lua.globals().raw_get("require")?;
+        let _ = require.call::<mlua::Value>(PROBE);
+        preload.raw_set(PROBE, mlua::Value::Nil)?;
+        let sentinel: mlua::Value = loaded.raw_get(PROBE)?;
+        if sentinel.is_nil() {
+            return Ok(());
+        }
+        let stale: Vec<mlua::Value> = loaded
+            .pairs::<mlua::Value, mlua::Value>()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v == &sentinel)
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            loaded.raw_set(k, mlua::Value::Nil)?;
+        }
+        Ok(())
+    };
+    let _ = clean();
 }
 
 /// Pool lifecycle: build a state per worker and run the pool's `init` in it.
