@@ -48,6 +48,8 @@ lua-test: modules
 	bash tests/lua/readme.sh
 
 example-test:
+	$(CARGO) run --release -q -- run examples/site/build.lua
+	bash tests/site/check.sh
 	$(CARGO) run --release -q -- run examples/nearest_fortunes.lua
 	# 8 GB of arrays off the Lua heap (the machine CI runs on has 23 GB)
 	$(CARGO) run --release -q -- run examples/big_arrays.lua 8
