@@ -68,7 +68,7 @@ fn topk_equals_reference_exactly() {
         for threads in [1, 2] {
             let got = topk(rows, k, Some(threads)).unwrap();
             for q in 0..N {
-                let want = topk64(&s64, N, q, k);
+                let want = topk64(&s64[q * N..(q + 1) * N], q, k);
                 assert_eq!(&got.ids[q * k..(q + 1) * k], &want[..], "k={k} q={q}");
                 for (p, &j) in want.iter().enumerate() {
                     assert_eq!(got.scores[q * k + p] as f64, s64[q * N + j as usize]);

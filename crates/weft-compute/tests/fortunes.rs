@@ -33,7 +33,7 @@ fn topk_matches_reference_up_to_near_tie_swaps() {
     let got = topk(Rows::new(e, n, d).unwrap(), k, None).unwrap();
     let mut swaps = 0;
     for q in 0..n {
-        let want = topk64(s64, n, q, k);
+        let want = topk64(&s64[q * n..(q + 1) * n], q, k);
         for (p, &w) in want.iter().enumerate() {
             let (g, w) = (got.ids[q * k + p] as usize, w as usize);
             if g != w {
