@@ -145,6 +145,7 @@ return {
   array = core.array,
   load_npy = core.load_npy,
   memory = core.memory,
+  now = core.now,
   -- The compute engine (crates/weft-lua/src/compute.rs).
   similarity = core.similarity,
   topk = core.topk,

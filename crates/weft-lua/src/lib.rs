@@ -112,6 +112,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         core.set("array", lua.create_c_function(arrays::new_array)?)?;
         core.set("load_npy", lua.create_c_function(arrays::load_npy)?)?;
         core.set("memory", lua.create_c_function(arrays::memory)?)?;
+        core.set("now", lua.create_c_function(now)?)?;
         core.set("similarity", lua.create_c_function(compute::similarity)?)?;
         core.set("topk", lua.create_c_function(compute::topk)?)?;
         core.set("diversity", lua.create_c_function(compute::diversity)?)?;
@@ -148,6 +149,16 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let module: Table = prelude.call((core, fail_mark()))?;
     lua.set_named_registry_value("weft.module", &module)?;
     Ok(module)
+}
+
+/// `weft.now()`: seconds on a monotonic wall clock, for timing (`os.clock` counts the CPU
+/// time of every thread of the process, which says little once work runs in parallel).
+unsafe extern "C-unwind" fn now(state: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *START.get_or_init(std::time::Instant::now);
+    // SAFETY: pushes one number on a valid state.
+    unsafe { mlua::ffi::lua_pushnumber(state, origin.elapsed().as_secs_f64()) };
+    1
 }
 
 /// Keep this shared object mapped until the process exits. The host interpreter unloads
