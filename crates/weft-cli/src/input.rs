@@ -123,7 +123,7 @@ impl Embeddings {
 impl View<'_> {
     /// The rows scaled to unit length (norms in f64); an error names a zero, NaN or Inf
     /// row (0-based) or too few rows (`need`).
-    pub fn normalised(&self, need: usize) -> Result<Vec<f32>, Failure> {
+    pub fn normalised(&self, need: usize) -> Result<weft_compute::Normalised, Failure> {
         if self.rows.n() < need {
             return Err(Failure::input(
                 self.path,
@@ -133,6 +133,6 @@ impl View<'_> {
                 },
             ));
         }
-        weft_compute::normalize(self.rows).map_err(|e| Failure::input(self.path, e))
+        weft_compute::Normalised::new(self.rows).map_err(|e| Failure::input(self.path, e))
     }
 }

@@ -46,7 +46,7 @@ pub use budget::Budget;
 pub use cache::{Cache, CacheInfo, CacheWriter, Progress};
 pub use diversity::{diversity, diversity_many, diversity_prefixes, Orderings};
 pub use error::{ComputeError, RowProblem};
-pub use normalize::normalize;
+pub use normalize::{normalize, Normalised};
 pub use rows::Rows;
 pub use similarity::{similarity, similarity_into};
 pub use topk::{topk, TopK};

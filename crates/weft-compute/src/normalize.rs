@@ -34,6 +34,29 @@ pub fn normalize(rows: Rows<'_>) -> Result<Vec<f32>, ComputeError> {
     Ok(out)
 }
 
+/// Rows scaled to unit length, owned together with their shape: what the kernels take.
+pub struct Normalised {
+    data: Vec<f32>,
+    n: usize,
+    d: usize,
+}
+
+impl Normalised {
+    /// Normalise `rows` (see [`normalize`]).
+    pub fn new(rows: Rows<'_>) -> Result<Normalised, ComputeError> {
+        Ok(Normalised {
+            data: normalize(rows)?,
+            n: rows.n(),
+            d: rows.d(),
+        })
+    }
+
+    /// The normalised rows.
+    pub fn rows(&self) -> Rows<'_> {
+        Rows::new(&self.data, self.n, self.d).expect("normalising keeps a valid shape")
+    }
+}
+
 fn bad(row: usize, problem: RowProblem) -> ComputeError {
     ComputeError::BadRow { row, problem }
 }

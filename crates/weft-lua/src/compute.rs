@@ -12,7 +12,7 @@ use crate::rawud::{self, arg, guard, set_fn, RawType};
 use mlua::ffi;
 use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use weft_compute::{Budget, Cache, CacheWriter, ComputeError, Rows};
+use weft_compute::{Budget, Cache, CacheWriter, ComputeError, Normalised, Rows};
 use weft_core::{Array, DType, Handle};
 
 /// Options every compute call takes.
@@ -200,8 +200,8 @@ pub(crate) unsafe extern "C-unwind" fn similarity(state: *mut ffi::lua_State) ->
             let emb = embeddings(state, 1, WHAT)?;
             let opts = options(state, 2, WHAT)?;
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
-            let normalised = weft_compute::normalize(rows).map_err(|e| lua_error(WHAT, e))?;
-            let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
+            let unit = Normalised::new(rows).map_err(|e| lua_error(WHAT, e))?;
+            let e = unit.rows();
             let n = rows.n();
             let out = Array::zeros(DType::F32, n, Some(n)).map_err(|e| format!("{WHAT}: {e}"))?;
             // The array was just created and is not shared yet (`as_mut_slice`'s contract).
@@ -239,8 +239,8 @@ pub(crate) unsafe extern "C-unwind" fn topk(state: *mut ffi::lua_State) -> c_int
                     ))
                 }
             };
-            let normalised = weft_compute::normalize(rows).map_err(|e| lua_error(WHAT, e))?;
-            let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
+            let unit = Normalised::new(rows).map_err(|e| lua_error(WHAT, e))?;
+            let e = unit.rows();
             let found = weft_compute::topk(e, k, opts.threads).map_err(|e| lua_error(WHAT, e))?;
             let ids = u32_array(&found.ids, rows.n(), Some(k))?;
             let scores = f32_array(&found.scores, rows.n(), Some(k))?;
@@ -297,8 +297,8 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                 None
             };
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
-            let normalised = weft_compute::normalize(rows).map_err(|e| lua_error(WHAT, e))?;
-            let e = Rows::new(&normalised, rows.n(), rows.d()).map_err(|e| lua_error(WHAT, e))?;
+            let unit = Normalised::new(rows).map_err(|e| lua_error(WHAT, e))?;
+            let e = unit.rows();
             let s = match &given {
                 None => None,
                 Some(s) if s.dtype() == DType::F32 && s.shape() == (rows.n(), Some(rows.n())) => {

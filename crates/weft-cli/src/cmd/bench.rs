@@ -12,7 +12,7 @@ use crate::progress::Reporter;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use weft_compute::{threads, Budget, Orderings, Rows};
+use weft_compute::{threads, Budget, Orderings};
 
 const EXAMPLE: &str = "\
 Examples:
@@ -107,8 +107,8 @@ pub fn run(a: Args) -> Outcome {
     let mut emb = input::load(&path, &Reporter::silent())?;
     let view = emb.view()?;
     let (n, d) = (view.rows.n(), view.rows.d());
-    let normalised = view.normalised(2)?;
-    let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
+    let unit = view.normalised(2)?;
+    let rows = unit.rows();
     let fail = |e| Failure::input(view.path, e);
     let all = a
         .threads

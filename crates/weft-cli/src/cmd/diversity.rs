@@ -9,7 +9,7 @@ use crate::starts::{self, Starts};
 use crate::{cmd, input};
 use std::path::PathBuf;
 use std::time::Instant;
-use weft_compute::{Budget, Orderings, Rows};
+use weft_compute::{Budget, Orderings};
 use weft_core::DType;
 
 const EXAMPLE: &str = "\
@@ -50,13 +50,13 @@ pub fn run(a: Args) -> Outcome {
     output::check_writable(&a.output)?;
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
-    let (n, d) = (view.rows.n(), view.rows.d());
-    let normalised = view.normalised(1)?;
+    let n = view.rows.n();
+    let unit = view.normalised(1)?;
     let starts = a
         .starts
         .expand(n)
         .map_err(|e| Failure::input(view.path, e))?;
-    let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
+    let rows = unit.rows();
     let (threads, budget) = (a.common.threads(), a.budget.unwrap_or_default());
     let fail = |e| Failure::input(view.path, e);
     let seqs = output::matrix::<u32>(DType::U32, starts.len(), n, |out| {

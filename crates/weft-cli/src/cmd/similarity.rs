@@ -7,7 +7,7 @@ use crate::progress::Reporter;
 use crate::{cmd, input};
 use std::path::PathBuf;
 use std::time::Instant;
-use weft_compute::{Budget, ComputeError, Rows};
+use weft_compute::{Budget, ComputeError};
 use weft_core::DType;
 
 const EXAMPLE: &str = "\
@@ -44,9 +44,9 @@ pub fn run(a: Args) -> Outcome {
     output::check_writable(&a.output)?;
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
-    let (n, d) = (view.rows.n(), view.rows.d());
-    let normalised = view.normalised(1)?;
-    let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
+    let n = view.rows.n();
+    let unit = view.normalised(1)?;
+    let rows = unit.rows();
     let budget = a.budget.unwrap_or_default();
     let needed = (n as u64).saturating_mul(n as u64).saturating_mul(4);
     if !budget.fits(needed) {

@@ -8,7 +8,6 @@ use crate::progress::Reporter;
 use crate::{cmd, input};
 use std::path::PathBuf;
 use std::time::Instant;
-use weft_compute::Rows;
 use weft_core::DType;
 
 const EXAMPLE: &str = "\
@@ -58,9 +57,9 @@ pub fn run(a: Args) -> Outcome {
     }
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
-    let (n, d) = (view.rows.n(), view.rows.d());
-    let normalised = view.normalised(1)?;
-    let rows = Rows::new(&normalised, n, d).map_err(|e| Failure::input(view.path, e))?;
+    let n = view.rows.n();
+    let unit = view.normalised(1)?;
+    let rows = unit.rows();
     let phase = rep.phase("topk", 0, 1);
     let found = weft_compute::topk(rows, a.k, a.common.threads())
         .map_err(|e| Failure::input(view.path, e))?;
