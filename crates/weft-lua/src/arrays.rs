@@ -108,29 +108,10 @@ fn describe(e: ArrayError) -> String {
     format!("weft: {e}")
 }
 
-/// An integer argument (LuaJIT passes floats: they must be integral).
-unsafe fn int_arg(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<i64, String> {
-    // SAFETY: type-checked reads of a valid index.
-    unsafe {
-        if ffi::lua_type(state, idx) != ffi::LUA_TNUMBER {
-            return Err(format!(
-                "{what} must be an integer (got {})",
-                rawud::type_of(state, idx)
-            ));
-        }
-        #[cfg(feature = "lua54")]
-        if ffi::lua_isinteger(state, idx) != 0 {
-            return Ok(ffi::lua_tointeger(state, idx));
-        }
-        let n = ffi::lua_tonumber(state, idx);
-        weft_core::key::integral(n).ok_or_else(|| format!("{what} must be an integer (got {n})"))
-    }
-}
-
 /// A size argument: a non-negative integer.
 unsafe fn size_arg(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<usize, String> {
     // SAFETY: forwarded.
-    let n = unsafe { int_arg(state, idx, what)? };
+    let n = unsafe { rawud::int_arg(state, idx, what)? };
     usize::try_from(n).map_err(|_| format!("{what} must not be negative (got {n})"))
 }
 
@@ -183,12 +164,12 @@ unsafe fn element_index(
 ) -> Result<(usize, c_int), String> {
     // SAFETY: forwarded reads of valid indices.
     unsafe {
-        let i = int_arg(state, 2, &format!("{what}: row"))?;
+        let i = rawud::int_arg(state, 2, &format!("{what}: row"))?;
         match a.shape() {
             (rows, None) => Ok((position(i, rows, "elements")?, 3)),
             (rows, Some(cols)) => {
                 let r = position(i, rows, "rows")?;
-                let j = int_arg(state, 3, &format!("{what}: column"))?;
+                let j = rawud::int_arg(state, 3, &format!("{what}: column"))?;
                 Ok((r * cols + position(j, cols, "columns")?, 4))
             }
         }
@@ -234,7 +215,7 @@ unsafe extern "C-unwind" fn index(state: *mut ffi::lua_State) -> c_int {
                 return Ok(1);
             }
             let a = &arg::<LuaArray>(state, 1, "array")?.0;
-            let i = int_arg(state, 2, "weft: array index")?;
+            let i = rawud::int_arg(state, 2, "weft: array index")?;
             let r = position(
                 i,
                 a.rows(),
@@ -264,7 +245,7 @@ unsafe extern "C-unwind" fn newindex(state: *mut ffi::lua_State) -> c_int {
                 );
             }
             let i = position(
-                int_arg(state, 2, "weft: array index")?,
+                rawud::int_arg(state, 2, "weft: array index")?,
                 a.rows(),
                 "elements",
             )?;
@@ -343,8 +324,8 @@ unsafe extern "C-unwind" fn slice(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         guard(state, |state| {
             let a = &arg::<LuaArray>(state, 1, "a:slice")?.0;
-            let first = int_arg(state, 2, "a:slice: first row")?;
-            let last = int_arg(state, 3, "a:slice: last row")?;
+            let first = rawud::int_arg(state, 2, "a:slice: first row")?;
+            let last = rawud::int_arg(state, 3, "a:slice: last row")?;
             let rows = a.rows();
             let bad = || describe(ArrayError::BadSlice { first, last, rows });
             if first < 1 || last < first - 1 || last > rows as i64 {

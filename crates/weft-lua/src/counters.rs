@@ -88,23 +88,11 @@ unsafe fn integer(
     default: Option<i64>,
     what: &str,
 ) -> Result<i64, String> {
-    // SAFETY: type-checked reads of a valid index.
+    // SAFETY: a type check of a valid index, then the shared integer reader.
     unsafe {
-        match ffi::lua_type(state, idx) {
-            ffi::LUA_TNONE | ffi::LUA_TNIL if default.is_some() => Ok(default.unwrap_or(0)),
-            ffi::LUA_TNUMBER => {
-                #[cfg(feature = "lua54")]
-                if ffi::lua_isinteger(state, idx) != 0 {
-                    return Ok(ffi::lua_tointeger(state, idx));
-                }
-                let n = ffi::lua_tonumber(state, idx);
-                weft_core::key::integral(n)
-                    .ok_or_else(|| format!("{what} must be an integer (got {n})"))
-            }
-            _ => Err(format!(
-                "{what} must be an integer (got {})",
-                rawud::type_of(state, idx)
-            )),
+        match (ffi::lua_type(state, idx), default) {
+            (ffi::LUA_TNONE | ffi::LUA_TNIL, Some(d)) => Ok(d),
+            _ => rawud::int_arg(state, idx, what),
         }
     }
 }
@@ -167,21 +155,9 @@ unsafe fn key_arg<'a>(
     idx: c_int,
     what: &str,
 ) -> Result<KeyRef<'a>, String> {
-    // SAFETY: type-checked reads of a valid index; string keys stay on the stack.
+    // SAFETY: reads of a valid index; string keys stay on the stack.
     unsafe {
-        let key = match ffi::lua_type(state, idx) {
-            ffi::LUA_TNUMBER => {
-                #[cfg(feature = "lua54")]
-                if ffi::lua_isinteger(state, idx) != 0 {
-                    return Ok(KeyRef::Int(ffi::lua_tointeger(state, idx)));
-                }
-                KeyRef::number(ffi::lua_tonumber(state, idx))
-            }
-            ffi::LUA_TSTRING => Some(KeyRef::Str(crate::codec::raw::str_bytes(state, idx))),
-            ffi::LUA_TBOOLEAN => Some(KeyRef::Bool(ffi::lua_toboolean(state, idx) != 0)),
-            _ => None,
-        };
-        key.ok_or_else(|| {
+        rawud::key_at(state, idx).ok_or_else(|| {
             format!(
                 "{what}: keys of a shared table are strings, numbers or booleans (got {})",
                 rawud::type_of(state, idx)

@@ -14,7 +14,6 @@ use crate::rawud::{self, arg, guard, set_fn, RawType};
 use mlua::ffi;
 use std::ffi::{c_int, CStr};
 use weft_core::frozen::{Entry, EntryKey};
-use weft_core::key::KeyRef;
 use weft_core::message::Value;
 use weft_core::{Frozen, Handle};
 
@@ -170,31 +169,12 @@ unsafe fn push_value(state: *mut ffi::lua_State, view: &Frozen, v: &Value) -> Re
     }
 }
 
-/// The key at `idx` as a lookup key (`None`: a key no frozen table can hold).
-unsafe fn key_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<KeyRef<'a>> {
-    // SAFETY: type-checked reads of a valid index; a string key stays on the stack.
-    unsafe {
-        match ffi::lua_type(state, idx) {
-            ffi::LUA_TNUMBER => {
-                #[cfg(feature = "lua54")]
-                if ffi::lua_isinteger(state, idx) != 0 {
-                    return Some(KeyRef::Int(ffi::lua_tointeger(state, idx)));
-                }
-                KeyRef::number(ffi::lua_tonumber(state, idx))
-            }
-            ffi::LUA_TSTRING => Some(KeyRef::Str(crate::codec::raw::str_bytes(state, idx))),
-            ffi::LUA_TBOOLEAN => Some(KeyRef::Bool(ffi::lua_toboolean(state, idx) != 0)),
-            _ => None,
-        }
-    }
-}
-
 unsafe extern "C-unwind" fn index(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: raw function body; see `guard`. Upvalue 1 is the methods table.
     unsafe {
         guard(state, |state| {
             let view = &arg::<LuaFrozen>(state, 1, "frozen table")?.0;
-            let entry = key_at(state, 2).and_then(|k| view.get(k));
+            let entry = rawud::key_at(state, 2).and_then(|k| view.get(k));
             if entry.is_none() && ffi::lua_type(state, 2) == ffi::LUA_TSTRING {
                 ffi::lua_pushvalue(state, 2);
                 ffi::lua_rawget(state, ffi::lua_upvalueindex(1));

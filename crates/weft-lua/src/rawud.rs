@@ -15,6 +15,7 @@ use crate::codec::raw::push_bytes;
 use mlua::ffi;
 use std::ffi::{c_int, CStr};
 use std::panic::AssertUnwindSafe;
+use weft_core::key::KeyRef;
 use weft_core::Handle;
 
 /// How a Rust type appears in Lua as a raw userdata.
@@ -184,6 +185,49 @@ pub(crate) unsafe fn type_of(state: *mut ffi::lua_State, idx: c_int) -> String {
         CStr::from_ptr(ffi::lua_typename(state, t))
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+/// An integer argument (LuaJIT passes floats: they must be integral).
+pub(crate) unsafe fn int_arg(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    what: &str,
+) -> Result<i64, String> {
+    // SAFETY: type-checked reads of a valid index.
+    unsafe {
+        if ffi::lua_type(state, idx) != ffi::LUA_TNUMBER {
+            return Err(format!(
+                "{what} must be an integer (got {})",
+                type_of(state, idx)
+            ));
+        }
+        #[cfg(feature = "lua54")]
+        if ffi::lua_isinteger(state, idx) != 0 {
+            return Ok(ffi::lua_tointeger(state, idx));
+        }
+        let n = ffi::lua_tonumber(state, idx);
+        weft_core::key::integral(n).ok_or_else(|| format!("{what} must be an integer (got {n})"))
+    }
+}
+
+/// The key at `idx` as a lookup key for frozen and shared tables (`None`: a key neither
+/// can hold: nil, NaN, a table, a function).
+pub(crate) unsafe fn key_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<KeyRef<'a>> {
+    // SAFETY: type-checked reads of a valid index; a string key stays on the stack.
+    unsafe {
+        match ffi::lua_type(state, idx) {
+            ffi::LUA_TNUMBER => {
+                #[cfg(feature = "lua54")]
+                if ffi::lua_isinteger(state, idx) != 0 {
+                    return Some(KeyRef::Int(ffi::lua_tointeger(state, idx)));
+                }
+                KeyRef::number(ffi::lua_tonumber(state, idx))
+            }
+            ffi::LUA_TSTRING => Some(KeyRef::Str(crate::codec::raw::str_bytes(state, idx))),
+            ffi::LUA_TBOOLEAN => Some(KeyRef::Bool(ffi::lua_toboolean(state, idx) != 0)),
+            _ => None,
+        }
     }
 }
 
