@@ -86,16 +86,18 @@ fn flat_index(a: &weft_core::Array, i: f64) -> Option<usize> {
     (a.shape().1.is_none() && i >= 1 && (i as u64) <= a.rows() as u64).then(|| (i - 1) as usize)
 }
 
-extern "C" fn array_get(slot: *const Slot<LuaArray>, i: f64, out: *mut f64) -> c_int {
+/// The element of the array in `slot` that `locate` finds, written to `out`.
+fn read_element(
+    slot: *const Slot<LuaArray>,
+    locate: impl FnOnce(&weft_core::Array) -> Option<usize>,
+    out: *mut f64,
+) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: see `value`.
         let Some(a) = (unsafe { value(slot) }) else {
             return -1;
         };
-        let Some(idx) = flat_index(&a.0, i) else {
-            return -1;
-        };
-        let n = match a.0.get(idx) {
+        let n = match locate(&a.0).and_then(|idx| a.0.get(idx)) {
             Some(Scalar::Num(n)) => n,
             Some(Scalar::Int(i)) => i as f64,
             None => return -1,
@@ -107,21 +109,31 @@ extern "C" fn array_get(slot: *const Slot<LuaArray>, i: f64, out: *mut f64) -> c
     .unwrap_or(-1)
 }
 
-extern "C" fn array_set(slot: *const Slot<LuaArray>, i: f64, v: f64) -> c_int {
+/// Store `v` at the element of the array in `slot` that `locate` finds.
+fn write_element(
+    slot: *const Slot<LuaArray>,
+    locate: impl FnOnce(&weft_core::Array) -> Option<usize>,
+    v: f64,
+) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: see `value`.
         let Some(a) = (unsafe { value(slot) }) else {
             return -1;
         };
-        let Some(idx) = flat_index(&a.0, i) else {
-            return -1;
-        };
-        match a.0.set(idx, Scalar::Num(v)) {
-            Ok(()) => 1,
-            Err(_) => -1,
+        match locate(&a.0).map(|idx| a.0.set(idx, Scalar::Num(v))) {
+            Some(Ok(())) => 1,
+            _ => -1,
         }
     }))
     .unwrap_or(-1)
+}
+
+extern "C" fn array_get(slot: *const Slot<LuaArray>, i: f64, out: *mut f64) -> c_int {
+    read_element(slot, |a| flat_index(a, i), out)
+}
+
+extern "C" fn array_set(slot: *const Slot<LuaArray>, i: f64, v: f64) -> c_int {
+    write_element(slot, |a| flat_index(a, i), v)
 }
 
 /// The flat index of element (i, j) of a 2-D array, 1-based in.
@@ -136,41 +148,11 @@ fn flat_index2(a: &weft_core::Array, i: f64, j: f64) -> Option<usize> {
 }
 
 extern "C" fn array_get2(slot: *const Slot<LuaArray>, i: f64, j: f64, out: *mut f64) -> c_int {
-    catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: see `value`.
-        let Some(a) = (unsafe { value(slot) }) else {
-            return -1;
-        };
-        let Some(idx) = flat_index2(&a.0, i, j) else {
-            return -1;
-        };
-        let n = match a.0.get(idx) {
-            Some(Scalar::Num(n)) => n,
-            Some(Scalar::Int(i)) => i as f64,
-            None => return -1,
-        };
-        // SAFETY: `out` is the caller's one-element double array.
-        unsafe { *out = n };
-        1
-    }))
-    .unwrap_or(-1)
+    read_element(slot, |a| flat_index2(a, i, j), out)
 }
 
 extern "C" fn array_set2(slot: *const Slot<LuaArray>, i: f64, j: f64, v: f64) -> c_int {
-    catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: see `value`.
-        let Some(a) = (unsafe { value(slot) }) else {
-            return -1;
-        };
-        let Some(idx) = flat_index2(&a.0, i, j) else {
-            return -1;
-        };
-        match a.0.set(idx, Scalar::Num(v)) {
-            Ok(()) => 1,
-            Err(_) => -1,
-        }
-    }))
-    .unwrap_or(-1)
+    write_element(slot, |a| flat_index2(a, i, j), v)
 }
 
 const FROZEN_CHUNK: &str = r#"local raw_index, number_at, field_at = ...
