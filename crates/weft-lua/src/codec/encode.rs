@@ -130,6 +130,10 @@ impl<'a> Encoder<'a> {
     /// Append the value at stack index `idx` as the next root value. On refusal the
     /// error reads `weft: cannot send <label> <number><path> (<reason>)`.
     ///
+    /// Tables and functions are recognised by address, so every value pushed must stay
+    /// alive until [`Encoder::finish`]: a collected one's address may be reused by the next
+    /// value, which would then be encoded as a reference to the old one.
+    ///
     /// # Safety
     /// Must run on the thread owning `state`, inside a protected call; `idx` is valid.
     pub unsafe fn push(
