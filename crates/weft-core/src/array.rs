@@ -196,8 +196,12 @@ enum Backing {
     /// Large arrays: an anonymous mapping, whose pages the kernel zero-fills on first
     /// touch (so a huge zeroed array costs nothing until written).
     Anonymous(#[allow(dead_code)] memmap2::MmapMut),
-    /// A read-only file mapping; the string names the file.
-    File(#[allow(dead_code)] memmap2::Mmap, String),
+    /// A read-only file mapping; the string names the file, the id identifies it.
+    File(
+        #[allow(dead_code)] memmap2::Mmap,
+        String,
+        Option<crate::files::FileId>,
+    ),
 }
 
 /// From this size on, arrays get their own anonymous mapping.
@@ -241,7 +245,7 @@ impl Storage {
         })
     }
 
-    fn mapped(map: memmap2::Mmap, origin: String) -> Storage {
+    fn mapped(map: memmap2::Mmap, origin: String, source: Option<crate::files::FileId>) -> Storage {
         let bytes = map.len();
         // A zero-length mapping still needs an aligned, non-null pointer.
         let ptr =
@@ -250,14 +254,14 @@ impl Storage {
         Storage {
             ptr,
             bytes,
-            backing: Backing::File(map, origin),
+            backing: Backing::File(map, origin, source),
         }
     }
 
     /// Whether writes are refused.
     pub fn read_only_origin(&self) -> Option<&str> {
         match &self.backing {
-            Backing::File(_, origin) => Some(origin),
+            Backing::File(_, origin, _) => Some(origin),
             _ => None,
         }
     }
@@ -329,12 +333,26 @@ impl Array {
         rows: usize,
         cols: Option<usize>,
     ) -> Result<Array, ArrayError> {
+        Array::from_file_mapping(map, origin, None, offset, dtype, rows, cols)
+    }
+
+    /// [`Array::from_mapping`] that also records the mapped file's identity, so writers
+    /// can refuse to replace the file an array is mapped from ([`Array::mapped_file`]).
+    pub fn from_file_mapping(
+        map: memmap2::Mmap,
+        origin: String,
+        source: Option<crate::files::FileId>,
+        offset: usize,
+        dtype: DType,
+        rows: usize,
+        cols: Option<usize>,
+    ) -> Result<Array, ArrayError> {
         let bytes = byte_len(dtype, rows, cols)?;
         assert!(
             offset + bytes <= map.len(),
             "caller checked the mapping's size"
         );
-        let storage = Arc::new(Storage::mapped(map, origin));
+        let storage = Arc::new(Storage::mapped(map, origin, source));
         assert_eq!(
             (storage.ptr.as_ptr() as usize + offset) % dtype.size(),
             0,
@@ -392,6 +410,15 @@ impl Array {
     /// The file a read-only mapped array comes from.
     pub fn read_only_origin(&self) -> Option<&str> {
         self.storage.read_only_origin()
+    }
+
+    /// The identity of the file this array is mapped from, when it is a file mapping whose
+    /// file was identified.
+    pub fn mapped_file(&self) -> Option<crate::files::FileId> {
+        match &self.storage.backing {
+            Backing::File(_, _, id) => *id,
+            _ => None,
+        }
     }
 
     /// The address of the first element (for LuaJIT FFI pointers). Valid while any view

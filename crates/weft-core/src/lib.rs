@@ -12,6 +12,7 @@
 //! - [`counter`]: atomic integers; [`shared_table`]: the locked, mutable shared table.
 //! - [`array`](mod@array): typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
 //!   [`memory`]: how many bytes weft holds.
+//! - [`files`]: file identity (device, inode) and how an output path is written.
 //! - [`key`]: hashable table keys, normalised as Lua normalises them.
 //! - [`jsonl`]: JSON Lines files read into a message (a corpus as a table).
 //!
@@ -23,6 +24,7 @@ pub mod cancel;
 pub mod channel;
 pub mod counter;
 pub mod deadline;
+pub mod files;
 pub mod frozen;
 pub mod handle;
 pub mod jsonl;

@@ -643,7 +643,107 @@ fn save_onto_a_directory_or_a_path_without_a_file_name() {
     assert_err(
         npy::save(&a, root),
         root,
-        &["cannot write", "names no file"],
+        &["cannot write", "is a directory"],
+    );
+}
+
+#[test]
+fn save_through_a_symlink_writes_its_target_and_keeps_the_link() {
+    let dir = TempDir::new("symlink");
+    let target = dir.join("target.npy");
+    std::fs::write(&target, b"old").unwrap();
+    let link = dir.join("link.npy");
+    std::os::unix::fs::symlink("target.npy", &link).unwrap();
+    let a = filled("f4", 3, Some(2));
+    npy::save(&a, &link).unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    check_values(
+        &npy::load(&target).unwrap().array,
+        "f4",
+        (3, Some(2)),
+        "target",
+    );
+    // A dangling link names the file to create.
+    let dangling = dir.join("dangling.npy");
+    std::os::unix::fs::symlink("made.npy", &dangling).unwrap();
+    npy::save(&a, &dangling).unwrap();
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    check_values(
+        &npy::load(&dir.join("made.npy")).unwrap().array,
+        "f4",
+        (3, Some(2)),
+        "made",
+    );
+    assert_eq!(
+        dir.entries(),
+        ["dangling.npy", "link.npy", "made.npy", "target.npy"]
+    );
+}
+
+#[test]
+fn save_to_a_fifo_writes_through_it() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = TempDir::new("fifo");
+    let fifo = dir.join("out.npy");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The reader blocks in open until the writer opens the FIFO.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::open(&fifo)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            bytes
+        })
+    };
+    let a = filled("u2", 4, Some(3));
+    npy::save(&a, &fifo).unwrap();
+    // Checked before joining: a FIFO renamed over would leave the reader blocked forever.
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let bytes = reader.join().unwrap();
+    let copy = dir.join("copy.npy");
+    std::fs::write(&copy, bytes).unwrap();
+    check_values(
+        &npy::load(&copy).unwrap().array,
+        "u2",
+        (4, Some(3)),
+        "read from the FIFO",
+    );
+}
+
+#[test]
+fn save_over_the_file_an_array_is_mapped_from_keeps_the_mapping_valid() {
+    let dir = TempDir::new("mapped");
+    let path = dir.join("m.npy");
+    npy::save(&filled("f4", 4, Some(2)), &path).unwrap();
+    let mapped = npy::load_mmap(&path).unwrap();
+    assert_eq!(
+        mapped.mapped_file(),
+        weft_core::files::FileId::of_path(&path)
+    );
+    // Saving a slice over its own source replaces the file by rename: the mapping keeps
+    // the old contents, the file gets the new ones.
+    let first = mapped.slice_rows(0, 1).unwrap();
+    npy::save(&first, &path).unwrap();
+    check_values(&mapped, "f4", (4, Some(2)), "the mapping after the save");
+    check_values(
+        &npy::load(&path).unwrap().array,
+        "f4",
+        (1, Some(2)),
+        "the file",
     );
 }
 

@@ -40,8 +40,10 @@
 //! under a temporary name in the same folder, flushed to disk (`fsync`) and renamed over
 //! `path`, so `path` never holds a partial file: on any error the temporary is removed
 //! and whatever was at `path` before is untouched (a process killed mid-save leaves at
-//! most a hidden `.NAME.weft-tmp-…` file beside it). (Renaming replaces a symlink at `path`
-//! rather than the file it points to.) Elements are read with relaxed atomic loads, the
+//! most a hidden `.NAME.weft-tmp-…` file beside it). A symbolic link at `path` is followed:
+//! its target is replaced that way and the link stays. A FIFO or a character device
+//! (`/dev/null`) is opened and written in place, never renamed over; a directory, a block
+//! device or a socket is refused (see [`crate::files`]). Elements are read with relaxed atomic loads, the
 //! same as [`Array::get`], so saving an array that other threads are writing is defined
 //! behaviour (the saved values are then whichever each element held when it was read).
 //!
@@ -112,6 +114,18 @@ pub enum NpyError {
         action: &'static str,
         /// What the system said.
         source: io::Error,
+    },
+    /// `save` to a path that is neither a regular file, a FIFO nor a character device.
+    #[error(
+        "{}: cannot write: {what}; weft writes regular files (replaced whole), FIFOs and \
+         character devices",
+        path.display()
+    )]
+    NotWritable {
+        /// The path.
+        path: PathBuf,
+        /// What is there: "is a directory", "is a block device", "is a socket".
+        what: &'static str,
     },
     /// `save` into a folder that does not exist.
     #[error("{}: cannot write: folder {} does not exist", path.display(), folder.display())]
@@ -260,6 +274,7 @@ impl NpyError {
             | NpyError::NotAFile { path, .. }
             | NpyError::Io { path, .. }
             | NpyError::NoFolder { path, .. }
+            | NpyError::NotWritable { path, .. }
             | NpyError::BadMagic { path }
             | NpyError::TruncatedHeader { path, .. }
             | NpyError::HeaderPastEnd { path, .. }

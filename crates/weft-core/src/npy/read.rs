@@ -247,9 +247,11 @@ pub fn load_mmap(path: &Path) -> Result<Array, NpyError> {
     }
     // data_offset ≤ map.len(), which is a usize.
     let offset = header.data_offset as usize;
-    Array::from_mapping(
+    let source = crate::files::FileId::of_file(&file).ok();
+    Array::from_file_mapping(
         map,
         path.display().to_string(),
+        source,
         offset,
         dtype,
         header.rows,

@@ -1,8 +1,10 @@
 //! Writing `.npy` files: [`save`] writes numpy's header and the elements to a temporary
-//! file beside the target, flushes it and renames it into place.
+//! file beside the target, flushes it and renames it into place (or, for a FIFO or a
+//! character device, writes them in place).
 
 use super::{io_error, NpyError, MAGIC};
 use crate::array::{Array, DType};
+use crate::files::{output_target, OutputTarget};
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -116,21 +118,61 @@ fn temporary_name(path: &Path, attempt: u32) -> Option<PathBuf> {
     Some(path.with_file_name(tmp))
 }
 
-/// Write `array` to `path` as a `.npy` file (format 1.0, little-endian, C order), through
-/// a temporary file in the same folder renamed into place, so `path` never holds a
-/// partial file. Errors name `path`.
+/// Write `array` to `path` as a `.npy` file (format 1.0, little-endian, C order). Errors
+/// name `path`.
+///
+/// A regular file (or nothing) at `path` is replaced atomically: the file is written under
+/// a temporary name in the same folder, synced and renamed into place, so `path` never
+/// holds a partial file. A symbolic link is followed and its target replaced that way (the
+/// link stays). A FIFO or a character device (`/dev/null`) is opened and written in place,
+/// never renamed over. A directory, block device or socket is refused.
 pub fn save(array: &Array, path: &Path) -> Result<(), NpyError> {
+    let target = output_target(path).map_err(io_error(path, "write"))?;
+    match target {
+        OutputTarget::Replace(end) => save_replacing(array, path, &end),
+        OutputTarget::WriteThrough => {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_error(path, "write"))?;
+            write_elements(array, &mut file).map_err(io_error(path, "write"))
+        }
+        OutputTarget::Refuse(what) => Err(NpyError::NotWritable {
+            path: path.to_path_buf(),
+            what,
+        }),
+    }
+}
+
+/// The header and the elements, in chunks.
+fn write_elements(array: &Array, file: &mut std::fs::File) -> io::Result<()> {
+    file.write_all(&header_bytes(array))?;
+    let size = array.dtype().size();
+    let per_chunk = (1 << 20) / size;
+    let mut buf = Vec::with_capacity(per_chunk * size);
+    let mut first = 0;
+    while first < array.len() {
+        let last = (first + per_chunk).min(array.len());
+        buf.clear();
+        append_le(array, first, last, &mut buf);
+        file.write_all(&buf)?;
+        first = last;
+    }
+    Ok(())
+}
+
+/// Writes a temporary file beside `end` (where `path` leads) and renames it over `end`.
+fn save_replacing(array: &Array, path: &Path, end: &Path) -> Result<(), NpyError> {
     let write_error = io_error(path, "write");
-    let folder = match path.parent() {
+    let folder = match end.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let header = header_bytes(array);
 
     // Create the temporary (a fresh name if a stale one is in the way).
     let mut attempt = 0;
     let (tmp, mut file) = loop {
-        let tmp = temporary_name(path, attempt).ok_or_else(|| NpyError::Io {
+        let tmp = temporary_name(end, attempt).ok_or_else(|| NpyError::Io {
             path: path.to_path_buf(),
             action: "write",
             source: io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
@@ -148,23 +190,9 @@ pub fn save(array: &Array, path: &Path) -> Result<(), NpyError> {
         }
     };
 
-    let written = (|| -> io::Result<()> {
-        file.write_all(&header)?;
-        let size = array.dtype().size();
-        let per_chunk = (1 << 20) / size;
-        let mut buf = Vec::with_capacity(per_chunk * size);
-        let mut first = 0;
-        while first < array.len() {
-            let last = (first + per_chunk).min(array.len());
-            buf.clear();
-            append_le(array, first, last, &mut buf);
-            file.write_all(&buf)?;
-            first = last;
-        }
-        file.sync_all()
-    })();
+    let written = write_elements(array, &mut file).and_then(|()| file.sync_all());
     drop(file);
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, end));
     if let Err(e) = renamed {
         let _ = std::fs::remove_file(&tmp);
         return Err(write_error(e));
