@@ -405,6 +405,9 @@ fn usage_errors_exit_2() {
     for args in [
         vec!["similarity", &p],
         vec!["similarity", &p, "-o", &o, "--threads", "0"],
+        // Above weft_compute::threads::MAX_THREADS (1024).
+        vec!["similarity", &p, "-o", &o, "--threads", "1025"],
+        vec!["topk", &p, "-k", "3", "--ids", &o, "--threads", "4096"],
         vec!["similarity", &p, "-o", &o, "--budget", "lots"],
         vec!["similarity", &p, "-o", &o, "--progress", "fancy"],
         vec!["topk", &p, "-k", "3"],
