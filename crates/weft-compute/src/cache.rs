@@ -11,7 +11,9 @@ use crate::rows::Rows;
 use crate::threads;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
+use std::io::Write as _;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -97,9 +99,9 @@ impl Cache {
             return Err(ComputeError::StartOutOfRange { start, n });
         }
         if !bit(&self.bitmap, start) {
-            return Err(ComputeError::CacheFormat {
+            return Err(ComputeError::CacheMissing {
                 path: self.path.clone(),
-                reason: format!("the ordering from start {start} is not in the cache yet"),
+                start,
             });
         }
         let w = self.info.id_width;
@@ -107,46 +109,207 @@ impl Cache {
         self.file
             .read_exact_at(&mut buf, record_offset(n, w, start))
             .map_err(|e| ComputeError::io(&self.path, e))?;
-        Ok(decode_ids(&buf, w))
+        let ids = decode_ids(&buf, w);
+        check_ordering(&ids, start).map_err(|reason| ComputeError::CacheDamaged {
+            path: self.path.clone(),
+            start,
+            reason,
+        })?;
+        Ok(ids)
     }
 }
 
-/// A cache file being filled.
+/// Checks that a record marked complete is an ordering from `start`: it begins with the
+/// start and holds every id in 0..n exactly once (O(n), next to reading n ids). The reason
+/// names the first position that breaks it.
+fn check_ordering(ids: &[u32], start: usize) -> Result<(), String> {
+    let n = ids.len();
+    if ids.first().map(|&i| i as usize) != Some(start) {
+        return Err(format!(
+            "position 0 holds id {}, expected the start {start}",
+            ids.first().copied().unwrap_or_default()
+        ));
+    }
+    let mut seen = vec![false; n];
+    for (pos, &id) in ids.iter().enumerate() {
+        let Some(slot) = seen.get_mut(id as usize) else {
+            return Err(format!("position {pos} holds id {id}, out of range 0..{n}"));
+        };
+        if *slot {
+            return Err(format!(
+                "position {pos} holds id {id}, which an earlier position holds too"
+            ));
+        }
+        *slot = true;
+    }
+    Ok(())
+}
+
+/// The write lock of a cache path: `flock` on a hidden `.NAME.weft-lock` file beside the
+/// cache (after symbolic links), holding the holder's pid. It locks the path, not the
+/// cache's inode, so a `force` run that replaces the file is refused too. The lock file is
+/// removed when the lock is released; a killed holder's stale file is taken over.
+struct CacheLock {
+    file: File,
+    lock_path: PathBuf,
+}
+
+impl CacheLock {
+    /// Takes the lock for the cache at `end` (reported as `path`), or says who holds it.
+    fn acquire(end: &Path, path: &Path) -> Result<CacheLock, ComputeError> {
+        let name = end
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock_path = end.with_file_name(format!(".{name}.weft-lock"));
+        let io = |e| ComputeError::io(path, e);
+        // A holder removes the file while still holding the lock: whoever locked the old
+        // inode then sees that the path names another file, and tries again.
+        for _ in 0..100 {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(io)?;
+            // SAFETY: flock on a descriptor this function owns; no memory is passed.
+            let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if locked != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    return Err(io(e));
+                }
+                let holder = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                return Err(ComputeError::CacheBusy {
+                    path: path.to_path_buf(),
+                    holder,
+                });
+            }
+            let same = weft_file_id(&file) == std::fs::metadata(&lock_path).ok().map(|m| id(&m));
+            if !same {
+                continue;
+            }
+            file.set_len(0).map_err(io)?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                .map_err(io)?;
+            return Ok(CacheLock { file, lock_path });
+        }
+        Err(io(std::io::Error::other(
+            "its lock file keeps being replaced",
+        )))
+    }
+}
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        // Removed while still locked (see `acquire`); the lock goes with the descriptor.
+        let _ = std::fs::remove_file(&self.lock_path);
+        let _ = &self.file;
+    }
+}
+
+fn id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+fn weft_file_id(f: &File) -> Option<(u64, u64)> {
+    f.metadata().ok().map(|m| id(&m))
+}
+
+/// `path` after symbolic links (to the file to create when they dangle), refusing a path
+/// that is not a regular file: a cache is read and written at random offsets.
+fn cache_path(path: &Path) -> Result<PathBuf, ComputeError> {
+    let refuse = |reason: &str| ComputeError::CacheRefused {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let end = final_path(path).map_err(|e| ComputeError::io(path, e))?;
+    match std::fs::metadata(&end) {
+        Ok(m) if m.is_dir() => Err(refuse("is a directory; name a cache file")),
+        Ok(m) if !m.is_file() => Err(refuse(
+            "is not a regular file (a device, FIFO or socket); a cache must be a regular file",
+        )),
+        _ => Ok(end),
+    }
+}
+
+/// `path` with symbolic links in its last component followed (as weft_core::files does).
+fn final_path(path: &Path) -> std::io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// A cache file being filled. It holds the cache path's write lock from creation (or
+/// resumption) until it is dropped, so a second writer of the same path is refused with
+/// [`ComputeError::CacheBusy`].
 pub struct CacheWriter<'a> {
     file: File,
     path: PathBuf,
+    /// `path` after symbolic links: the name the file must still have when the run ends.
+    end: PathBuf,
     info: CacheInfo,
     bitmap: Vec<u8>,
     normalised: Vec<f32>,
     raw: Rows<'a>,
     budget: Budget,
+    /// Dropped last: the file is closed before the lock is released.
+    _lock: CacheLock,
 }
 
 impl<'a> CacheWriter<'a> {
     /// Creates a new cache for the raw embeddings `emb` (normalised here). An existing file
-    /// is an error unless `force`, which replaces it.
+    /// is an error unless `force`, which replaces it (a regular file only: a directory,
+    /// device or FIFO is refused). A symbolic link is followed and its target written. The
+    /// file is laid out under a hidden name and then linked into place — without `force`
+    /// with `link`, which fails if a file appeared at the path meanwhile, so two creators
+    /// can never both succeed — all under the path's write lock.
     pub fn create(
         path: impl AsRef<Path>,
         emb: Rows<'a>,
         force: bool,
     ) -> Result<Self, ComputeError> {
         let path = path.as_ref().to_path_buf();
+        let end = cache_path(&path)?;
+        let lock = CacheLock::acquire(&end, &path)?;
         let normalised = prepare(emb)?;
-        if !force && path.exists() {
-            let reason = match File::open(&path)
+        let refuse_existing = || {
+            let reason = match File::open(&end)
                 .ok()
-                .and_then(|f| read_layout(&f, &path).ok())
+                .and_then(|f| read_layout(&f, &end).ok())
             {
                 Some((i, _)) if i.complete => {
                     "is a finished cache; refusing to overwrite it (force to replace)".to_string()
                 }
                 Some((i, _)) => format!(
-                    "is an unfinished cache ({} of {} orderings); resume it or force to replace",
-                    i.done, i.n
+                    "is an unfinished cache ({} of {}); resume it or force to replace",
+                    i.done,
+                    crate::count(i.n, "ordering")
                 ),
                 None => "already exists and is not a weft cache; refusing to overwrite it".into(),
             };
-            return Err(ComputeError::CacheRefused { path, reason });
+            ComputeError::CacheRefused {
+                path: path.clone(),
+                reason,
+            }
+        };
+        if !force && std::fs::symlink_metadata(&end).is_ok() {
+            return Err(refuse_existing());
         }
         let (n, d) = (emb.n(), emb.d());
         let info = CacheInfo {
@@ -157,13 +320,13 @@ impl<'a> CacheWriter<'a> {
             complete: false,
             hash: hash(emb),
         };
-        // Laid out under a hidden name and renamed into place, so a run killed while
+        // Laid out under a hidden name and put in place in one step, so a run killed while
         // creating the file never leaves something at `path` that is not a cache.
-        let name = path
+        let name = end
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = path.with_file_name(format!(".{name}.weft-creating-{}", std::process::id()));
+        let temp = end.with_file_name(format!(".{name}.weft-creating-{}", std::process::id()));
         let io = |e| ComputeError::io(&path, e);
         let laid_out = (|| {
             let file = OpenOptions::new()
@@ -175,34 +338,52 @@ impl<'a> CacheWriter<'a> {
             file.set_len(file_len(n, info.id_width))?;
             file.write_all_at(&header(&info), 0)?;
             file.sync_all()?;
-            std::fs::rename(&temp, &path)?;
             Ok(file)
         })();
         let file = laid_out.map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             io(e)
         })?;
-        sync_dir(&path);
+        let placed = if force {
+            std::fs::rename(&temp, &end)
+        } else {
+            // link(2) never replaces: it fails if the name exists.
+            std::fs::hard_link(&temp, &end).map(|()| {
+                let _ = std::fs::remove_file(&temp);
+            })
+        };
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&temp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(refuse_existing());
+            }
+            return Err(io(e));
+        }
+        sync_dir(&end);
         Ok(CacheWriter {
             file,
             path,
+            end,
             bitmap: vec![0; n.div_ceil(8)],
             info,
             normalised,
             raw: emb,
             budget: Budget::default(),
+            _lock: lock,
         })
     }
 
-    /// Reopens an unfinished (or finished) cache to fill in what is missing. Refuses a file
-    /// that is not a cache, has another format version or size, or was written for other
-    /// embeddings.
+    /// Reopens an unfinished (or finished) cache to fill in what is missing, under the
+    /// path's write lock. Refuses a file that is not a cache, has another format version or
+    /// size, or was written for other embeddings.
     pub fn resume(path: impl AsRef<Path>, emb: Rows<'a>) -> Result<Self, ComputeError> {
         let path = path.as_ref().to_path_buf();
+        let end = cache_path(&path)?;
+        let lock = CacheLock::acquire(&end, &path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&path)
+            .open(&end)
             .map_err(|e| ComputeError::io(&path, e))?;
         let (info, bitmap) = read_layout(&file, &path)?;
         let refuse = |reason: String| ComputeError::CacheRefused {
@@ -227,11 +408,29 @@ impl<'a> CacheWriter<'a> {
         Ok(CacheWriter {
             file,
             path,
+            end,
             info,
             bitmap,
             normalised,
             raw: emb,
             budget: Budget::default(),
+            _lock: lock,
+        })
+    }
+
+    /// Fails unless the file this writer fills is still the file at its path: a run whose
+    /// file was replaced or removed meanwhile (by something that ignores the lock) must not
+    /// report the cache complete.
+    fn check_still_in_place(&self) -> Result<(), ComputeError> {
+        let here = std::fs::metadata(&self.end).ok().map(|m| id(&m));
+        if here.is_some() && here == weft_file_id(&self.file) {
+            return Ok(());
+        }
+        Err(ComputeError::CacheFormat {
+            path: self.path.clone(),
+            reason: "the file was replaced or removed while this run wrote it; the orderings \
+                     computed went to the old file, not the one at this path"
+                .into(),
         })
     }
 
@@ -260,12 +459,14 @@ impl<'a> CacheWriter<'a> {
             .filter(|&s| !bit(&self.bitmap, s))
             .collect();
         if missing.is_empty() || cancel.load(Ordering::Relaxed) {
+            self.check_still_in_place()?;
             return Ok(self.info.clone());
         }
         let normalised = std::mem::take(&mut self.normalised);
         let result = self.fill(&normalised, &missing, t, progress, cancel);
         self.normalised = normalised;
         result?;
+        self.check_still_in_place()?;
         Ok(self.info.clone())
     }
 
@@ -379,21 +580,29 @@ fn header(info: &CacheInfo) -> [u8; HEADER_LEN as usize] {
     h
 }
 
-/// Reads and checks the header, the file size and the bitmap.
+/// Reads and checks the header, the file size and the bitmap. Each refusal names the
+/// field that is wrong and the value it should have.
 fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), ComputeError> {
     let bad = |reason: String| ComputeError::CacheFormat {
         path: path.to_path_buf(),
         reason,
     };
-    let len = file
-        .metadata()
-        .map_err(|e| ComputeError::io(path, e))?
-        .len();
+    let meta = file.metadata().map_err(|e| ComputeError::io(path, e))?;
+    if meta.is_dir() {
+        return Err(bad("is a directory, not a cache file".into()));
+    }
+    if !meta.is_file() {
+        return Err(bad("is not a regular file, so not a cache file".into()));
+    }
+    let len = meta.len();
     let mut h = [0u8; HEADER_LEN as usize];
-    if len < HEADER_LEN || file.read_exact_at(&mut h, 0).is_err() || &h[0..8] != MAGIC {
-        return Err(bad(
-            "not a weft diversity cache (bad magic or too short)".into()
-        ));
+    if len < HEADER_LEN || file.read_exact_at(&mut h, 0).is_err() {
+        return Err(bad(format!(
+            "not a weft diversity cache ({len} bytes, shorter than the {HEADER_LEN}-byte header)"
+        )));
+    }
+    if &h[0..8] != MAGIC {
+        return Err(bad("not a weft diversity cache (bad magic)".into()));
     }
     let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().expect("8 bytes"));
@@ -403,28 +612,83 @@ fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), Compute
             "cache format version {version}; this build reads version {VERSION}"
         )));
     }
+    let field = |name: &str, at: &str, got: String, want: String| {
+        bad(format!(
+            "corrupt header: {name} (bytes {at}) is {got}, expected {want}"
+        ))
+    };
     let (w, n, d) = (u32_at(12) as usize, u64_at(16), u64_at(24));
-    let n_ok = n >= 1 && n <= u32::MAX as u64;
+    if n == 0 || n > u64::from(u32::MAX) {
+        return Err(field(
+            "N",
+            "16..24",
+            n.to_string(),
+            format!("1 to {}", u32::MAX),
+        ));
+    }
     let want_w = if n <= 65_535 { 2 } else { 4 };
-    if !n_ok || w != want_w || d == 0 || u64_at(64) != HEADER_LEN {
-        return Err(bad(format!(
-            "corrupt header (n = {n}, d = {d}, id width = {w})"
-        )));
+    if w != want_w {
+        return Err(field(
+            "the id width",
+            "12..16",
+            w.to_string(),
+            format!("{want_w} for N = {n}"),
+        ));
+    }
+    if d == 0 {
+        return Err(field("d", "24..32", "0".into(), "at least 1".into()));
+    }
+    if u64_at(64) != HEADER_LEN {
+        return Err(field(
+            "the record offset",
+            "64..72",
+            u64_at(64).to_string(),
+            HEADER_LEN.to_string(),
+        ));
     }
     let n = n as usize;
     let expected = n
         .checked_mul(n)
         .and_then(|nn| nn.checked_mul(w))
         .map(|b| HEADER_LEN + b as u64 + n.div_ceil(8) as u64);
-    if expected != Some(len) || u64_at(72) != bitmap_offset(n, w) {
+    let Some(expected) = expected else {
+        return Err(field(
+            "N",
+            "16..24",
+            n.to_string(),
+            "a count whose N·N records fit in a file".into(),
+        ));
+    };
+    if u64_at(72) != bitmap_offset(n, w) {
+        return Err(field(
+            "the bitmap offset",
+            "72..80",
+            u64_at(72).to_string(),
+            format!("{} for N = {n} and {w}-byte ids", bitmap_offset(n, w)),
+        ));
+    }
+    if let Some(i) = (80..HEADER_LEN as usize).find(|&i| h[i] != 0) {
         return Err(bad(format!(
-            "{len} bytes, but a cache of {n} orderings of {w}-byte ids has {} (truncated or damaged)",
-            expected.map_or("more".into(), |e| e.to_string())
+            "corrupt header: byte {i} is {:#04x}, expected 0 (bytes 80..128 are reserved)",
+            h[i]
+        )));
+    }
+    if expected != len {
+        return Err(bad(format!(
+            "the file has {len} bytes, but a cache of {} of {w}-byte ids has {expected} \
+             (truncated or damaged)",
+            crate::count(n, "ordering")
         )));
     }
     let mut bitmap = vec![0u8; n.div_ceil(8)];
     file.read_exact_at(&mut bitmap, bitmap_offset(n, w))
         .map_err(|e| ComputeError::io(path, e))?;
+    if n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0 {
+        return Err(bad(format!(
+            "corrupt completion bitmap: its last byte (byte {}) has bits set past N = {n}",
+            bitmap_offset(n, w) + (n / 8) as u64
+        )));
+    }
     let done = (0..n).filter(|&s| bit(&bitmap, s)).count();
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&h[32..64]);

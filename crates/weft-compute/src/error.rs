@@ -95,6 +95,41 @@ pub enum ComputeError {
         /// What is wrong.
         reason: String,
     },
+    /// The ordering from `start` is not complete in the cache yet (its bit is clear).
+    #[error("{path}: the ordering from start {start} is not in the cache yet")]
+    CacheMissing {
+        /// The file.
+        path: PathBuf,
+        /// The start (0-based).
+        start: usize,
+    },
+    /// A record marked complete holds something that is not an ordering.
+    #[error(
+        "{path}: the ordering from start {start} is damaged: {reason} (ids in the file are \
+         0-based); rebuild the cache"
+    )]
+    CacheDamaged {
+        /// The file.
+        path: PathBuf,
+        /// The start (0-based).
+        start: usize,
+        /// What is wrong, naming the position and the id.
+        reason: String,
+    },
+    /// Another process holds the cache's write lock.
+    #[error(
+        "{path}: another process{} is writing this cache; wait for it to finish or stop it",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    CacheBusy {
+        /// The file.
+        path: PathBuf,
+        /// The holder's pid, as its lock file says.
+        holder: Option<u32>,
+    },
+    /// `resume` and `force` were both asked for.
+    #[error("{}", RESUME_WITH_FORCE)]
+    ResumeWithForce,
     /// A cache file belongs to other embeddings, or resuming/overwriting it was refused.
     #[error("{path}: {reason}")]
     CacheRefused {
@@ -103,6 +138,19 @@ pub enum ComputeError {
         /// Why it was refused.
         reason: String,
     },
+}
+
+/// The one rule for `resume` with `force`, in the words the CLI and Lua both use.
+pub const RESUME_WITH_FORCE: &str = "resume and force cannot be used together: resume \
+     continues an unfinished cache, force replaces it with a new one";
+
+/// `count` and `noun`, plural unless the count is 1: "1 ordering", "3 orderings".
+pub fn count(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 /// What makes a row impossible to normalise.

@@ -45,7 +45,7 @@ pub mod topk;
 pub use budget::Budget;
 pub use cache::{Cache, CacheInfo, CacheWriter, Progress};
 pub use diversity::{diversity, diversity_many, diversity_prefixes, Orderings};
-pub use error::{ComputeError, RowProblem};
+pub use error::{count, ComputeError, RowProblem, RESUME_WITH_FORCE};
 pub use normalize::{normalize, Normalised};
 pub use rows::Rows;
 pub use similarity::{similarity, similarity_into};

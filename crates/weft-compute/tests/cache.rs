@@ -181,6 +181,17 @@ fn create_never_overwrites_silently() {
 
     let w = CacheWriter::create(&path, rows, true).unwrap();
     assert_eq!(w.info().done, 0);
+    // While a writer holds the path, every other writer is refused, naming the holder.
+    for err in [
+        CacheWriter::create(&path, rows, false).err().unwrap(),
+        CacheWriter::create(&path, rows, true).err().unwrap(),
+        CacheWriter::resume(&path, rows).err().unwrap(),
+    ] {
+        assert!(matches!(err, ComputeError::CacheBusy { .. }), "{err}");
+        let pid = format!("(pid {})", std::process::id());
+        assert!(err.to_string().contains(&pid), "{err}");
+    }
+    drop(w);
     let err = CacheWriter::create(&path, rows, false).err().unwrap();
     assert!(err.to_string().contains("unfinished cache"), "{err}");
     let cache = Cache::open(&path).unwrap();
@@ -203,4 +214,142 @@ fn bad_embeddings_are_refused_before_any_file_is_made() {
         .unwrap();
     assert_eq!(err.to_string(), "embeddings: row 7 is all zeros");
     assert!(!path.exists());
+}
+
+/// A finished cache's bytes with `edit` applied, written to a fresh file.
+fn damaged(name: &str, good: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let path = tmp(name);
+    let mut bytes = good.to_vec();
+    edit(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn damaged_records_are_refused_by_get_naming_start_and_position() {
+    let data = emb();
+    let good = full_run(&tmp("damage-src"), &data);
+    let record = |s: usize| 128 + s * N * 2;
+    // An id out of range in record 7, position 3.
+    let p = damaged("damage-range", &good, |b| {
+        b[record(7) + 6..record(7) + 8].copy_from_slice(&9999u16.to_le_bytes())
+    });
+    let c = Cache::open(&p).unwrap();
+    let err = c.get(7).unwrap_err();
+    assert!(
+        matches!(err, ComputeError::CacheDamaged { start: 7, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(
+            "the ordering from start 7 is damaged: position 3 holds id 9999, out of range 0..203"
+        ),
+        "{err}"
+    );
+    assert!(
+        c.get(6).is_ok() && c.get(8).is_ok(),
+        "other records are fine"
+    );
+    // An id twice (position 5 repeats position 4's id).
+    let p = damaged("damage-dup", &good, |b| {
+        let at = record(9) + 8;
+        let prev = [b[at], b[at + 1]];
+        b[at + 2..at + 4].copy_from_slice(&prev);
+    });
+    let err = Cache::open(&p).unwrap().get(9).unwrap_err();
+    assert!(err.to_string().contains("position 5 holds id"), "{err}");
+    assert!(err.to_string().contains("earlier position"), "{err}");
+    // A record that does not begin with its start.
+    let p = damaged("damage-start", &good, |b| {
+        b[record(2)..record(2) + 2].fill(0)
+    });
+    let err = Cache::open(&p).unwrap().get(2).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("position 0 holds id 0, expected the start 2"),
+        "{err}"
+    );
+    // A clear bit is "not in the cache yet", a different error.
+    let p = damaged("damage-bit", &good, |b| {
+        let at = 128 + N * N * 2;
+        b[at] &= !1;
+    });
+    let err = Cache::open(&p).unwrap().get(0).unwrap_err();
+    assert!(
+        matches!(err, ComputeError::CacheMissing { start: 0, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn damaged_headers_name_the_field_and_its_expected_value() {
+    let data = emb();
+    let good = full_run(&tmp("header-src"), &data);
+    let bitmap_at = (128 + N * N * 2) as u64;
+    let cases: Vec<(usize, Vec<u8>, String)> = vec![
+        (72, (bitmap_at + 2).to_le_bytes().to_vec(), format!(
+            "corrupt header: the bitmap offset (bytes 72..80) is {}, expected {bitmap_at} for N = 203 and 2-byte ids",
+            bitmap_at + 2
+        )),
+        (64, 64u64.to_le_bytes().to_vec(),
+            "corrupt header: the record offset (bytes 64..72) is 64, expected 128".into()),
+        (12, 4u32.to_le_bytes().to_vec(),
+            "corrupt header: the id width (bytes 12..16) is 4, expected 2 for N = 203".into()),
+        (16, 0u64.to_le_bytes().to_vec(),
+            "corrupt header: N (bytes 16..24) is 0, expected 1 to 4294967295".into()),
+        (24, 0u64.to_le_bytes().to_vec(),
+            "corrupt header: d (bytes 24..32) is 0, expected at least 1".into()),
+        (100, vec![7], "corrupt header: byte 100 is 0x07, expected 0 (bytes 80..128 are reserved)".into()),
+        (bitmap_at as usize + 25, vec![0xff],
+            "corrupt completion bitmap: its last byte".into()),
+    ];
+    for (at, value, want) in cases {
+        let p = damaged("header", &good, |b| {
+            b[at..at + value.len()].copy_from_slice(&value)
+        });
+        let err = Cache::open(&p).err().unwrap().to_string();
+        assert!(err.contains(&want), "byte {at}: {err}\nwanted: {want}");
+        assert!(err.starts_with(p.to_str().unwrap()), "{err}");
+        let err = CacheWriter::resume(&p, Rows::new(&data, N, D).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&want), "resume, byte {at}: {err}");
+    }
+    // A wrong length names both numbers, and they differ.
+    let p = damaged("header-len", &good, |b| b.truncate(b.len() - 1));
+    let err = Cache::open(&p).err().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "the file has {} bytes, but a cache of 203 orderings of 2-byte ids has {}",
+            good.len() - 1,
+            good.len()
+        )),
+        "{err}"
+    );
+    let dir = tmp("a-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Cache::open(&dir).err().unwrap().to_string();
+    assert!(err.contains("is a directory"), "{err}");
+    let err = CacheWriter::create(&dir, Rows::new(&data, N, D).unwrap(), true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn a_symlinked_cache_path_writes_the_target_and_keeps_the_link() {
+    let data = emb();
+    let good = full_run(&tmp("link-ref"), &data);
+    let target = tmp("link-target");
+    let link = tmp("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let bytes = full_run(&link, &data);
+    assert_eq!(bytes, good);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), good);
 }
