@@ -67,6 +67,19 @@ pub fn load(path: &Path, reporter: &Reporter) -> Result<Embeddings, Failure> {
                 .ok_or_else(|| Failure::new(format!("{shown}: internal: array is shared")))?;
             let values: &[f64] = bytemuck::try_cast_slice(bytes)
                 .map_err(|e| Failure::new(format!("{shown}: internal: {e}")))?;
+            // A finite value beyond f32's range would become Inf: say so, naming it.
+            if let Some(i) = values
+                .iter()
+                .position(|&x| x.is_finite() && (x as f32).is_infinite())
+            {
+                return Err(Failure::new(format!(
+                    "{shown}: row {}: value {:e} overflows f32 (float64 input is converted to \
+                     f32, whose largest value is {:e})",
+                    i / d.max(1),
+                    values[i],
+                    f32::MAX
+                )));
+            }
             Data::Converted(values.iter().map(|&x| x as f32).collect())
         }
         other => {

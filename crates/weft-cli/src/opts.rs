@@ -18,7 +18,7 @@ pub enum ProgressMode {
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// Worker threads, 1 to 1024 (default: every core of this machine).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=weft_compute::threads::MAX_THREADS as i64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=weft_compute::threads::MAX_THREADS as u64))]
     pub threads: Option<u64>,
     /// Print nothing on stderr but the error line of a failure.
     #[arg(long, short = 'q')]

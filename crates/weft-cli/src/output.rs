@@ -3,12 +3,16 @@
 //!
 //! Each output is saved by `weft_core::npy::save` (temporary file, fsync, rename) under a
 //! hidden pending name beside its target; only when every output of the command is saved
-//! are they renamed into place, together. Targets are checked before the work starts
-//! ([`check_writable`]), so a missing folder fails in a second, not after an hour.
+//! are they renamed into place, together. A symbolic link is followed (its target is
+//! replaced, the link stays); a FIFO or character device (`/dev/null`) is written in place
+//! at commit, never renamed over. Targets are checked before the work starts
+//! ([`check_writable`], [`check_not_input`]), so a missing folder, a directory or an
+//! output that is one of the inputs fails in a second, not after an hour.
 
 use crate::error::Failure;
 use bytemuck::Pod;
 use std::path::{Path, PathBuf};
+use weft_core::files::{output_target, FileId, OutputTarget};
 use weft_core::npy::{self, NpyError};
 use weft_core::{Array, DType};
 
@@ -68,25 +72,72 @@ pub fn remove_stale_pending(path: &Path) {
     }
 }
 
-/// Fails unless a file can be created at `path`: its folder exists and is writable, and it
-/// is not a directory. Creates and removes a probe file beside it.
-pub fn check_writable(path: &Path) -> Result<(), Failure> {
-    if path.is_dir() {
-        return Err(Failure::new(format!(
+/// Where `path` is written, or a failure naming it.
+fn target_of(path: &Path) -> Result<OutputTarget, Failure> {
+    match output_target(path) {
+        Ok(OutputTarget::Refuse("is a directory")) => Err(Failure::new(format!(
             "{}: is a directory; name an output file",
             path.display()
-        )));
+        ))),
+        Ok(OutputTarget::Refuse(what)) => Err(Failure::npy(NpyError::NotWritable {
+            path: path.to_path_buf(),
+            what,
+        })),
+        Ok(t) => Ok(t),
+        Err(source) => Err(Failure::npy(NpyError::Io {
+            path: path.to_path_buf(),
+            action: "write",
+            source,
+        })),
     }
-    let folder = folder_of(path);
+}
+
+/// Fails when the output `out` is one of `inputs` — the same file by device and inode,
+/// however it is named (symbolic or hard links) — since writing it would destroy the input.
+/// Only regular files count: writing `/dev/null` or a FIFO destroys nothing.
+pub fn check_not_input(out: &Path, inputs: &[&Path]) -> Result<(), Failure> {
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let id = FileId::of_meta(&meta);
+    for input in inputs {
+        if FileId::of_path(input) == Some(id) {
+            let same = if out == *input {
+                String::new()
+            } else {
+                format!(" {}", input.display())
+            };
+            return Err(Failure::new(format!(
+                "{}: is the input{same} too; writing it would destroy the input, so name \
+                 another output file",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `path` can be written: a FIFO or character device is written in place; a
+/// regular file (or nothing, after symbolic links) needs a folder that exists and is
+/// writable (a probe file is created and removed beside it); anything else is refused.
+pub fn check_writable(path: &Path) -> Result<(), Failure> {
+    let end = match target_of(path)? {
+        OutputTarget::Replace(end) => end,
+        _ => return Ok(()),
+    };
+    let folder = folder_of(&end);
     if !folder.is_dir() {
         return Err(Failure::npy(NpyError::NoFolder {
             path: path.to_path_buf(),
             folder,
         }));
     }
-    let probe = pending_name(path)
+    let probe = pending_name(&end)
         .ok_or_else(|| Failure::new(format!("{}: names no file", path.display())))?;
-    remove_stale_pending(path);
+    remove_stale_pending(&end);
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -105,10 +156,14 @@ pub fn check_writable(path: &Path) -> Result<(), Failure> {
 }
 
 /// Outputs saved under pending names, renamed into place by [`Outputs::commit`]; dropped
-/// without a commit, the pending files are removed.
+/// without a commit, the pending files are removed. Outputs that are FIFOs or character
+/// devices are written in place at commit.
 #[derive(Default)]
 pub struct Outputs {
-    staged: Vec<(PathBuf, PathBuf)>,
+    /// (pending file, where it is renamed to, the path the user gave).
+    staged: Vec<(PathBuf, PathBuf, PathBuf)>,
+    /// Arrays to write in place, and where.
+    through: Vec<(Array, PathBuf)>,
 }
 
 impl Outputs {
@@ -117,9 +172,17 @@ impl Outputs {
         Outputs::default()
     }
 
-    /// Saves `array` for `target` under its pending name.
+    /// Saves `array` for `target` under its pending name (beside the end of any symbolic
+    /// link), or keeps it to be written in place at commit.
     pub fn stage(&mut self, array: &Array, target: &Path) -> Result<(), Failure> {
-        let pending = pending_name(target)
+        let end = match target_of(target)? {
+            OutputTarget::Replace(end) => end,
+            _ => {
+                self.through.push((array.clone(), target.to_path_buf()));
+                return Ok(());
+            }
+        };
+        let pending = pending_name(&end)
             .ok_or_else(|| Failure::new(format!("{}: names no file", target.display())))?;
         npy::save(array, &pending).map_err(|e| {
             // save names the file it wrote, the pending one: name the target instead.
@@ -127,16 +190,19 @@ impl Outputs {
             let shown = pending.display().to_string();
             Failure::new(text.replace(&shown, &target.display().to_string()))
         })?;
-        self.staged.push((pending, target.to_path_buf()));
+        self.staged.push((pending, end, target.to_path_buf()));
         Ok(())
     }
 
-    /// Renames every staged output into place.
+    /// Writes the in-place outputs, then renames every staged output into place.
     pub fn commit(mut self) -> Result<(), Failure> {
+        for (array, target) in std::mem::take(&mut self.through) {
+            npy::save(&array, &target).map_err(Failure::npy)?;
+        }
         let staged = std::mem::take(&mut self.staged);
-        for (i, (pending, target)) in staged.iter().enumerate() {
-            if let Err(e) = std::fs::rename(pending, target) {
-                for (left, _) in &staged[i..] {
+        for (i, (pending, end, target)) in staged.iter().enumerate() {
+            if let Err(e) = std::fs::rename(pending, end) {
+                for (left, _, _) in &staged[i..] {
                     let _ = std::fs::remove_file(left);
                 }
                 return Err(Failure::new(format!(
@@ -144,7 +210,7 @@ impl Outputs {
                     target.display()
                 )));
             }
-            if let Ok(dir) = std::fs::File::open(folder_of(target)) {
+            if let Ok(dir) = std::fs::File::open(folder_of(end)) {
                 let _ = dir.sync_all();
             }
         }
@@ -154,7 +220,7 @@ impl Outputs {
 
 impl Drop for Outputs {
     fn drop(&mut self) {
-        for (pending, _) in &self.staged {
+        for (pending, _, _) in &self.staged {
             let _ = std::fs::remove_file(pending);
         }
     }

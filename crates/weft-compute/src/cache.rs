@@ -326,7 +326,7 @@ impl<'a> CacheWriter<'a> {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = end.with_file_name(format!(".{name}.weft-creating-{}", std::process::id()));
+        let temp = end.with_file_name(format!(".{name}.weft-pending-{}", std::process::id()));
         let io = |e| ComputeError::io(&path, e);
         let laid_out = (|| {
             let file = OpenOptions::new()
@@ -418,6 +418,17 @@ impl<'a> CacheWriter<'a> {
         })
     }
 
+    /// Fails with [`ComputeError::CacheBusy`] when another writer holds `path`'s write lock
+    /// now (a quick check before the work; creating or resuming takes the lock for real).
+    pub fn check_not_busy(path: impl AsRef<Path>) -> Result<(), ComputeError> {
+        let path = path.as_ref();
+        let end = final_path(path).map_err(|e| ComputeError::io(path, e))?;
+        match CacheLock::acquire(&end, path) {
+            Err(e @ ComputeError::CacheBusy { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Fails unless the file this writer fills is still the file at its path: a run whose
     /// file was replaced or removed meanwhile (by something that ignores the lock) must not
     /// report the cache complete.
@@ -426,11 +437,8 @@ impl<'a> CacheWriter<'a> {
         if here.is_some() && here == weft_file_id(&self.file) {
             return Ok(());
         }
-        Err(ComputeError::CacheFormat {
+        Err(ComputeError::CacheReplaced {
             path: self.path.clone(),
-            reason: "the file was replaced or removed while this run wrote it; the orderings \
-                     computed went to the old file, not the one at this path"
-                .into(),
         })
     }
 

@@ -127,6 +127,15 @@ pub enum ComputeError {
         /// The holder's pid, as its lock file says.
         holder: Option<u32>,
     },
+    /// The file a writer filled is no longer the file at its path.
+    #[error(
+        "{path}: the file was replaced or removed while this run wrote it; the orderings \
+         computed went to the old file, not the one now at this path"
+    )]
+    CacheReplaced {
+        /// The file.
+        path: PathBuf,
+    },
     /// `resume` and `force` were both asked for.
     #[error("{}", RESUME_WITH_FORCE)]
     ResumeWithForce,

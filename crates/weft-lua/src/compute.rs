@@ -58,11 +58,21 @@ unsafe fn embeddings(
         DType::F32 => Ok(Embeddings::Borrowed(a)),
         DType::F64 => {
             // SAFETY: as in `rows`.
-            let v = unsafe { a.as_slice::<f64>() }
-                .expect("f64")
+            let values = unsafe { a.as_slice::<f64>() }.expect("f64");
+            // A finite value beyond f32's range would become Inf: say so, naming it.
+            if let Some(i) = values
                 .iter()
-                .map(|&x| x as f32)
-                .collect();
+                .position(|&x| x.is_finite() && (x as f32).is_infinite())
+            {
+                return Err(format!(
+                    "{what}: embeddings row {}: value {:e} overflows f32 (f64 embeddings are \
+                     converted to f32, whose largest value is {:e})",
+                    i / d.max(1) + 1,
+                    values[i],
+                    f32::MAX
+                ));
+            }
+            let v = values.iter().map(|&x| x as f32).collect();
             Ok(Embeddings::Converted(v, a.rows(), d))
         }
         other => Err(format!(
@@ -141,6 +151,21 @@ fn lua_error(what: &str, e: ComputeError) -> String {
         ComputeError::StartOutOfRange { start, n } => {
             format!("{what}: start {} is out of range 1..{n}", start + 1)
         }
+        ComputeError::CacheMissing { path, start } => format!(
+            "{what}: {}: the ordering from start {} is not in the cache yet",
+            path.display(),
+            start + 1
+        ),
+        ComputeError::CacheDamaged {
+            path,
+            start,
+            reason,
+        } => format!(
+            "{what}: {}: the ordering from start {} is damaged: {reason} (positions and ids \
+             as stored in the file, 0-based); rebuild the cache",
+            path.display(),
+            start + 1
+        ),
         other => format!("{what}: {other}"),
     }
 }
@@ -390,6 +415,21 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
             let path = crate::arrays::path_arg(state, 2, WHAT)?;
             let opts = options(state, 3, WHAT)?;
             let (resume, force) = (flag(state, 3, c"resume"), flag(state, 3, c"force"));
+            if resume && force {
+                // One rule with the CLI's --resume --force, in the same words.
+                return Err(format!("{WHAT}: {}", weft_compute::RESUME_WITH_FORCE));
+            }
+            // Writing the cache over the file the embeddings are mapped from would destroy
+            // them (the mapping would survive, the user's .npy would not).
+            let source = arg::<LuaArray>(state, 1, WHAT)?.0.mapped_file();
+            if source.is_some()
+                && source == weft_core::files::FileId::of_path(std::path::Path::new(&path))
+            {
+                return Err(format!(
+                    "{WHAT}: {path} is the file the embeddings are mapped from; writing the \
+                     cache there would destroy them, so name another cache file"
+                ));
+            }
             // progress: a function (called with done, total), or true for a bar on stderr
             let mut progress_fn = 0;
             let mut bar = None;
@@ -441,7 +481,20 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
                 .map_err(|e| lua_error(WHAT, e))?;
             drop(bar);
             if let Some(e) = callback_error {
-                return Err(format!("{WHAT}: the progress function failed ({} of {} orderings saved; resume to continue): {e}", info.done, info.n));
+                if info.complete {
+                    return Err(format!(
+                        "{WHAT}: the progress function failed after every ordering was saved \
+                         (the cache is complete: {} of {}): {e}",
+                        info.done,
+                        weft_compute::count(info.n, "ordering")
+                    ));
+                }
+                return Err(format!(
+                    "{WHAT}: the progress function failed ({} of {} saved; resume to \
+                     continue): {e}",
+                    info.done,
+                    weft_compute::count(info.n, "ordering")
+                ));
             }
             if weft_core::cancel::current_is_cancelled() {
                 return Err("cancelled".into());

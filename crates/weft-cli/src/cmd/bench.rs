@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "EMB.npy")]
     pub emb: Option<PathBuf>,
     /// The "all threads" count (default: every core).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=threads::MAX_THREADS as i64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=threads::MAX_THREADS as u64))]
     pub threads: Option<u64>,
     /// Starts actually computed for the all-orderings projection (default 256; quick 16).
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]

@@ -97,6 +97,7 @@ fn info(path: &Path) -> Outcome {
 fn export(path: &Path, starts: &Starts, out: &Path, common: &Common) -> Outcome {
     let t0 = Instant::now();
     let rep = Reporter::new(common);
+    output::check_not_input(out, &[path])?;
     output::check_writable(out)?;
     let cache = Cache::open(path).map_err(Failure::compute)?;
     let n = cache.info().n;
@@ -110,7 +111,7 @@ fn export(path: &Path, starts: &Starts, out: &Path, common: &Common) -> Outcome 
             match cache.get(s) {
                 Ok(seq) => o[r * n..(r + 1) * n].copy_from_slice(&seq),
                 // Its completion bit is clear (start is in range: checked above).
-                Err(ComputeError::CacheFormat { .. }) => missing.push(s),
+                Err(ComputeError::CacheMissing { .. }) => missing.push(s),
                 Err(e) => return Err(Failure::compute(e)),
             }
             if r % 64 == 63 {
@@ -124,12 +125,16 @@ fn export(path: &Path, starts: &Starts, out: &Path, common: &Common) -> Outcome 
     }
     if let Some(first) = missing.first() {
         return Err(Failure::new(format!(
-            "{}: {} of the {} requested orderings are not in the cache yet (the first: start \
-             {first}; {} of {n} are done); finish it with `weft diversity-cache EMB.npy -o {} \
-             --resume`",
+            "{}: {} of the {} requested {} not in the cache yet (the first: start {first}; \
+             {} of {n} are done); finish it with `weft diversity-cache EMB.npy -o {} --resume`",
             path.display(),
             missing.len(),
             list.len(),
+            if list.len() == 1 {
+                "ordering is"
+            } else {
+                "orderings are"
+            },
             cache.info().done,
             path.display()
         )));
@@ -138,8 +143,10 @@ fn export(path: &Path, starts: &Starts, out: &Path, common: &Common) -> Outcome 
     outs.stage(&seqs, out)?;
     outs.commit()?;
     rep.summary(&format!(
-        "wrote {}: {s} orderings of {n} items ({s}×{n} uint32, 0-based) ({})",
+        "wrote {}: {} of {} ({s}×{n} uint32, 0-based) ({})",
         out.display(),
+        weft_compute::count(list.len(), "ordering"),
+        weft_compute::count(n, "item"),
         cmd::secs(t0),
         s = list.len()
     ));

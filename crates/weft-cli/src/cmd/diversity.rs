@@ -47,6 +47,7 @@ pub struct Args {
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
     let rep = Reporter::new(&a.common);
+    output::check_not_input(&a.output, &[&a.emb])?;
     output::check_writable(&a.output)?;
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
@@ -92,8 +93,10 @@ pub fn run(a: Args) -> Outcome {
     outs.commit()?;
     phase.finish();
     rep.summary(&format!(
-        "wrote {}: {s} orderings of {n} items ({s}×{n} uint32, 0-based) ({})",
+        "wrote {}: {} of {} ({s}×{n} uint32, 0-based) ({})",
         a.output.display(),
+        weft_compute::count(starts.len(), "ordering"),
+        weft_compute::count(n, "item"),
         cmd::secs(t0),
         s = starts.len()
     ));

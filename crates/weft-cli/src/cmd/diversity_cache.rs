@@ -15,7 +15,7 @@ use crate::signals::Interrupt;
 use crate::{cmd, input};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use weft_compute::{Budget, Cache, CacheWriter, ComputeError, Rows};
+use weft_compute::{count, Budget, Cache, CacheWriter, ComputeError};
 
 const EXAMPLE: &str = "\
 Example:
@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(short, long, value_name = "CACHE")]
     pub output: PathBuf,
     /// Continue an unfinished cache of the same embeddings (a missing file starts anew).
-    #[arg(long, conflicts_with = "force")]
+    /// Not with --force (exit 2).
+    #[arg(long)]
     pub resume: bool,
     /// Replace an existing file, even a finished cache.
     #[arg(long)]
@@ -56,10 +57,24 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
+    if a.resume && a.force {
+        // One rule with weft.diversity_cache, in the same words; a usage error here.
+        return Err(Failure::with_code(weft_compute::RESUME_WITH_FORCE, 2));
+    }
     let rep = Reporter::new(&a.common);
     let interrupt = Interrupt::install()?;
     let path = a.output.as_path();
+    if path.is_dir() {
+        return Err(Failure::new(format!(
+            "{}: is a directory; name a cache file",
+            path.display()
+        )));
+    }
+    output::check_not_input(path, &[&a.emb])?;
     let exists = path.exists();
+    if exists {
+        CacheWriter::check_not_busy(path).map_err(Failure::compute)?;
+    }
     if exists && !a.resume && !a.force {
         return Err(refuse_existing(path));
     }
@@ -91,7 +106,9 @@ pub fn run(a: Args) -> Outcome {
     let writer = if exists && a.resume {
         CacheWriter::resume(path, view.rows).map_err(engine_error)?
     } else {
-        create(path, view.rows).map_err(|e| rename_in(engine_error(e), path))?
+        // Under the path's write lock; a pending file of a killed run is cleared first.
+        output::remove_stale_pending(path);
+        CacheWriter::create(path, view.rows, a.force).map_err(engine_error)?
     };
     let mut writer = match a.budget {
         Some(b) => writer.budget(b),
@@ -100,8 +117,10 @@ pub fn run(a: Args) -> Outcome {
     let done0 = writer.info().done;
     if writer.info().complete {
         rep.summary(&format!(
-            "{} is already complete: {n} orderings of {n} items",
-            path.display()
+            "{} is already complete: {} of {}",
+            path.display(),
+            count(n, "ordering"),
+            count(n, "item")
         ));
         return Ok(());
     }
@@ -114,11 +133,15 @@ pub fn run(a: Args) -> Outcome {
     drop(phase);
     let info = match result {
         Ok(info) => info,
+        Err(e @ (ComputeError::CacheReplaced { .. } | ComputeError::Threads(_))) => {
+            return Err(Failure::compute(e))
+        }
         Err(e) => {
             let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
             return Err(Failure::new(format!(
-                "{}; {done} of {n} orderings are saved in {}; resume with: {}",
-                rename_in(engine_error(e), path),
+                "{}; {done} of {} are saved in {}; resume with: {}",
+                engine_error(e),
+                count(n, "ordering"),
                 path.display(),
                 resume_command()
             )));
@@ -126,8 +149,10 @@ pub fn run(a: Args) -> Outcome {
     };
     if info.complete {
         rep.summary(&format!(
-            "{} is complete: {n} orderings of {n} items ({} computed now, {})",
+            "{} is complete: {} of {} ({} computed now, {})",
             path.display(),
+            count(n, "ordering"),
+            count(n, "item"),
             info.done - done0,
             cmd::secs(t0)
         ));
@@ -141,7 +166,11 @@ pub fn run(a: Args) -> Outcome {
 fn interrupted(interrupt: &Interrupt, done: usize, n: usize, path: &Path, extra: &str) -> Failure {
     let (name, code) = interrupt.received().unwrap_or(("an early stop", 1));
     let saved = if extra.is_empty() {
-        format!("{done} of {n} orderings are saved in {}", path.display())
+        format!(
+            "{done} of {} are saved in {}",
+            count(n, "ordering"),
+            path.display()
+        )
     } else {
         extra.to_string()
     };
@@ -159,15 +188,14 @@ fn refuse_existing(path: &Path) -> Failure {
     let shown = path.display();
     match Cache::open(path) {
         Ok(c) if c.info().complete => Failure::new(format!(
-            "{shown} is a finished cache ({} orderings); refusing to overwrite it (--force \
-             replaces it)",
-            c.info().n
+            "{shown} is a finished cache ({}); refusing to overwrite it (--force replaces it)",
+            count(c.info().n, "ordering")
         )),
         Ok(c) => Failure::new(format!(
-            "{shown} is an unfinished cache ({} of {} orderings); continue it with --resume, \
-             or replace it with --force",
+            "{shown} is an unfinished cache ({} of {}); continue it with --resume, or \
+             replace it with --force",
             c.info().done,
-            c.info().n
+            count(c.info().n, "ordering")
         )),
         Err(e) => Failure::new(format!(
             "{shown} already exists and is not a usable cache ({}); refusing to overwrite it \
@@ -176,41 +204,6 @@ fn refuse_existing(path: &Path) -> Failure {
                 .strip_prefix(&format!("{shown}: "))
                 .unwrap_or(&e.to_string())
         )),
-    }
-}
-
-/// Creates a new cache under a hidden pending name and renames it over `path` once its
-/// header and size are on disk, so `path` never holds a half-created file (a kill during
-/// creation leaves at most the hidden file) and `--force` replaces an old cache in one step.
-fn create<'a>(path: &Path, rows: Rows<'a>) -> Result<CacheWriter<'a>, ComputeError> {
-    let io = |source| ComputeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let pending = output::pending_name(path)
-        .ok_or_else(|| io(std::io::Error::other("the path names no file")))?;
-    output::remove_stale_pending(path);
-    let writer = CacheWriter::create(&pending, rows, true).inspect_err(|_| {
-        let _ = std::fs::remove_file(&pending);
-    })?;
-    if let Err(e) = std::fs::rename(&pending, path) {
-        let _ = std::fs::remove_file(&pending);
-        return Err(io(e));
-    }
-    if let Ok(dir) = std::fs::File::open(output::folder_of(path)) {
-        let _ = dir.sync_all();
-    }
-    Ok(writer)
-}
-
-/// The writer of a new cache names its file by the pending name: name `path` instead.
-fn rename_in(f: Failure, path: &Path) -> Failure {
-    match output::pending_name(path) {
-        Some(p) => Failure::new(
-            f.to_string()
-                .replace(&p.display().to_string(), &path.display().to_string()),
-        ),
-        None => f,
     }
 }
 

@@ -41,6 +41,7 @@ pub struct Args {
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
     let rep = Reporter::new(&a.common);
+    output::check_not_input(&a.output, &[&a.emb])?;
     output::check_writable(&a.output)?;
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;

@@ -45,7 +45,11 @@ pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
     let rep = Reporter::new(&a.common);
     if let (Some(i), Some(s)) = (&a.ids, &a.scores) {
-        if i == s {
+        let same_end = weft_core::files::final_path(i).ok() == weft_core::files::final_path(s).ok();
+        let regular = std::fs::metadata(i).is_ok_and(|m| m.is_file());
+        let same_file =
+            regular && weft_core::files::FileId::of_path(i) == weft_core::files::FileId::of_path(s);
+        if i == s || same_end || same_file {
             return Err(Failure::new(format!(
                 "{}: --ids and --scores name the same file",
                 i.display()
@@ -53,6 +57,7 @@ pub fn run(a: Args) -> Outcome {
         }
     }
     for p in a.ids.iter().chain(&a.scores) {
+        output::check_not_input(p, &[&a.emb])?;
         output::check_writable(p)?;
     }
     let mut emb = input::load(&a.emb, &rep)?;
