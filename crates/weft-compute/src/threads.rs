@@ -1,10 +1,12 @@
 //! Thread counts and the rayon pool the kernels run on.
 //!
 //! `threads = n` asks for n workers. The workers of one call run as n jobs on a single
-//! process-wide pool that holds as many threads as the largest n asked for so far (at most
-//! [`MAX_THREADS`]); a call that asks for more replaces the pool with a larger one, and the
-//! old pool's threads exit once the calls still running on it finish. So calls with many
-//! distinct thread counts never leave more than [`MAX_THREADS`] compute threads behind.
+//! process-wide pool that holds as many threads as the largest n asked for so far, up to
+//! the machine's cores; a call that asks for more replaces the pool with a larger one, and
+//! the old pool's threads exit once the calls still running on it finish. A call asking
+//! for more threads than there are cores (at most [`MAX_THREADS`]) gets a pool of its own,
+//! released when it returns. So calls with many distinct thread counts never leave more
+//! compute threads behind than the machine has cores.
 
 use crate::error::ComputeError;
 use rayon::prelude::*;
@@ -38,16 +40,23 @@ pub fn resolve(threads: Option<usize>) -> Result<usize, ComputeError> {
 /// The shared pool, grown to at least `n` threads.
 fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>, ComputeError> {
     static POOL: Mutex<Option<Arc<rayon::ThreadPool>>> = Mutex::new(None);
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("weft-compute-{i}"))
+            .build()
+            .map(Arc::new)
+            .map_err(|e| ComputeError::Threads(e.to_string()))
+    };
+    if n > default_threads() {
+        // More than the cores: this call's own pool, whose threads end when it returns.
+        return build();
+    }
     let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = slot.as_ref().filter(|p| p.current_num_threads() >= n) {
         return Ok(Arc::clone(p));
     }
-    let p = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("weft-compute-{i}"))
-        .build()
-        .map_err(|e| ComputeError::Threads(e.to_string()))?;
-    let p = Arc::new(p);
+    let p = build()?;
     // Dropping the old pool (once no call holds it) ends its threads.
     *slot = Some(Arc::clone(&p));
     Ok(p)
