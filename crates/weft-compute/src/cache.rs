@@ -691,7 +691,8 @@ fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), Compute
     let mut bitmap = vec![0u8; n.div_ceil(8)];
     file.read_exact_at(&mut bitmap, bitmap_offset(n, w))
         .map_err(|e| ComputeError::io(path, e))?;
-    if n % 8 != 0 && bitmap[n / 8] >> (n % 8) != 0 {
+    let used_bits = n % 8;
+    if used_bits > 0 && bitmap[n / 8] >> used_bits != 0 {
         return Err(bad(format!(
             "corrupt completion bitmap: its last byte (byte {}) has bits set past N = {n}",
             bitmap_offset(n, w) + (n / 8) as u64
