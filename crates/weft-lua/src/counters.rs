@@ -217,7 +217,7 @@ unsafe extern "C-unwind" fn table_newindex(state: *mut ffi::lua_State) -> c_int 
             } else {
                 let codec = &crate::fast::state_data(state).codec;
                 let mut encoder = Encoder::new(codec);
-                encoder.push(state, 3, Label::Value, 1).map_err(|e| {
+                rawud::encode(state, &mut encoder, 3, Label::Value).map_err(|e| {
                     e.replacen(
                         "cannot send value 1",
                         &format!("cannot store {}", key_text(key)),

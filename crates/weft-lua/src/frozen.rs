@@ -175,7 +175,7 @@ pub(crate) unsafe extern "C-unwind" fn freeze(state: *mut ffi::lua_State) -> c_i
             }
             let codec = &crate::fast::state_data(state).codec;
             let mut encoder = Encoder::new(codec);
-            encoder.push(state, 1, Label::Argument, 1).map_err(|e| {
+            rawud::encode(state, &mut encoder, 1, Label::Argument).map_err(|e| {
                 e.replacen(
                     "weft: cannot send argument 1",
                     "weft.freeze: cannot freeze",

@@ -426,6 +426,29 @@ pub(crate) unsafe fn get_field(
     }
 }
 
+/// Encode the value at `idx` with `encoder` under protection: the encoder raises no Lua
+/// error of its own, but dumping a function or reading a metafield may allocate, and a
+/// memory error must not unwind into a raw function's `catch_unwind`.
+///
+/// # Safety
+/// A valid state, `idx` a valid index, 4 free slots.
+pub(crate) unsafe fn encode(
+    state: *mut ffi::lua_State,
+    encoder: &mut crate::codec::Encoder<'_>,
+    idx: c_int,
+    label: crate::codec::Label,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    // SAFETY: the value is the body's argument 1; the encoder is borrowed, not owned.
+    unsafe {
+        ffi::lua_pushvalue(state, idx);
+        protect(state, 1, 0, &mut |state| {
+            result = encoder.push(state, 1, label, 1);
+        })?;
+    }
+    result
+}
+
 /// Push a Rust string; a memory error comes back as `Err`.
 ///
 /// # Safety
