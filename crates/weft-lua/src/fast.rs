@@ -119,7 +119,8 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
             );
         };
         let mut enc = Encoder::new(&state_data(state).codec);
-        if let Err(e) = enc.push(state, 2, Label::Value, 1) {
+        // Under protection: a memory error while encoding must not reach catch_unwind.
+        if let Err(e) = crate::rawud::encode(state, &mut enc, 2, Label::Value) {
             return fail(state, &e, 2);
         }
         let me = cancel::current();

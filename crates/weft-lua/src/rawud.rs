@@ -298,14 +298,25 @@ struct Call<'a> {
     nresults: c_int,
 }
 
-/// The C function [`protect`] calls under `lua_pcall`: its last argument is the [`Call`].
+thread_local! {
+    /// The [`Call`] the next [`trampoline`] on this thread runs (null when none): handed
+    /// over here rather than as a light userdata argument, which costs a push and a read.
+    static CALL: std::cell::Cell<*mut std::ffi::c_void> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// The C function [`protect`] calls under `lua_pcall`; it takes the [`Call`] from
+/// [`CALL`] (and does nothing if there is none, e.g. called from Lua by other means).
 unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: `protect` passes a pointer to a Call that outlives the lua_pcall. A Lua
-    // error raised by the body unwinds (LuaJIT) or longjmps (PUC Lua) through this frame
-    // and the body's, which own nothing, to that lua_pcall; no catch_unwind is crossed.
+    let call = CALL.with(|c| c.replace(std::ptr::null_mut())) as *mut Call;
+    if call.is_null() {
+        return 0;
+    }
+    // SAFETY: `protect` stored a pointer to a Call that outlives its lua_pcall, which is
+    // the call running now. A Lua error raised by the body unwinds (LuaJIT) or longjmps
+    // (PUC Lua) through this frame and the body's, which own nothing, to that lua_pcall;
+    // no catch_unwind is crossed.
     unsafe {
-        let call = ffi::lua_touserdata(state, -1) as *mut Call;
-        ffi::lua_pop(state, 1);
         ((*call).body)(state);
         match (*call).nresults {
             ffi::LUA_MULTRET => ffi::lua_gettop(state),
@@ -323,14 +334,22 @@ unsafe fn push_trampoline(state: *mut ffi::lua_State) -> Result<(), String> {
 }
 
 /// Push the trampoline without raising: the closure is made once per state, under
-/// `lua_cpcall` (which protects its own closure), and kept in the registry.
+/// `lua_cpcall` (which protects its own closure), and kept in the registry under an
+/// integer reference; `registry[TRAMPOLINE_KEY]` holds that reference.
 #[cfg(not(feature = "lua54"))]
 unsafe fn push_trampoline(state: *mut ffi::lua_State) -> Result<(), String> {
+    thread_local! {
+        /// The reference last seen to hold the trampoline (in whichever state): checked
+        /// before use, so a reference of another state costs only a second lookup.
+        static REF: std::cell::Cell<ffi::lua_Integer> = const { std::cell::Cell::new(0) };
+    }
     unsafe extern "C-unwind" fn install(state: *mut ffi::lua_State) -> c_int {
         // SAFETY: runs under lua_cpcall; raising here is caught there.
         unsafe {
-            ffi::lua_pushlightuserdata(state, key());
             ffi::lua_pushcfunction(state, trampoline);
+            let r = ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX);
+            ffi::lua_pushlightuserdata(state, key());
+            ffi::lua_pushinteger(state, r as ffi::lua_Integer);
             ffi::lua_rawset(state, ffi::LUA_REGISTRYINDEX);
         }
         0
@@ -338,21 +357,44 @@ unsafe fn push_trampoline(state: *mut ffi::lua_State) -> Result<(), String> {
     fn key() -> *mut std::ffi::c_void {
         &TRAMPOLINE_KEY as *const u8 as *mut std::ffi::c_void
     }
-    // SAFETY: raw registry reads with a light userdata key allocate nothing.
+    /// Push `registry[r]` if it is the trampoline.
+    unsafe fn push_ref(state: *mut ffi::lua_State, r: ffi::lua_Integer) -> bool {
+        // SAFETY: raw registry reads allocate nothing; the value is popped unless it is
+        // the trampoline.
+        unsafe {
+            if r <= 0 {
+                return false;
+            }
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, r);
+            let f = ffi::lua_tocfunction(state, -1);
+            if f.map(|f| f as *const ()) == Some(trampoline as *const ()) {
+                return true;
+            }
+            ffi::lua_pop(state, 1);
+            false
+        }
+    }
+    // SAFETY: raw registry reads with integer and light userdata keys allocate nothing;
+    // the install runs under lua_cpcall.
     unsafe {
-        ffi::lua_pushlightuserdata(state, key());
-        ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
-        if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
+        if push_ref(state, REF.with(|r| r.get())) {
             return Ok(());
         }
-        ffi::lua_pop(state, 1);
-        if ffi::lua_cpcall(state, install, std::ptr::null_mut()) != 0 {
-            return Err(pop_error(state));
+        for attempt in 0..2 {
+            ffi::lua_pushlightuserdata(state, key());
+            ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
+            let r = ffi::lua_tointeger(state, -1);
+            ffi::lua_pop(state, 1);
+            if push_ref(state, r) {
+                REF.with(|c| c.set(r));
+                return Ok(());
+            }
+            if attempt == 0 && ffi::lua_cpcall(state, install, std::ptr::null_mut()) != 0 {
+                return Err(pop_error(state));
+            }
         }
-        ffi::lua_pushlightuserdata(state, key());
-        ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
     }
-    Ok(())
+    Err("weft: internal error: the protected-call function is missing".into())
 }
 
 /// Pop the error value `lua_pcall` left, as text, without calling anything that raises
@@ -391,16 +433,21 @@ pub(crate) unsafe fn protect(
     body: &mut dyn FnMut(*mut ffi::lua_State),
 ) -> Result<(), String> {
     let mut call = Call { body, nresults };
-    // SAFETY: the trampoline goes below the arguments, the Call pointer above them; the
-    // pointer is used only during this lua_pcall.
+    // SAFETY: the trampoline goes below the arguments; the Call pointer is used only
+    // during this lua_pcall (the previous one, of an enclosing protect, is restored).
     unsafe {
         if let Err(e) = push_trampoline(state) {
             ffi::lua_pop(state, nargs);
             return Err(e);
         }
-        ffi::lua_insert(state, -(nargs + 1));
-        ffi::lua_pushlightuserdata(state, &mut call as *mut Call as *mut std::ffi::c_void);
-        if ffi::lua_pcall(state, nargs + 1, nresults, 0) != ffi::LUA_OK {
+        if nargs > 0 {
+            ffi::lua_insert(state, -(nargs + 1));
+        }
+        let me = &mut call as *mut Call as *mut std::ffi::c_void;
+        let previous = CALL.with(|c| c.replace(me));
+        let status = ffi::lua_pcall(state, nargs, nresults, 0);
+        CALL.with(|c| c.set(previous));
+        if status != ffi::LUA_OK {
             return Err(pop_error(state));
         }
     }
@@ -464,7 +511,8 @@ pub(crate) unsafe fn push_str(state: *mut ffi::lua_State, bytes: &[u8]) -> Resul
 /// # Safety
 /// A valid state with 4 free slots.
 pub(crate) unsafe fn push_str_or_memory_error(state: *mut ffi::lua_State, bytes: &[u8]) {
-    // SAFETY: on failure lua_pcall leaves the error value, which is kept as the result.
+    // SAFETY: as in `protect`; on failure lua_pcall leaves the error value, which is
+    // kept as the result.
     unsafe {
         let mut call_body = |state: *mut ffi::lua_State| push_bytes(state, bytes);
         let mut call = Call {
@@ -476,8 +524,10 @@ pub(crate) unsafe fn push_str_or_memory_error(state: *mut ffi::lua_State, bytes:
             ffi::lua_pushnil(state);
             return;
         }
-        ffi::lua_pushlightuserdata(state, &mut call as *mut Call as *mut std::ffi::c_void);
-        let _ = ffi::lua_pcall(state, 1, 1, 0);
+        let me = &mut call as *mut Call as *mut std::ffi::c_void;
+        let previous = CALL.with(|c| c.replace(me));
+        let _ = ffi::lua_pcall(state, 0, 1, 0);
+        CALL.with(|c| c.set(previous));
     }
 }
 

@@ -20,6 +20,7 @@ fn a_memory_error_in_a_raw_function_is_an_ordinary_error() {
             local f = weft.freeze { name = "a string read back", list = { "x", "y" }, sub = {} }
             local s = weft.table()
             s.v = { 1, 2, 3 }
+            local ch = weft.channel()
             local calls = {
               function() return a:totable() end,
               function() return weft.array("f32", 4) end,
@@ -31,6 +32,7 @@ fn a_memory_error_in_a_raw_function_is_an_ordinary_error() {
               function() return s.v end,
               function() return weft.freeze { 1, 2, 3 } end,
               function() return pcall(weft.topk, a, 2, { threads = 1 }) end,
+              function() ch:push({ "an item", 2 }) return ch:pop() end,
             }
             -- Nothing below allocates outside pcall once the loop runs (the wrappers
             -- are made first; a failure drops what was kept before making a new table).
