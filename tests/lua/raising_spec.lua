@@ -210,6 +210,24 @@ describe("a raising options table in a child interpreter", function()
   end)
 end)
 
+describe("errors of raw functions", function()
+  it("are positioned at the Lua caller's line", function()
+    local a = weft.array("f32", 2)
+    local ok, e = pcall(function()
+      local x = a[5]
+      return x
+    end)
+    assert.is_false(ok)
+    assert.matches("^[^:]*raising_spec%.lua:%d+: weft: index 5 out of range", e)
+    ok, e = pcall(function()
+      local ids = weft.topk(a, 2, strict())
+      return ids
+    end)
+    assert.is_false(ok)
+    assert.matches("^[^:]*raising_spec%.lua:%d+: weft%.topk: ", e)
+  end)
+end)
+
 describe("tostring of a freed handle", function()
   it("prints the kind and that it was freed", function()
     local a = weft.array("f32", 2)

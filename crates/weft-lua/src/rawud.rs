@@ -274,7 +274,8 @@ pub(crate) unsafe fn guard(
     unsafe {
         let bytes: &[u8] = msg.as_bytes();
         let built = protect(state, 0, 1, &mut |state| {
-            ffi::luaL_where(state, 1);
+            // Level 0 is the trampoline, 1 the raw function, 2 its Lua caller.
+            ffi::luaL_where(state, 2);
             push_bytes(state, bytes);
             ffi::lua_concat(state, 2);
         });
