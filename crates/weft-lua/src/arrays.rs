@@ -197,7 +197,7 @@ pub(crate) unsafe extern "C-unwind" fn new_array(state: *mut ffi::lua_State) -> 
                 _ => Some(size_arg(state, 3, "weft.array: cols")?),
             };
             let a = Array::zeros(dtype, rows, cols).map_err(|e| format!("weft.array: {e}"))?;
-            rawud::push(state, LuaArray(a));
+            rawud::push(state, LuaArray(a))?;
             Ok(1)
         })
     }
@@ -226,7 +226,7 @@ unsafe extern "C-unwind" fn index(state: *mut ffi::lua_State) -> c_int {
                 },
             )?;
             match a.row(r) {
-                Some(row) => rawud::push(state, LuaArray(row)),
+                Some(row) => rawud::push(state, LuaArray(row))?,
                 None => push_scalar(state, a.get(r).expect("position checked the range")),
             }
             Ok(1)
@@ -313,7 +313,7 @@ unsafe extern "C-unwind" fn dtype(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         guard(state, |state| {
             let a = &arg::<LuaArray>(state, 1, "a:dtype")?.0;
-            crate::codec::raw::push_bytes(state, a.dtype().name().as_bytes());
+            rawud::push_str(state, a.dtype().name().as_bytes())?;
             Ok(1)
         })
     }
@@ -334,7 +334,7 @@ unsafe extern "C-unwind" fn slice(state: *mut ffi::lua_State) -> c_int {
             let view = a
                 .slice_rows(first as usize - 1, last as usize)
                 .ok_or_else(bad)?;
-            rawud::push(state, LuaArray(view));
+            rawud::push(state, LuaArray(view))?;
             Ok(1)
         })
     }
@@ -353,7 +353,7 @@ unsafe extern "C-unwind" fn raw_ptr(state: *mut ffi::lua_State) -> c_int {
                 ""
             };
             let ctype = format!("{constness}{} *", a.dtype().c_type());
-            crate::codec::raw::push_bytes(state, ctype.as_bytes());
+            rawud::push_str(state, ctype.as_bytes())?;
             Ok(2)
         })
     }
@@ -381,19 +381,26 @@ unsafe extern "C-unwind" fn totable(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         guard(state, |state| {
             let a = &arg::<LuaArray>(state, 1, "a:totable")?.0;
+            // One row's table under protection (a memory error becomes `Err`); the row
+            // views are owned out here, where no Lua error can reach them.
             let fill = |state: *mut ffi::lua_State, v: &Array| {
-                ffi::lua_createtable(state, v.len().min(i32::MAX as usize) as c_int, 0);
-                for i in 0..v.len() {
-                    push_scalar(state, v.get(i).expect("in range"));
-                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
-                }
+                rawud::protect(state, 0, 1, &mut |state| {
+                    ffi::lua_createtable(state, v.len().min(i32::MAX as usize) as c_int, 0);
+                    for i in 0..v.len() {
+                        push_scalar(state, v.get(i).expect("in range"));
+                        ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+                    }
+                })
             };
             match a.shape().1 {
-                None => fill(state, a),
+                None => fill(state, a)?,
                 Some(_) => {
-                    ffi::lua_createtable(state, a.rows().min(i32::MAX as usize) as c_int, 0);
+                    rawud::protect(state, 0, 1, &mut |state| {
+                        ffi::lua_createtable(state, a.rows().min(i32::MAX as usize) as c_int, 0)
+                    })?;
                     for r in 0..a.rows() {
-                        fill(state, &a.row(r).expect("2-D"));
+                        fill(state, &a.row(r).expect("2-D"))?;
+                        // The array part was sized above: storing allocates nothing.
                         ffi::lua_rawseti(state, -2, r as ffi::lua_Integer + 1);
                     }
                 }
@@ -442,7 +449,10 @@ pub(crate) unsafe extern "C-unwind" fn load_npy(state: *mut ffi::lua_State) -> c
             let mmap = match ffi::lua_type(state, 2) {
                 ffi::LUA_TNONE | ffi::LUA_TNIL => false,
                 ffi::LUA_TTABLE => {
-                    ffi::lua_getfield(state, 2, c"mmap".as_ptr());
+                    // Through metamethods, as compute options are; a raising `__index`
+                    // is this call's error.
+                    rawud::get_field(state, 2, c"mmap")
+                        .map_err(|e| format!("weft.load_npy: options.mmap: {e}"))?;
                     let on = ffi::lua_toboolean(state, -1) != 0;
                     ffi::lua_pop(state, 1);
                     on
@@ -461,7 +471,7 @@ pub(crate) unsafe extern "C-unwind" fn load_npy(state: *mut ffi::lua_State) -> c
                 weft_core::npy::load(path).map(|loaded| loaded.array)
             }
             .map_err(|e| format!("weft.load_npy: {e}"))?;
-            rawud::push(state, LuaArray(array));
+            rawud::push(state, LuaArray(array))?;
             Ok(1)
         })
     }

@@ -89,12 +89,12 @@ unsafe fn opt_count(
     name: &CStr,
     what: &str,
 ) -> Result<Option<u64>, String> {
-    // SAFETY: reads one field of a table at a valid index and pops it.
+    // SAFETY: reads one field of a table at a valid index (under protection) and pops it.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TTABLE {
             return Ok(None);
         }
-        ffi::lua_getfield(state, idx, name.as_ptr());
+        option_field(state, idx, name, what)?;
         let v = match ffi::lua_type(state, -1) {
             ffi::LUA_TNIL => None,
             ffi::LUA_TNUMBER => match weft_core::key::integral(ffi::lua_tonumber(state, -1)) {
@@ -119,6 +119,19 @@ unsafe fn opt_count(
         ffi::lua_pop(state, 1);
         Ok(v)
     }
+}
+
+/// Push `opts[name]` for the options table at `idx`, honouring its metamethods (a proxy
+/// table works); an error its `__index` raises becomes this call's error.
+unsafe fn option_field(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    name: &CStr,
+    what: &str,
+) -> Result<(), String> {
+    // SAFETY: forwarded contract; the read runs under protection.
+    unsafe { rawud::get_field(state, idx, name) }
+        .map_err(|e| format!("{what}: options.{}: {e}", name.to_string_lossy()))
 }
 
 unsafe fn options(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<Options, String> {
@@ -233,7 +246,7 @@ pub(crate) unsafe extern "C-unwind" fn similarity(state: *mut ffi::lua_State) ->
             let s = out.as_mut_slice::<f32>().expect("a fresh f32 array");
             weft_compute::similarity_into(e, s, opts.threads, opts.budget)
                 .map_err(|e| lua_error(WHAT, e))?;
-            rawud::push(state, LuaArray(out));
+            rawud::push(state, LuaArray(out))?;
             Ok(1)
         })
     }
@@ -269,8 +282,8 @@ pub(crate) unsafe extern "C-unwind" fn topk(state: *mut ffi::lua_State) -> c_int
             let found = weft_compute::topk(e, k, opts.threads).map_err(|e| lua_error(WHAT, e))?;
             let ids = u32_array(&found.ids, rows.n(), Some(k))?;
             let scores = f32_array(&found.scores, rows.n(), Some(k))?;
-            rawud::push(state, LuaArray(ids));
-            rawud::push(state, LuaArray(scores));
+            rawud::push(state, LuaArray(ids))?;
+            rawud::push(state, LuaArray(scores))?;
             Ok(2)
         })
     }
@@ -307,17 +320,14 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
             let opts = options(state, 3, WHAT)?;
             let length = opt_count(state, 3, c"length", WHAT)?;
             let given = if ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
-                ffi::lua_getfield(state, 3, c"similarity".as_ptr());
+                option_field(state, 3, c"similarity", WHAT)?;
                 let s = match ffi::lua_type(state, -1) {
-                    ffi::LUA_TNIL => None,
-                    _ => Some(
-                        arg::<LuaArray>(state, -1, "weft.diversity: opts.similarity")?
-                            .0
-                            .clone(),
-                    ),
+                    ffi::LUA_TNIL => Ok(None),
+                    _ => arg::<LuaArray>(state, -1, "weft.diversity: opts.similarity")
+                        .map(|a| Some(a.0.clone())),
                 };
                 ffi::lua_pop(state, 1);
-                s
+                s?
             } else {
                 None
             };
@@ -363,43 +373,56 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                     }
                 }
             };
-            rawud::push(state, LuaArray(result));
+            rawud::push(state, LuaArray(result))?;
             Ok(1)
         })
     }
 }
 
-/// Push the info table of a cache.
-unsafe fn push_info(state: *mut ffi::lua_State, info: &weft_compute::CacheInfo) {
-    // SAFETY: builds one table on a valid state.
+/// Push the info table of a cache (built under protection: a memory error is `Err`).
+unsafe fn push_info(
+    state: *mut ffi::lua_State,
+    info: &weft_compute::CacheInfo,
+) -> Result<(), String> {
+    let hash = info.hash_hex();
+    let hash = hash.as_bytes();
+    // SAFETY: builds one fresh table (no metatable) on a valid state, under protect; the
+    // body only borrows.
     unsafe {
-        ffi::lua_createtable(state, 0, 6);
-        for (name, v) in [
-            (c"n", info.n),
-            (c"d", info.d),
-            (c"done", info.done),
-            (c"id_width", info.id_width),
-        ] {
-            ffi::lua_pushinteger(state, v as ffi::lua_Integer);
-            ffi::lua_setfield(state, -2, name.as_ptr());
-        }
-        ffi::lua_pushboolean(state, info.complete as c_int);
-        ffi::lua_setfield(state, -2, c"complete".as_ptr());
-        crate::codec::raw::push_bytes(state, info.hash_hex().as_bytes());
-        ffi::lua_setfield(state, -2, c"hash".as_ptr());
+        rawud::protect(state, 0, 1, &mut |state| {
+            ffi::lua_createtable(state, 0, 6);
+            for (name, v) in [
+                (c"n", info.n),
+                (c"d", info.d),
+                (c"done", info.done),
+                (c"id_width", info.id_width),
+            ] {
+                ffi::lua_pushinteger(state, v as ffi::lua_Integer);
+                ffi::lua_setfield(state, -2, name.as_ptr());
+            }
+            ffi::lua_pushboolean(state, info.complete as c_int);
+            ffi::lua_setfield(state, -2, c"complete".as_ptr());
+            crate::codec::raw::push_bytes(state, hash);
+            ffi::lua_setfield(state, -2, c"hash".as_ptr());
+        })
     }
 }
 
-unsafe fn flag(state: *mut ffi::lua_State, idx: c_int, name: &CStr) -> bool {
-    // SAFETY: reads one field of a table at a valid index and pops it.
+unsafe fn flag(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    name: &CStr,
+    what: &str,
+) -> Result<bool, String> {
+    // SAFETY: reads one field of a table at a valid index (under protection) and pops it.
     unsafe {
         if ffi::lua_type(state, idx) != ffi::LUA_TTABLE {
-            return false;
+            return Ok(false);
         }
-        ffi::lua_getfield(state, idx, name.as_ptr());
+        option_field(state, idx, name, what)?;
         let on = ffi::lua_toboolean(state, -1) != 0;
         ffi::lua_pop(state, 1);
-        on
+        Ok(on)
     }
 }
 
@@ -414,7 +437,8 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
             let emb = embeddings(state, 1, WHAT)?;
             let path = crate::arrays::path_arg(state, 2, WHAT)?;
             let opts = options(state, 3, WHAT)?;
-            let (resume, force) = (flag(state, 3, c"resume"), flag(state, 3, c"force"));
+            let resume = flag(state, 3, c"resume", WHAT)?;
+            let force = flag(state, 3, c"force", WHAT)?;
             if resume && force {
                 // One rule with the CLI's --resume --force, in the same words.
                 return Err(format!("{WHAT}: {}", weft_compute::RESUME_WITH_FORCE));
@@ -434,7 +458,7 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
             let mut progress_fn = 0;
             let mut bar = None;
             if ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
-                ffi::lua_getfield(state, 3, c"progress".as_ptr());
+                option_field(state, 3, c"progress", WHAT)?;
                 match ffi::lua_type(state, -1) {
                     ffi::LUA_TFUNCTION => progress_fn = ffi::lua_gettop(state),
                     ffi::LUA_TBOOLEAN if ffi::lua_toboolean(state, -1) != 0 => {
@@ -499,7 +523,7 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
             if weft_core::cancel::current_is_cancelled() {
                 return Err("cancelled".into());
             }
-            push_info(state, &info);
+            push_info(state, &info)?;
             Ok(1)
         })
     }
@@ -534,7 +558,7 @@ pub(crate) unsafe extern "C-unwind" fn open_cache(state: *mut ffi::lua_State) ->
         guard(state, |state| {
             let path = crate::arrays::path_arg(state, 1, "weft.open_cache")?;
             let cache = Cache::open(&path).map_err(|e| lua_error("weft.open_cache", e))?;
-            rawud::push(state, LuaCache(cache));
+            rawud::push(state, LuaCache(cache))?;
             Ok(1)
         })
     }
@@ -548,7 +572,7 @@ unsafe extern "C-unwind" fn cache_get(state: *mut ffi::lua_State) -> c_int {
             let cache = &arg::<LuaCache>(state, 1, WHAT)?.0;
             let start = position_arg(state, 2, WHAT, "start")?;
             let seq = cache.get(start).map_err(|e| lua_error(WHAT, e))?;
-            rawud::push(state, LuaArray(u32_array(&seq, seq.len(), None)?));
+            rawud::push(state, LuaArray(u32_array(&seq, seq.len(), None)?))?;
             Ok(1)
         })
     }
@@ -559,7 +583,7 @@ unsafe extern "C-unwind" fn cache_info(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         guard(state, |state| {
             let cache = &arg::<LuaCache>(state, 1, "cache:info")?.0;
-            push_info(state, cache.info());
+            push_info(state, cache.info())?;
             Ok(1)
         })
     }

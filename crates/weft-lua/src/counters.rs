@@ -103,7 +103,7 @@ pub(crate) unsafe extern "C-unwind" fn new_counter(state: *mut ffi::lua_State) -
     unsafe {
         guard(state, |state| {
             let n = integer(state, 1, Some(0), "weft.counter: the start value")?;
-            rawud::push(state, LuaCounter(Arc::new(Counter::new(n))));
+            rawud::push(state, LuaCounter(Arc::new(Counter::new(n))))?;
             Ok(1)
         })
     }
@@ -145,9 +145,13 @@ unsafe extern "C-unwind" fn counter_set(state: *mut ffi::lua_State) -> c_int {
 
 /// `weft.table()`.
 pub(crate) unsafe extern "C-unwind" fn new_table(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: pushes one userdata.
-    unsafe { rawud::push(state, LuaSharedTable(Arc::new(SharedTable::new()))) };
-    1
+    // SAFETY: raw function body; see `guard`.
+    unsafe {
+        guard(state, |state| {
+            rawud::push(state, LuaSharedTable(Arc::new(SharedTable::new())))?;
+            Ok(1)
+        })
+    }
 }
 
 unsafe fn key_arg<'a>(
@@ -158,6 +162,10 @@ unsafe fn key_arg<'a>(
     // SAFETY: reads of a valid index; string keys stay on the stack.
     unsafe {
         rawud::key_at(state, idx).ok_or_else(|| {
+            if ffi::lua_type(state, idx) == ffi::LUA_TNUMBER {
+                // The only number key_at refuses.
+                return format!("{what}: a key must not be NaN");
+            }
             format!(
                 "{what}: keys of a shared table are strings, numbers or booleans (got {})",
                 rawud::type_of(state, idx)
@@ -186,10 +194,7 @@ unsafe extern "C-unwind" fn table_index(state: *mut ffi::lua_State) -> c_int {
                 Err(_) => None,
             };
             match found {
-                Some(msg) => {
-                    let codec = &crate::fast::state_data(state).codec;
-                    push_all(state, codec, &msg)?;
-                }
+                Some(msg) => push_message(state, &msg)?,
                 None if ffi::lua_type(state, 2) == ffi::LUA_TSTRING => {
                     ffi::lua_pushvalue(state, 2);
                     ffi::lua_rawget(state, ffi::lua_upvalueindex(1));
@@ -212,7 +217,7 @@ unsafe extern "C-unwind" fn table_newindex(state: *mut ffi::lua_State) -> c_int 
             } else {
                 let codec = &crate::fast::state_data(state).codec;
                 let mut encoder = Encoder::new(codec);
-                encoder.push(state, 3, Label::Value, 1).map_err(|e| {
+                rawud::encode(state, &mut encoder, 3, Label::Value).map_err(|e| {
                     e.replacen(
                         "cannot send value 1",
                         &format!("cannot store {}", key_text(key)),
@@ -253,6 +258,7 @@ unsafe extern "C-unwind" fn table_add(state: *mut ffi::lua_State) -> c_int {
                 }
             };
             let new = t.add(key, &delta).map_err(|e| format!("s:add: {e}"))?;
+            // A sum is a number: pushing it allocates nothing.
             push_leaf(state, &new)?;
             Ok(1)
         })
@@ -270,20 +276,63 @@ unsafe extern "C-unwind" fn table_len(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
+/// Push the value a shared-table entry holds, decoded under protection (a memory error
+/// while building it becomes `Err`, with nothing pushed).
+unsafe fn push_message(state: *mut ffi::lua_State, msg: &weft_core::Message) -> Result<(), String> {
+    // SAFETY: state_data reads an existing registry key (no allocation); the decoder
+    // runs under protect (see `frozen::decode_one` for what a memory error costs there).
+    unsafe {
+        let codec = &crate::fast::state_data(state).codec;
+        let mut result = Ok(());
+        rawud::protect(state, 0, 1, &mut |state| {
+            result = push_all(state, codec, msg).map(drop);
+            if result.is_err() {
+                ffi::lua_pushnil(state);
+            }
+        })?;
+        if result.is_err() {
+            ffi::lua_pop(state, 1);
+        }
+        result
+    }
+}
+
+/// Push a plain table copy of the shared table at index 1.
+unsafe fn push_copy(state: *mut ffi::lua_State, what: &str) -> Result<(), String> {
+    // SAFETY: reads argument 1; the table is built under protection.
+    unsafe {
+        let t = &arg::<LuaSharedTable>(state, 1, what)?.0;
+        let entries = t.entries();
+        let codec = &crate::fast::state_data(state).codec;
+        let mut result = Ok(());
+        rawud::protect(state, 0, 1, &mut |state| {
+            ffi::lua_createtable(state, 0, entries.len().min(i32::MAX as usize) as c_int);
+            for (key, msg) in &entries {
+                result = push_leaf(state, &key.to_value());
+                if result.is_err() {
+                    return;
+                }
+                result = push_all(state, codec, msg).map(drop);
+                if result.is_err() {
+                    ffi::lua_pop(state, 1);
+                    return;
+                }
+                ffi::lua_rawset(state, -3);
+            }
+        })?;
+        if result.is_err() {
+            ffi::lua_pop(state, 1);
+        }
+        result
+    }
+}
+
 /// `s:totable()`: a plain copy of every entry, taken under one lock.
 unsafe extern "C-unwind" fn table_totable(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: raw function body; see `guard`.
     unsafe {
         guard(state, |state| {
-            let t = &arg::<LuaSharedTable>(state, 1, "s:totable")?.0;
-            let entries = t.entries();
-            let codec = &crate::fast::state_data(state).codec;
-            ffi::lua_createtable(state, 0, entries.len().min(i32::MAX as usize) as c_int);
-            for (key, msg) in &entries {
-                push_leaf(state, &key.to_value())?;
-                push_all(state, codec, msg)?;
-                ffi::lua_rawset(state, -3);
-            }
+            push_copy(state, "s:totable")?;
             Ok(1)
         })
     }
@@ -294,9 +343,10 @@ unsafe extern "C-unwind" fn table_pairs(state: *mut ffi::lua_State) -> c_int {
     // SAFETY: raw function body; see `guard`.
     unsafe {
         guard(state, |state| {
-            arg::<LuaSharedTable>(state, 1, "s:pairs")?;
             ffi::lua_settop(state, 1);
-            table_totable(state);
+            push_copy(state, "s:pairs")?;
+            // The key exists (set when the module was opened), so this read allocates
+            // nothing.
             ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, c"weft.next".as_ptr());
             if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
                 return Err("weft: the next function is missing".into());

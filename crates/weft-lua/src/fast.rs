@@ -37,7 +37,8 @@ unsafe fn fail(state: *mut ffi::lua_State, msg: &str, level: ffi::lua_Integer) -
     // SAFETY: pushes three values on a valid state.
     unsafe {
         ffi::lua_pushlightuserdata(state, fail_mark().0);
-        crate::codec::raw::push_bytes(state, msg.as_bytes());
+        // Inside catch_unwind: an allocation must not raise.
+        crate::rawud::push_str_or_memory_error(state, msg.as_bytes());
         ffi::lua_pushinteger(state, level);
     }
     3
@@ -51,7 +52,7 @@ unsafe fn push_status(state: *mut ffi::lua_State, first_nil: bool, word: &str) -
         } else {
             ffi::lua_pushboolean(state, 0);
         }
-        crate::codec::raw::push_bytes(state, word.as_bytes());
+        crate::rawud::push_str_or_memory_error(state, word.as_bytes());
     }
     2
 }
@@ -118,7 +119,8 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
             );
         };
         let mut enc = Encoder::new(&state_data(state).codec);
-        if let Err(e) = enc.push(state, 2, Label::Value, 1) {
+        // Under protection: a memory error while encoding must not reach catch_unwind.
+        if let Err(e) = crate::rawud::encode(state, &mut enc, 2, Label::Value) {
             return fail(state, &e, 2);
         }
         let me = cancel::current();
@@ -177,9 +179,18 @@ pub(crate) unsafe extern "C-unwind" fn channel_pop(state: *mut ffi::lua_State) -
         match popped {
             Ok(msg) => {
                 ffi::lua_settop(state, 0);
-                match push_all(state, &state_data(state).codec, &msg) {
+                // Decoded under protection: a memory error becomes a failure return.
+                let codec = &state_data(state).codec;
+                let mut pushed = Ok(0);
+                let done = crate::rawud::protect(state, 0, ffi::LUA_MULTRET, &mut |state| {
+                    pushed = push_all(state, codec, &msg);
+                });
+                match done.and(pushed) {
                     Ok(n) => n,
-                    Err(e) => fail(state, &e, 2),
+                    Err(e) => {
+                        ffi::lua_settop(state, 0);
+                        fail(state, &e, 2)
+                    }
                 }
             }
             Err(PopError::Timeout) => push_status(state, true, "timeout"),

@@ -20,7 +20,6 @@ use weft_core::{Frozen, Handle};
 /// A frozen view as Lua holds it.
 pub(crate) struct LuaFrozen(pub Frozen);
 
-const VIEWS: &CStr = c"weft.frozen.views";
 const METHODS: &CStr = c"weft.frozen.methods";
 
 impl RawType for LuaFrozen {
@@ -63,50 +62,99 @@ impl RawType for LuaFrozen {
 ///
 /// # Safety
 /// A valid state with 4 free slots.
-pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) {
+pub(crate) unsafe fn push_view(state: *mut ffi::lua_State, view: Frozen) -> Result<(), String> {
     // SAFETY: forwarded contract.
     unsafe { push_cached(state, view.address(), || view) }
 }
 
 /// Push the view of table `node` of `parent`'s snapshot. A cache hit touches no reference
 /// count: readers on several threads would otherwise contend for the snapshot's.
-unsafe fn push_child(state: *mut ffi::lua_State, parent: &Frozen, node: u32) {
+unsafe fn push_child(state: *mut ffi::lua_State, parent: &Frozen, node: u32) -> Result<(), String> {
     // SAFETY: forwarded contract.
     unsafe { push_cached(state, parent.child_address(node), || parent.child(node)) }
 }
 
+/// Registry key (its address) of this state's view cache. A light userdata key, so that
+/// looking the cache up allocates nothing and cannot raise.
+static VIEWS: u8 = 0;
+
 /// Push this state's userdata for the table at `address`, or `make()` a view and cache it.
+/// A cache hit calls nothing that can raise; a miss allocates under protection.
 unsafe fn push_cached(
     state: *mut ffi::lua_State,
     address: *const (),
     make: impl FnOnce() -> Frozen,
-) {
-    // SAFETY: balanced registry and cache-table work on a valid state.
+) -> Result<(), String> {
+    let views = &VIEWS as *const u8 as *mut std::ffi::c_void;
+    // SAFETY: balanced registry and cache-table work on a valid state; raw reads with
+    // light userdata keys allocate nothing, and everything that allocates is protected.
     unsafe {
-        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
+        ffi::lua_pushlightuserdata(state, views);
+        ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
         if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
             ffi::lua_pop(state, 1);
-            ffi::lua_createtable(state, 0, 0);
-            ffi::lua_createtable(state, 0, 1);
-            ffi::lua_pushstring(state, c"v".as_ptr());
-            ffi::lua_setfield(state, -2, c"__mode".as_ptr());
-            ffi::lua_setmetatable(state, -2);
-            ffi::lua_pushvalue(state, -1);
-            ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, VIEWS.as_ptr());
+            rawud::protect(state, 0, 1, &mut |state| {
+                ffi::lua_createtable(state, 0, 0);
+                ffi::lua_createtable(state, 0, 1);
+                ffi::lua_pushstring(state, c"v".as_ptr());
+                ffi::lua_setfield(state, -2, c"__mode".as_ptr());
+                ffi::lua_setmetatable(state, -2);
+                ffi::lua_pushlightuserdata(state, views);
+                ffi::lua_pushvalue(state, -2);
+                ffi::lua_rawset(state, ffi::LUA_REGISTRYINDEX);
+            })?;
         }
         let key = address as *mut std::ffi::c_void;
         ffi::lua_pushlightuserdata(state, key);
         ffi::lua_rawget(state, -2);
         if ffi::lua_type(state, -1) == ffi::LUA_TUSERDATA {
             ffi::lua_remove(state, -2);
-            return;
+            return Ok(());
         }
         ffi::lua_pop(state, 1);
-        rawud::push(state, LuaFrozen(make()));
-        ffi::lua_pushlightuserdata(state, key);
+        rawud::push(state, LuaFrozen(make()))?;
+        // cache[key] = view (the cache table may grow)
         ffi::lua_pushvalue(state, -2);
-        ffi::lua_rawset(state, -4);
+        ffi::lua_pushvalue(state, -2);
+        rawud::protect(state, 2, 0, &mut |state| {
+            ffi::lua_pushlightuserdata(state, key);
+            ffi::lua_pushvalue(state, 2);
+            ffi::lua_rawset(state, 1);
+        })?;
         ffi::lua_remove(state, -2);
+    }
+    Ok(())
+}
+
+/// Push the first value of `msg` as plain Lua values (tables built anew), under
+/// protection: a memory error while building becomes `Err`.
+///
+/// # Safety
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn decode_one(
+    state: *mut ffi::lua_State,
+    msg: &weft_core::Message,
+) -> Result<(), String> {
+    // SAFETY: state_data reads an existing registry key (no allocation). The decoder runs
+    // under protect; on a memory error its values are dropped by LuaJIT's unwinding (PUC
+    // Lua's longjmp would leak them; it cannot reach a catch_unwind either way).
+    unsafe {
+        let codec = &crate::fast::state_data(state).codec;
+        let mut result = Ok(());
+        rawud::protect(state, 0, 1, &mut |state| {
+            result = Decoder::new(state, codec, msg).and_then(|decoder| {
+                decoder.push(state, &msg.values[0])?;
+                decoder.finish(state);
+                Ok(())
+            });
+            if result.is_err() {
+                ffi::lua_pushnil(state);
+            }
+        })?;
+        if result.is_err() {
+            ffi::lua_pop(state, 1);
+        }
+        result
     }
 }
 
@@ -127,7 +175,7 @@ pub(crate) unsafe extern "C-unwind" fn freeze(state: *mut ffi::lua_State) -> c_i
             }
             let codec = &crate::fast::state_data(state).codec;
             let mut encoder = Encoder::new(codec);
-            encoder.push(state, 1, Label::Argument, 1).map_err(|e| {
+            rawud::encode(state, &mut encoder, 1, Label::Argument).map_err(|e| {
                 e.replacen(
                     "weft: cannot send argument 1",
                     "weft.freeze: cannot freeze",
@@ -135,7 +183,7 @@ pub(crate) unsafe extern "C-unwind" fn freeze(state: *mut ffi::lua_State) -> c_i
                 )
             })?;
             let frozen = Frozen::new(encoder.finish()).map_err(|e| format!("weft.freeze: {e}"))?;
-            push_view(state, frozen);
+            push_view(state, frozen)?;
             Ok(1)
         })
     }
@@ -162,8 +210,24 @@ unsafe fn push_value(state: *mut ffi::lua_State, view: &Frozen, v: &Value) -> Re
     // SAFETY: pushes exactly one value on a valid state.
     unsafe {
         match v {
-            Value::Node(n) => push_child(state, view, *n),
-            leaf => push_leaf(state, leaf)?,
+            Value::Node(n) => push_child(state, view, *n)?,
+            // Numbers and booleans allocate nothing; a string, module or handle may.
+            leaf @ (Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Num(_)) => {
+                push_leaf(state, leaf)?
+            }
+            leaf => {
+                let mut result = Ok(());
+                rawud::protect(state, 0, 1, &mut |state| {
+                    result = push_leaf(state, leaf);
+                    if result.is_err() {
+                        ffi::lua_pushnil(state);
+                    }
+                })?;
+                if result.is_err() {
+                    ffi::lua_pop(state, 1);
+                }
+                result?
+            }
         }
         Ok(())
     }
@@ -216,8 +280,11 @@ unsafe extern "C-unwind" fn pairs(state: *mut ffi::lua_State) -> c_int {
         guard(state, |state| {
             arg::<LuaFrozen>(state, 1, "frozen table:pairs")?;
             ffi::lua_pushvalue(state, 1);
-            ffi::lua_pushinteger(state, 0);
-            ffi::lua_pushcclosure(state, next, 2);
+            // The closure allocates: under protection.
+            rawud::protect(state, 1, 1, &mut |state| {
+                ffi::lua_pushinteger(state, 0);
+                ffi::lua_pushcclosure(state, next, 2);
+            })?;
             ffi::lua_pushvalue(state, 1);
             ffi::lua_pushnil(state);
             Ok(3)
@@ -255,10 +322,7 @@ unsafe extern "C-unwind" fn totable(state: *mut ffi::lua_State) -> c_int {
         guard(state, |state| {
             let view = &arg::<LuaFrozen>(state, 1, "frozen table:totable")?.0;
             let msg = view.to_message();
-            let codec = &crate::fast::state_data(state).codec;
-            let decoder = Decoder::new(state, codec, &msg)?;
-            decoder.push(state, &msg.values[0])?;
-            decoder.finish(state);
+            decode_one(state, &msg)?;
             Ok(1)
         })
     }

@@ -1,7 +1,6 @@
 //! `weft.read_jsonl(path [, {frozen = true}])`: a JSON Lines file as a Lua list of
 //! values, or straight into a frozen table (no Lua tables built at all), parsed in Rust.
 
-use crate::codec::Decoder;
 use crate::rawud::{self, guard};
 use mlua::ffi;
 use std::ffi::c_int;
@@ -17,7 +16,10 @@ pub(crate) unsafe extern "C-unwind" fn read_jsonl(state: *mut ffi::lua_State) ->
             let frozen = match ffi::lua_type(state, 2) {
                 ffi::LUA_TNONE | ffi::LUA_TNIL => false,
                 ffi::LUA_TTABLE => {
-                    ffi::lua_getfield(state, 2, c"frozen".as_ptr());
+                    // Through metamethods, as compute options are; a raising `__index`
+                    // is this call's error.
+                    rawud::get_field(state, 2, c"frozen")
+                        .map_err(|e| format!("{WHAT}: options.frozen: {e}"))?;
                     let on = ffi::lua_toboolean(state, -1) != 0;
                     ffi::lua_pop(state, 1);
                     on
@@ -33,12 +35,9 @@ pub(crate) unsafe extern "C-unwind" fn read_jsonl(state: *mut ffi::lua_State) ->
                 .map_err(|e| format!("{WHAT}: {e}"))?;
             if frozen {
                 let view = Frozen::new(msg).map_err(|e| format!("{WHAT}: {e}"))?;
-                crate::frozen::push_view(state, view);
+                crate::frozen::push_view(state, view)?;
             } else {
-                let codec = &crate::fast::state_data(state).codec;
-                let decoder = Decoder::new(state, codec, &msg)?;
-                decoder.push(state, &msg.values[0])?;
-                decoder.finish(state);
+                crate::frozen::decode_one(state, &msg)?;
             }
             Ok(1)
         })

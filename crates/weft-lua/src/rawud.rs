@@ -10,6 +10,12 @@
 //! Functions here raise Lua errors directly (they are raw `lua_CFunction`s): [`guard`]
 //! runs the Rust body, catches panics, and only calls `lua_error` after every Rust value
 //! of the body has been dropped.
+//!
+//! Inside a body no Lua error may be raised at all: LuaJIT throws its errors as foreign
+//! exceptions, which abort the process when they reach `catch_unwind` ("Rust cannot catch
+//! foreign exceptions"), and PUC Lua's `longjmp` would skip the destructors of the body's
+//! values. So every C API call that can raise (a metamethod, an allocation) runs through
+//! [`protect`], which turns the Lua error into the body's ordinary `Err`.
 
 use crate::codec::raw::push_bytes;
 use mlua::ffi;
@@ -53,20 +59,32 @@ pub(crate) struct Slot<T> {
 
 /// Push `value` as a new userdata of its type.
 ///
+/// The allocations (the block, the metatable on first use) run under [`protect`] before
+/// `value` is written, so a memory error drops `value` as an ordinary `Err` does.
+///
 /// # Safety
 /// A valid state with 3 free stack slots.
-pub(crate) unsafe fn push<T: RawType>(state: *mut ffi::lua_State, value: T) {
-    // SAFETY: the userdata block is sized for Slot<T>, Lua aligns it for any C type, and
-    // it is initialised before anything else can see it.
+pub(crate) unsafe fn push<T: RawType>(state: *mut ffi::lua_State, value: T) -> Result<(), String> {
+    let mut block = std::ptr::null_mut::<Slot<T>>();
+    // SAFETY: allocations only, under protect; the block stays on the stack below its
+    // metatable.
     unsafe {
-        let p = ffi::lua_newuserdata(state, std::mem::size_of::<Slot<T>>()) as *mut Slot<T>;
-        p.write(Slot {
+        protect(state, 0, 2, &mut |state| {
+            block = ffi::lua_newuserdata(state, std::mem::size_of::<Slot<T>>()) as *mut Slot<T>;
+            push_metatable::<T>(state);
+        })?;
+    }
+    // SAFETY: the userdata block is sized for Slot<T>, Lua aligns it for any C type, and
+    // it is initialised before the metatable (and so `__gc`) is attached; setting a
+    // metatable allocates nothing.
+    unsafe {
+        block.write(Slot {
             magic: T::MAGIC,
             value: Some(value),
         });
-        push_metatable::<T>(state);
         ffi::lua_setmetatable(state, -2);
     }
+    Ok(())
 }
 
 /// Push the type's metatable, building it on first use in this state.
@@ -250,13 +268,267 @@ pub(crate) unsafe fn guard(
         Ok(Err(msg)) => msg,
         Err(_) => "weft: internal error (a panic was caught; please report it)".to_string(),
     };
-    // SAFETY: the body's values are gone; `msg` is dropped before lua_error unwinds.
+    // SAFETY: the body's values are gone. The message is built under protect (if that
+    // fails, its memory error is raised instead), and `msg` is dropped before lua_error
+    // unwinds through this frame, outside catch_unwind.
     unsafe {
-        ffi::luaL_where(state, 1);
-        push_bytes(state, msg.as_bytes());
+        let bytes: &[u8] = msg.as_bytes();
+        let built = protect(state, 0, 1, &mut |state| {
+            // Level 0 is the trampoline, 1 the raw function, 2 its Lua caller.
+            ffi::luaL_where(state, 2);
+            push_bytes(state, bytes);
+            ffi::lua_concat(state, 2);
+        });
+        if let Err(e) = built {
+            drop(e);
+            ffi::lua_pushstring(state, c"not enough memory".as_ptr());
+        }
         drop(msg);
-        ffi::lua_concat(state, 2);
         ffi::lua_error(state)
+    }
+}
+
+/// Registry key (its address) of the protected-call trampoline on Lua 5.1 and LuaJIT,
+/// where pushing a C function allocates a closure.
+#[cfg(not(feature = "lua54"))]
+static TRAMPOLINE_KEY: u8 = 0;
+
+/// What [`trampoline`] runs: the caller's closure and how many results it leaves.
+struct Call<'a> {
+    body: &'a mut dyn FnMut(*mut ffi::lua_State),
+    nresults: c_int,
+}
+
+thread_local! {
+    /// The [`Call`] the next [`trampoline`] on this thread runs (null when none): handed
+    /// over here rather than as a light userdata argument, which costs a push and a read.
+    static CALL: std::cell::Cell<*mut std::ffi::c_void> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// The C function [`protect`] calls under `lua_pcall`; it takes the [`Call`] from
+/// [`CALL`] (and does nothing if there is none, e.g. called from Lua by other means).
+unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
+    let call = CALL.with(|c| c.replace(std::ptr::null_mut())) as *mut Call;
+    if call.is_null() {
+        return 0;
+    }
+    // SAFETY: `protect` stored a pointer to a Call that outlives its lua_pcall, which is
+    // the call running now. A Lua error raised by the body unwinds (LuaJIT) or longjmps
+    // (PUC Lua) through this frame and the body's, which own nothing, to that lua_pcall;
+    // no catch_unwind is crossed.
+    unsafe {
+        ((*call).body)(state);
+        match (*call).nresults {
+            ffi::LUA_MULTRET => ffi::lua_gettop(state),
+            n => n,
+        }
+    }
+}
+
+/// Push the trampoline without raising.
+#[cfg(feature = "lua54")]
+unsafe fn push_trampoline(state: *mut ffi::lua_State) -> Result<(), String> {
+    // SAFETY: a light C function: nothing is allocated.
+    unsafe { ffi::lua_pushcfunction(state, trampoline) };
+    Ok(())
+}
+
+/// Push the trampoline without raising: the closure is made once per state, under
+/// `lua_cpcall` (which protects its own closure), and kept in the registry under an
+/// integer reference; `registry[TRAMPOLINE_KEY]` holds that reference.
+#[cfg(not(feature = "lua54"))]
+unsafe fn push_trampoline(state: *mut ffi::lua_State) -> Result<(), String> {
+    thread_local! {
+        /// The reference last seen to hold the trampoline (in whichever state): checked
+        /// before use, so a reference of another state costs only a second lookup.
+        static REF: std::cell::Cell<ffi::lua_Integer> = const { std::cell::Cell::new(0) };
+    }
+    unsafe extern "C-unwind" fn install(state: *mut ffi::lua_State) -> c_int {
+        // SAFETY: runs under lua_cpcall; raising here is caught there.
+        unsafe {
+            ffi::lua_pushcfunction(state, trampoline);
+            let r = ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX);
+            ffi::lua_pushlightuserdata(state, key());
+            ffi::lua_pushinteger(state, r as ffi::lua_Integer);
+            ffi::lua_rawset(state, ffi::LUA_REGISTRYINDEX);
+        }
+        0
+    }
+    fn key() -> *mut std::ffi::c_void {
+        &TRAMPOLINE_KEY as *const u8 as *mut std::ffi::c_void
+    }
+    /// Push `registry[r]` if it is the trampoline.
+    unsafe fn push_ref(state: *mut ffi::lua_State, r: ffi::lua_Integer) -> bool {
+        // SAFETY: raw registry reads allocate nothing; the value is popped unless it is
+        // the trampoline.
+        unsafe {
+            if r <= 0 {
+                return false;
+            }
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, r);
+            let f = ffi::lua_tocfunction(state, -1);
+            if f.map(|f| f as *const ()) == Some(trampoline as *const ()) {
+                return true;
+            }
+            ffi::lua_pop(state, 1);
+            false
+        }
+    }
+    // SAFETY: raw registry reads with integer and light userdata keys allocate nothing;
+    // the install runs under lua_cpcall.
+    unsafe {
+        if push_ref(state, REF.with(|r| r.get())) {
+            return Ok(());
+        }
+        for attempt in 0..2 {
+            ffi::lua_pushlightuserdata(state, key());
+            ffi::lua_rawget(state, ffi::LUA_REGISTRYINDEX);
+            let r = ffi::lua_tointeger(state, -1);
+            ffi::lua_pop(state, 1);
+            if push_ref(state, r) {
+                REF.with(|c| c.set(r));
+                return Ok(());
+            }
+            if attempt == 0 && ffi::lua_cpcall(state, install, std::ptr::null_mut()) != 0 {
+                return Err(pop_error(state));
+            }
+        }
+    }
+    Err("weft: internal error: the protected-call function is missing".into())
+}
+
+/// Pop the error value `lua_pcall` left, as text, without calling anything that raises
+/// (a number is formatted here: `lua_tolstring` would allocate).
+unsafe fn pop_error(state: *mut ffi::lua_State) -> String {
+    // SAFETY: type-checked reads of the top value, then one pop.
+    unsafe {
+        let text = match ffi::lua_type(state, -1) {
+            ffi::LUA_TSTRING => {
+                String::from_utf8_lossy(crate::codec::raw::str_bytes(state, -1)).into_owned()
+            }
+            ffi::LUA_TNUMBER => format!("{}", ffi::lua_tonumber(state, -1)),
+            _ => format!("(error object is a {} value)", type_of(state, -1)),
+        };
+        ffi::lua_pop(state, 1);
+        text
+    }
+}
+
+/// Run `body` under `lua_pcall`, so that a Lua error it raises (a metamethod's error, a
+/// memory error) comes back as `Err` with its text instead of unwinding through Rust.
+///
+/// The top `nargs` values are the body's arguments (the body runs in a new C frame:
+/// index 1 is the first of them, and the caller's other slots are out of reach); it must
+/// leave `nresults` values on top (or any number, all kept, for `LUA_MULTRET`), which
+/// replace the arguments. On `Err` nothing is left.
+/// The body must not panic and must not own values with destructors (a `longjmp` would
+/// skip them): it should only borrow from its caller and call the C API.
+///
+/// # Safety
+/// A valid state with `nargs` values and 3 free slots above them.
+pub(crate) unsafe fn protect(
+    state: *mut ffi::lua_State,
+    nargs: c_int,
+    nresults: c_int,
+    body: &mut dyn FnMut(*mut ffi::lua_State),
+) -> Result<(), String> {
+    let mut call = Call { body, nresults };
+    // SAFETY: the trampoline goes below the arguments; the Call pointer is used only
+    // during this lua_pcall (the previous one, of an enclosing protect, is restored).
+    unsafe {
+        if let Err(e) = push_trampoline(state) {
+            ffi::lua_pop(state, nargs);
+            return Err(e);
+        }
+        if nargs > 0 {
+            ffi::lua_insert(state, -(nargs + 1));
+        }
+        let me = &mut call as *mut Call as *mut std::ffi::c_void;
+        let previous = CALL.with(|c| c.replace(me));
+        let status = ffi::lua_pcall(state, nargs, nresults, 0);
+        CALL.with(|c| c.set(previous));
+        if status != ffi::LUA_OK {
+            return Err(pop_error(state));
+        }
+    }
+    Ok(())
+}
+
+/// Push `t[name]` for the table at `idx`, through its metamethods (as `t.name` in Lua
+/// would); a raising `__index` becomes `Err` with its message.
+///
+/// # Safety
+/// A valid state, `idx` a valid index, 4 free slots.
+pub(crate) unsafe fn get_field(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    name: &CStr,
+) -> Result<(), String> {
+    // SAFETY: the table is passed to the protected body as its argument 1.
+    unsafe {
+        ffi::lua_pushvalue(state, idx);
+        protect(state, 1, 1, &mut |state| {
+            ffi::lua_getfield(state, 1, name.as_ptr());
+        })
+    }
+}
+
+/// Encode the value at `idx` with `encoder` under protection: the encoder raises no Lua
+/// error of its own, but dumping a function or reading a metafield may allocate, and a
+/// memory error must not unwind into a raw function's `catch_unwind`.
+///
+/// # Safety
+/// A valid state, `idx` a valid index, 4 free slots.
+pub(crate) unsafe fn encode(
+    state: *mut ffi::lua_State,
+    encoder: &mut crate::codec::Encoder<'_>,
+    idx: c_int,
+    label: crate::codec::Label,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    // SAFETY: the value is the body's argument 1; the encoder is borrowed, not owned.
+    unsafe {
+        ffi::lua_pushvalue(state, idx);
+        protect(state, 1, 0, &mut |state| {
+            result = encoder.push(state, 1, label, 1);
+        })?;
+    }
+    result
+}
+
+/// Push a Rust string; a memory error comes back as `Err`.
+///
+/// # Safety
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn push_str(state: *mut ffi::lua_State, bytes: &[u8]) -> Result<(), String> {
+    // SAFETY: the body only copies the bytes into a new Lua string.
+    unsafe { protect(state, 0, 1, &mut |state| push_bytes(state, bytes)) }
+}
+
+/// Push a Rust string, or, if Lua has no memory for it, Lua's own memory-error message
+/// (a string made when the state was): one value either way, and nothing raised.
+///
+/// # Safety
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn push_str_or_memory_error(state: *mut ffi::lua_State, bytes: &[u8]) {
+    // SAFETY: as in `protect`; on failure lua_pcall leaves the error value, which is
+    // kept as the result.
+    unsafe {
+        let mut call_body = |state: *mut ffi::lua_State| push_bytes(state, bytes);
+        let mut call = Call {
+            body: &mut call_body,
+            nresults: 1,
+        };
+        if push_trampoline(state).is_err() {
+            // The failed install left nothing; the error text is gone too.
+            ffi::lua_pushnil(state);
+            return;
+        }
+        let me = &mut call as *mut Call as *mut std::ffi::c_void;
+        let previous = CALL.with(|c| c.replace(me));
+        let _ = ffi::lua_pcall(state, 0, 1, 0);
+        CALL.with(|c| c.set(previous));
     }
 }
 
@@ -288,8 +560,12 @@ unsafe extern "C-unwind" fn tostring<T: RawType>(state: *mut ffi::lua_State) -> 
     // SAFETY: raw function body; see `guard`.
     unsafe {
         guard(state, |state| {
-            let text = arg::<T>(state, 1, "tostring")?.describe();
-            push_bytes(state, text.as_bytes());
+            // A freed handle still prints (print and error messages call tostring).
+            let text = match slot::<T>(state, 1) {
+                Some(Slot { value: None, .. }) => format!("{} (freed)", type_name::<T>()),
+                _ => arg::<T>(state, 1, "tostring")?.describe(),
+            };
+            push_str(state, text.as_bytes())?;
             Ok(1)
         })
     }
@@ -312,20 +588,21 @@ unsafe extern "C-unwind" fn export<T: RawType>(state: *mut ffi::lua_State) -> c_
     }
 }
 
-/// Push a handle of one of the raw types; false for the other handle kinds.
+/// Push a handle of one of the raw types; false for the other handle kinds. A memory
+/// error comes back as `Err`, with nothing pushed.
 ///
 /// # Safety
-/// A valid state with 4 free slots, inside a protected call.
-pub(crate) unsafe fn push_handle(state: *mut ffi::lua_State, h: &Handle) -> bool {
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn push_handle(state: *mut ffi::lua_State, h: &Handle) -> Result<bool, String> {
     // SAFETY: forwarded contract.
     unsafe {
         match h {
-            Handle::Frozen(f) => crate::frozen::push_view(state, (**f).clone()),
-            Handle::Array(a) => push(state, crate::arrays::LuaArray((**a).clone())),
-            Handle::Counter(c) => push(state, crate::counters::LuaCounter(c.clone())),
-            Handle::Table(t) => push(state, crate::counters::LuaSharedTable(t.clone())),
-            _ => return false,
+            Handle::Frozen(f) => crate::frozen::push_view(state, (**f).clone())?,
+            Handle::Array(a) => push(state, crate::arrays::LuaArray((**a).clone()))?,
+            Handle::Counter(c) => push(state, crate::counters::LuaCounter(c.clone()))?,
+            Handle::Table(t) => push(state, crate::counters::LuaSharedTable(t.clone()))?,
+            _ => return Ok(false),
         }
     }
-    true
+    Ok(true)
 }

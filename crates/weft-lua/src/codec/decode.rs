@@ -231,7 +231,7 @@ pub(crate) unsafe fn push_leaf(state: *mut ffi::lua_State, v: &Value) -> Result<
                 push_module_value(state, m, true).map_err(|e| format!("weft: {e}"))?
             }
             Value::Handle(h) => {
-                if !crate::rawud::push_handle(state, h) {
+                if !crate::rawud::push_handle(state, h)? {
                     push_named(state, c"weft.import");
                     super::stash_handle(h.clone());
                     pcall(state, 0, 1)

@@ -409,7 +409,9 @@ impl<'a> Encoder<'a> {
         unsafe {
             let top = ffi::lua_gettop(state);
             if ffi::lua_getmetatable(state, idx) != 0 {
-                ffi::lua_getfield(state, -1, c"__weft_export".as_ptr());
+                // Raw, as Lua reads metafields: a metatable's own __index never runs.
+                ffi::lua_pushstring(state, c"__weft_export".as_ptr());
+                ffi::lua_rawget(state, -2);
                 if ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION {
                     ffi::lua_pushvalue(state, idx);
                     let exported = super::raw::pcall(state, 1, 0);
@@ -439,7 +441,8 @@ unsafe fn userdata_name(state: *mut ffi::lua_State, idx: c_int) -> String {
         let top = ffi::lua_gettop(state);
         let mut name = "a userdata".to_string();
         if ffi::lua_getmetatable(state, idx) != 0 {
-            ffi::lua_getfield(state, -1, c"__name".as_ptr());
+            ffi::lua_pushstring(state, c"__name".as_ptr());
+            ffi::lua_rawget(state, -2);
             if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
                 name = format!(
                     "a userdata ({})",
