@@ -15,7 +15,8 @@ pub(crate) enum Segment {
     Key,
     /// A function's upvalue, by name.
     Upvalue(String),
-    /// A function's environment (Lua 5.1/LuaJIT `setfenv`).
+    /// A function's environment (Lua 5.1/LuaJIT `setfenv`; Lua 5.4 has none).
+    #[cfg_attr(feature = "lua54", allow(dead_code))]
     Environment,
 }
 
