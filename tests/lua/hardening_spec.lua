@@ -130,6 +130,8 @@ describe("errors name the real problem", function()
     assert.is_truthy(e:find("chunk must be an integer in 1..2^53, got 1e+18", 1, true), e)
     e = H.err(p.range, p, 1.5, function() end)
     assert.is_truthy(e:find("range: n must be an integer in 1..2^53, got 1.5", 1, true), e)
+    e = H.err(weft.pool, { size = 2 ^ 60 })
+    assert.is_truthy(e:find("weft.pool: size must be an integer in 1..1024, got 1.1529215046068e+18", 1, true), e)
     -- 2^53 itself is accepted as a chunk size
     assert.are.same({ 3 }, p:range(3, function(a, b) return b - a + 1 end, { chunk = 2 ^ 53 }))
     p:close()

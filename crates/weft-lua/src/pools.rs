@@ -37,19 +37,24 @@ pub(crate) fn lua_type(v: &LuaValue) -> &'static str {
 }
 
 fn positive_int(v: &LuaValue, what: &str) -> Ret<usize> {
+    int_in(v, what, MAX_COUNT, "2^53")
+}
+
+/// An integer in `1..=max` (`max_text` is how the error shows `max`).
+fn int_in(v: &LuaValue, what: &str, max: f64, max_text: &str) -> Ret<usize> {
     let n = match v {
         LuaValue::Integer(i) => *i as f64,
         LuaValue::Number(n) => *n,
         other => {
             return Err(Raise::Usage(format!(
-                "{what} must be an integer in 1..2^53, got {}",
+                "{what} must be an integer in 1..{max_text}, got {}",
                 lua_type(other)
             )))
         }
     };
-    if n.fract() != 0.0 || !(1.0..=MAX_COUNT).contains(&n) {
+    if n.fract() != 0.0 || !(1.0..=max).contains(&n) {
         return Err(Raise::Usage(format!(
-            "{what} must be an integer in 1..2^53, got {}",
+            "{what} must be an integer in 1..{max_text}, got {}",
             shown(n)
         )));
     }
@@ -105,12 +110,12 @@ pub(crate) fn new_pool(lua: &Lua, opts: LuaValue) -> Ret<LuaPool> {
     if let Some(opts) = opts {
         let s: LuaValue = opts.get("size")?;
         if !s.is_nil() {
-            size = positive_int(&s, "weft.pool: size")?;
-            if size > MAX_WORKERS {
-                return Err(Raise::Usage(format!(
-                    "weft.pool: size must be at most {MAX_WORKERS}, got {size}"
-                )));
-            }
+            size = int_in(
+                &s,
+                "weft.pool: size",
+                MAX_WORKERS as f64,
+                &MAX_WORKERS.to_string(),
+            )?;
         }
         match opts.get::<LuaValue>("init")? {
             LuaValue::Nil => {}
