@@ -6,7 +6,7 @@
 -- wrappers call `check` in tail position so level 2 is the user's frame), or the original
 -- error value of a failed task (level 0: it already carries its traceback).
 local core, FAIL = ...
-local error = error
+local error, type = error, type
 
 local function check(...)
   if ... == FAIL then
@@ -32,10 +32,20 @@ local Task = {
 -- and the caller's own reference keeps it alive during the call).
 local channel_ptr, raw_push, raw_pop = core.channel_ptr, core.raw_channel_push, core.raw_channel_pop
 local addresses = setmetatable({}, { __mode = "k" })
-local function address(ch)
+-- `level` is the caller's frame as seen from here; `method` names the call in errors
+-- (the usual mistake is `ch.push(v)`, which passes v as the channel).
+local function address(ch, method, level)
   local p = addresses[ch]
   if p == nil then
-    p = check(channel_ptr(ch))
+    if type(ch) ~= "userdata" then
+      error(("channel:%s: call with ':' (got a %s as the channel)"):format(method, type(ch)), level + 1)
+    end
+    local failed, why
+    failed, why = channel_ptr(ch)
+    if failed == FAIL then
+      error(("channel:%s: %s"):format(method, why), level + 1)
+    end
+    p = failed
     addresses[ch] = p
   end
   return p
@@ -47,11 +57,11 @@ local Channel = {
 }
 
 function Channel.push(ch, v, timeout)
-  return check(raw_push(address(ch), v, timeout))
+  return check(raw_push(address(ch, "push", 2), v, timeout))
 end
 
 function Channel.pop(ch, timeout)
-  return check(raw_pop(address(ch), timeout))
+  return check(raw_pop(address(ch, "pop", 2), timeout))
 end
 
 --- Iterate over popped values until the channel is closed and drained (or a pop times
@@ -68,17 +78,16 @@ end
 -- not a number, goes through the general functions above.
 if core.ffi_push_number then
   local ffi = require "ffi"
-  local type = type
   local push_number = ffi.cast("int (*)(void *, double, double)", core.ffi_push_number)
   local pop_number = ffi.cast("int (*)(void *, double, double *)", core.ffi_pop_number)
   local out = ffi.new("double[1]")
   local forever = math.huge
   -- The JIT cannot pass a light userdata as a C pointer; cache a cdata copy per handle.
   local cast, pointers = ffi.cast, setmetatable({}, { __mode = "k" })
-  local function pointer(ch)
+  local function pointer(ch, method)
     local p = pointers[ch]
     if p == nil then
-      p = cast("void *", address(ch))
+      p = cast("void *", address(ch, method, 3))
       pointers[ch] = p
     end
     return p
@@ -87,7 +96,7 @@ if core.ffi_push_number then
 
   function Channel.push(ch, v, timeout)
     if type(v) == "number" and (timeout == nil or type(timeout) == "number") then
-      local r = push_number(pointer(ch), v, timeout or forever)
+      local r = push_number(pointer(ch, "push"), v, timeout or forever)
       if r == 0 then
         return true
       elseif r == 1 then
@@ -103,7 +112,7 @@ if core.ffi_push_number then
 
   function Channel.pop(ch, timeout)
     if timeout == nil or type(timeout) == "number" then
-      local r = pop_number(pointer(ch), timeout or forever, out)
+      local r = pop_number(pointer(ch, "pop"), timeout or forever, out)
       if r == 0 then
         return out[0]
       elseif r == 1 then

@@ -100,10 +100,10 @@ describe("refused values", function()
     has(e, "not a weft handle")
   end)
 
-  it("nesting deeper than 200 levels, while 150 levels cross", function()
-    local e = refusal(weft.spawn, noop, nested(250))
+  it("nesting deeper than 3000 levels, while 150 levels cross", function()
+    local e = refusal(weft.spawn, noop, nested(3001))
     has(e, "weft: cannot send argument 2")
-    has(e, "nested more than")
+    has(e, "nested more than 3000 levels deep")
     local depth = weft.spawn(function(t)
       local n = 0
       while t do n = n + 1; t = t.next end

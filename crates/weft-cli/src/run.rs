@@ -29,6 +29,12 @@ fn setup(lua: &Lua, script: &str, args: &[String]) -> mlua::Result<()> {
     let weft = weft_lua::open(lua)?;
     let package: Table = lua.globals().get("package")?;
     package.get::<Table>("loaded")?.set("weft", weft)?;
+    // No weft.so is on package.cpath here: a script that clears package.loaded.weft (to
+    // reload modules) must still find weft, as worker states do, through package.preload.
+    // `open` returns the one module table of this state.
+    package
+        .get::<Table>("preload")?
+        .set("weft", lua.create_function(|lua, ()| weft_lua::open(lua))?)?;
     let arg = lua.create_table()?;
     let exe = std::env::args().next().unwrap_or_else(|| "weft".into());
     arg.raw_set(-2, exe)?;

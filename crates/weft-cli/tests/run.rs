@@ -134,3 +134,19 @@ fn script_from_stdin() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout), "2\n");
 }
+
+#[test]
+fn require_finds_weft_again_after_package_loaded_is_cleared() {
+    // A common idiom for reloading a module: clear package.loaded and require it anew.
+    // Under `weft run` there is no weft.so on package.cpath, so weft must stay findable
+    // through package.preload, in the main script as in workers.
+    let s = Script::new(
+        "package.loaded.weft = nil\n\
+         local weft = require 'weft'\n\
+         print(type(weft.spawn), weft.spawn(function(x) return x + 1 end, 41):join())\n\
+         print(rawequal(weft, require 'weft'))\n",
+    );
+    let out = weft(&["run", s.path()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "function\t42\ntrue\n");
+}

@@ -414,7 +414,8 @@ mod tests {
                 ),
                 Node::Function(FunctionNode {
                     code,
-                    upvalues: vec![]
+                    upvalues: vec![],
+                    env: None
                 }),
             ],
         };

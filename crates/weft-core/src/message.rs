@@ -123,6 +123,9 @@ pub struct FunctionNode {
     pub code: Arc<Bytecode>,
     /// Upvalues in order (`nil` for an upvalue that is `nil`).
     pub upvalues: Vec<Value>,
+    /// Lua 5.1/LuaJIT: the function's environment when it is not the sender's globals
+    /// (set with `setfenv`), copied like any value; `None`: the receiver's globals.
+    pub env: Option<Value>,
 }
 
 /// A dumped Lua function, with a hash so receivers can cache the loaded prototype.

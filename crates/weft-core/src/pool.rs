@@ -117,6 +117,8 @@ impl Pool {
             let started = started_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-{}", index + 1))
+                // Room for deeply nested values (the Lua value encoder recurses per level).
+                .stack_size(16 << 20)
                 .spawn(move || worker_main(index, shared, lifecycle, started));
             match spawned {
                 Ok(h) => pool.threads.lock().push(h),

@@ -30,7 +30,7 @@ pub(crate) fn new_channel(_: &Lua, capacity: LuaValue) -> Ret<LuaChannel> {
 fn channel_of(ud: &AnyUserData) -> Ret<Arc<Channel>> {
     ud.borrow::<LuaChannel>()
         .map(|c| c.0.clone())
-        .map_err(|_| Raise::Usage("weft: expected a channel".into()))
+        .map_err(|_| Raise::Usage("expected a channel (got a userdata of another kind)".into()))
 }
 
 /// The channel's address, for the raw push/pop functions in `fast` (the handle stays

@@ -124,7 +124,10 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
             return fail(state, &e, 2);
         }
         let me = cancel::current();
-        match ch.push(enc.finish(), deadline, me.as_deref()) {
+        match cancellation_point(
+            ch.push(enc.finish(), deadline, me.as_deref()),
+            me.as_deref(),
+        ) {
             Ok(()) => {
                 ffi::lua_pushboolean(state, 1);
                 1
@@ -134,6 +137,47 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
             Err(PushError::Cancelled) => fail(state, "cancelled", 0),
         }
     })
+}
+
+/// Errors that can stand for "the waiting task was cancelled".
+pub(crate) trait TimedOut: Sized {
+    /// Is this the timeout error?
+    fn is_timeout(&self) -> bool;
+    /// The cancellation error of the same operation.
+    fn cancelled() -> Self;
+}
+
+impl TimedOut for PushError {
+    fn is_timeout(&self) -> bool {
+        *self == PushError::Timeout
+    }
+    fn cancelled() -> Self {
+        PushError::Cancelled
+    }
+}
+
+impl TimedOut for PopError {
+    fn is_timeout(&self) -> bool {
+        *self == PopError::Timeout
+    }
+    fn cancelled() -> Self {
+        PopError::Cancelled
+    }
+}
+
+/// A push or pop that timed out in a cancelled task reports cancellation instead. A
+/// zero, negative or tiny timeout never sleeps, so the channel never looks at the token;
+/// without this a polling loop of `ch:pop(0)` could not be cancelled where no hook runs
+/// (LuaJIT's compiled traces, `weft.interruptible(false)`). An operation that succeeds
+/// still succeeds, exactly as a blocking one that finds an item or room at once.
+pub(crate) fn cancellation_point<T, E: TimedOut>(
+    r: Result<T, E>,
+    me: Option<&weft_core::cancel::CancelToken>,
+) -> Result<T, E> {
+    match r {
+        Err(e) if e.is_timeout() && me.is_some_and(|c| c.is_cancelled()) => Err(E::cancelled()),
+        other => other,
+    }
 }
 
 thread_local! {
@@ -174,7 +218,7 @@ pub(crate) unsafe extern "C-unwind" fn channel_pop(state: *mut ffi::lua_State) -
         let me = cancel::current();
         let popped = match take_held(&ch) {
             Some(m) => Ok(m),
-            None => ch.pop(deadline, me.as_deref()),
+            None => cancellation_point(ch.pop(deadline, me.as_deref()), me.as_deref()),
         };
         match popped {
             Ok(msg) => {
@@ -229,7 +273,8 @@ pub(crate) mod ffi_numbers {
             // ManuallyDrop leaves the reference count as it was.
             let ch = ManuallyDrop::new(unsafe { Arc::from_raw(ch) });
             cancel::with_current(|me| {
-                match ch.push(Message::single(Value::Num(v)), deadline(timeout), me) {
+                let pushed = ch.push(Message::single(Value::Num(v)), deadline(timeout), me);
+                match cancellation_point(pushed, me) {
                     Ok(()) => DONE,
                     Err(PushError::Timeout) => TIMEOUT,
                     Err(PushError::Closed) => CLOSED,
@@ -254,7 +299,7 @@ pub(crate) mod ffi_numbers {
             // SAFETY: as in push_number.
             let ch = ManuallyDrop::new(unsafe { Arc::from_raw(ch) });
             cancel::with_current(|me| {
-                match ch.pop(deadline(timeout), me) {
+                match cancellation_point(ch.pop(deadline(timeout), me), me) {
                     Ok(m) => match as_number(&m) {
                         Some(n) => {
                             // SAFETY: `out` points at the caller's `double[1]`.

@@ -23,38 +23,99 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The largest count or size weft accepts: 2^53, past which a Lua number (a double) no
+/// longer holds every integer.
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
+/// The Lua type name of `v` as `type(v)` gives it: mlua reports integral numbers on
+/// LuaJIT and Lua 5.1 as `integer`, a type those interpreters do not have.
+pub(crate) fn lua_type(v: &LuaValue) -> &'static str {
+    match v {
+        LuaValue::Integer(_) | LuaValue::Number(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 fn positive_int(v: &LuaValue, what: &str) -> Ret<usize> {
+    int_in(v, what, MAX_COUNT, "2^53")
+}
+
+/// An integer in `1..=max` (`max_text` is how the error shows `max`).
+fn int_in(v: &LuaValue, what: &str, max: f64, max_text: &str) -> Ret<usize> {
     let n = match v {
         LuaValue::Integer(i) => *i as f64,
         LuaValue::Number(n) => *n,
         other => {
             return Err(Raise::Usage(format!(
-                "{what} must be a positive integer, got {}",
-                other.type_name()
+                "{what} must be an integer in 1..{max_text}, got {}",
+                lua_type(other)
             )))
         }
     };
-    if n.fract() != 0.0 || !(1.0..=9.0e15).contains(&n) {
+    if n.fract() != 0.0 || !(1.0..=max).contains(&n) {
         return Err(Raise::Usage(format!(
-            "{what} must be a positive integer, got {n}"
+            "{what} must be an integer in 1..{max_text}, got {}",
+            shown(n)
         )));
     }
     Ok(n as usize)
 }
 
+/// A number as Lua prints it (`%.14g`), so 2^62 reads `4.6116860184274e+18`, not 19 digits.
+fn shown(n: f64) -> String {
+    if !n.is_finite() {
+        return if n.is_nan() {
+            "nan".into()
+        } else if n > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    if n == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{n:.13e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..14).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        trim(&format!("{n:.*}", (13 - exp).max(0) as usize))
+    }
+}
+
 /// `weft.pool{size = n, init = fn}`.
-pub(crate) fn new_pool(lua: &Lua, opts: Option<Table>) -> Ret<LuaPool> {
+pub(crate) fn new_pool(lua: &Lua, opts: LuaValue) -> Ret<LuaPool> {
     let mut size = cpus();
     let mut init = None;
+    let opts = match opts {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => Some(t),
+        other => {
+            return Err(Raise::Usage(format!(
+                "weft.pool: expected an options table {{size = n, init = f}}, got {}",
+                lua_type(&other)
+            )))
+        }
+    };
     if let Some(opts) = opts {
         let s: LuaValue = opts.get("size")?;
         if !s.is_nil() {
-            size = positive_int(&s, "weft.pool: size")?;
-            if size > MAX_WORKERS {
-                return Err(Raise::Usage(format!(
-                    "weft.pool: size must be at most {MAX_WORKERS}, got {size}"
-                )));
-            }
+            size = int_in(
+                &s,
+                "weft.pool: size",
+                MAX_WORKERS as f64,
+                &MAX_WORKERS.to_string(),
+            )?;
         }
         match opts.get::<LuaValue>("init")? {
             LuaValue::Nil => {}
@@ -70,7 +131,7 @@ pub(crate) fn new_pool(lua: &Lua, opts: Option<Table>) -> Ret<LuaPool> {
             other => {
                 return Err(Raise::Usage(format!(
                     "weft.pool: init must be a function, got {}",
-                    other.type_name()
+                    lua_type(&other)
                 )))
             }
         }
@@ -128,7 +189,7 @@ fn require_function(v: Option<&LuaValue>, what: &str) -> Ret<()> {
         Some(LuaValue::Function(_)) => Ok(()),
         other => Err(Raise::Usage(format!(
             "{what} must be a function, got {}",
-            other.map_or("no value", |v| v.type_name())
+            other.map_or("no value", lua_type)
         ))),
     }
 }
@@ -351,4 +412,26 @@ pub(crate) fn close(_: &Lua, ud: AnyUserData) -> Ret<()> {
 /// `pool:size()`.
 pub(crate) fn size(_: &Lua, ud: AnyUserData) -> Ret<usize> {
     Ok(pool_of(&ud)?.size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn numbers_read_as_lua_prints_them() {
+        let cases = [
+            (2f64.powi(62), "4.6116860184274e+18"),
+            (1e18, "1e+18"),
+            (1.5, "1.5"),
+            (-3.0, "-3"),
+            (123456.0, "123456"),
+            (1e-5, "1e-05"),
+            (0.1, "0.1"),
+            (2f64.powi(53) + 2.0, "9.007199254741e+15"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(shown(n), want, "{n}");
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub(crate) fn spawn(job: SpawnJob) -> std::io::Result<()> {
     }
     std::thread::Builder::new()
         .name("weft-thread".into())
+        .stack_size(crate::worker::STACK_SIZE)
         .spawn(move || thread_main(job))
         .map(|_| ())
 }

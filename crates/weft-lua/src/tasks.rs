@@ -17,7 +17,7 @@ pub(crate) fn spawn(lua: &Lua, args: MultiValue) -> Ret<LuaTask> {
         other => {
             return Err(Raise::Usage(format!(
                 "weft.spawn: argument 1 must be a function, got {}",
-                other.map_or("no value", |v| v.type_name())
+                other.map_or("no value", crate::pools::lua_type)
             )))
         }
     }

@@ -18,6 +18,11 @@ use weft_core::message::Message;
 use weft_core::pool::WorkerLifecycle;
 use weft_core::task::{Failure, Outcome, Task};
 
+/// Native stack of weft's threads: room for the value encoder's
+/// [`crate::codec::encode::MAX_DEPTH`] levels of nesting plus deep Lua recursion (the
+/// memory is reserved, and only the pages a thread touches are committed).
+pub const STACK_SIZE: usize = 16 << 20;
+
 /// What a worker state copies from the state that created it.
 #[derive(Clone, Default)]
 pub struct Inherit {

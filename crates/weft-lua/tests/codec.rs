@@ -145,18 +145,39 @@ fn refusals_name_the_path_and_the_reason() {
     );
 }
 
+/// Encode a chain of `levels` nested tables on a new thread with a `stack`-byte stack.
+fn encode_chain(levels: usize, stack: usize) -> Result<(), String> {
+    std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || {
+            let a = state();
+            let code = format!(
+                "local t = {{}} local c = t for i = 2, {levels} do c.n = {{}} c = c.n end return t"
+            );
+            weft_lua::encode_values(&a, eval(&a, &code)).map(|_| ())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
 #[test]
 fn deep_nesting_is_refused_not_a_stack_overflow() {
-    let a = state();
-    let err = weft_lua::encode_values(
-        &a,
-        eval(
-            &a,
-            "local t = {} local c = t for i = 1, 10000 do c.n = {} c = c.n end return t",
-        ),
-    )
-    .unwrap_err();
-    assert!(err.contains("nested more than 200 levels deep"), "{err}");
+    // Up to 3000 levels cross on a thread with a big enough stack (a debug build needs
+    // much more per level than the release build, which fits in 16 MiB).
+    encode_chain(3000, 128 << 20).unwrap();
+    let err = encode_chain(3001, 128 << 20).unwrap_err();
+    assert!(err.contains("nested more than 3000 levels deep"), "{err}");
+    assert!(
+        err.starts_with("weft: cannot send argument 1 .n.n.n.n ... .n.n.n.n (3000 levels) ("),
+        "{err}"
+    );
+    // A thread with a small stack refuses before running out of it.
+    let err = encode_chain(100_000, 512 << 10).unwrap_err();
+    assert!(
+        err.contains("more than this thread's stack allows"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -99,7 +99,9 @@ impl<'m> Decoder<'m> {
                         t.hash.len() as c_int,
                     ),
                     Node::Function(f) => {
-                        let loaded = if task_node == Some(i as u32) {
+                        // A function given an environment is loaded anew: setfenv on a
+                        // cached closure would leak that environment to later tasks.
+                        let loaded = if task_node == Some(i as u32) && f.env.is_none() {
                             loads
                                 .push_task_function(state, &f.code, f.upvalues.len())
                                 .map(|b| decoder.borrowed = b)
@@ -141,6 +143,10 @@ impl<'m> Decoder<'m> {
                         if ffi::lua_setupvalue(state, target, n as c_int + 1).is_null() {
                             ffi::lua_pop(state, 1);
                         }
+                    }
+                    if let Some(env) = &f.env {
+                        self.push(state, env)?;
+                        set_environment(state, target);
                     }
                 }
             }
@@ -208,6 +214,22 @@ impl<'m> Decoder<'m> {
             unsafe { ffi::lua_remove(state, self.objs) };
         }
     }
+}
+
+/// Make the table on top of the stack (popped) the environment of the function at `f`.
+#[cfg(not(feature = "lua54"))]
+unsafe fn set_environment(state: *mut ffi::lua_State, f: c_int) {
+    // SAFETY: `f` holds a freshly loaded Lua function and the top a table.
+    unsafe {
+        ffi::lua_setfenv(state, f);
+    }
+}
+
+/// Lua 5.4 senders never set `env` (`_ENV` is an ordinary upvalue there).
+#[cfg(feature = "lua54")]
+unsafe fn set_environment(state: *mut ffi::lua_State, _: c_int) {
+    // SAFETY: pops the value pushed by the caller.
+    unsafe { ffi::lua_pop(state, 1) };
 }
 
 /// Push a value that is not a node: a scalar, a string, a module value or a handle.

@@ -10,8 +10,56 @@ use std::sync::Arc;
 use weft_core::message::SmallVec;
 use weft_core::message::{Bytecode, FunctionNode, Message, ModuleRef, Node, TableNode, Value};
 
-/// Deeper nesting than this is refused rather than risking the native stack.
-const MAX_DEPTH: u32 = 200;
+/// Deeper nesting than this is refused. The encoder recurses once per level (a few
+/// hundred bytes of native stack, and up to 2 Lua stack slots, where Lua 5.1 and LuaJIT
+/// allow 8000 per call), so the limit fits worker threads (16 MiB stacks) and a main
+/// thread (8 MiB); [`stack_left`] refuses earlier on a thread with a smaller stack.
+pub const MAX_DEPTH: u32 = 3000;
+
+/// Native stack kept free below the encoder: Lua helpers and export callbacks it calls
+/// run on the same stack.
+const STACK_RESERVE: usize = 256 * 1024;
+
+thread_local! {
+    /// The lowest usable address of this thread's stack (0: unknown).
+    static STACK_LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The lowest address of the calling thread's stack, or 0 when it cannot be had.
+fn stack_low() -> usize {
+    // SAFETY: pthread_getattr_np fills a zeroed attr for the calling thread, which is
+    // destroyed after reading its stack bounds.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return 0;
+        }
+        let mut addr = std::ptr::null_mut();
+        let mut size = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if ok {
+            addr as usize
+        } else {
+            0
+        }
+    }
+}
+
+/// Bytes of native stack left below the caller's frame, if the thread's stack is known.
+fn stack_left() -> Option<usize> {
+    let low = STACK_LOW.with(|c| match c.get() {
+        Some(low) => low,
+        None => {
+            let low = stack_low();
+            c.set(Some(low));
+            low
+        }
+    });
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    (low != 0).then(|| sp.saturating_sub(low))
+}
 
 /// What the root values are, for error messages ("argument 2", "result 1", "item 7").
 #[derive(Clone, Copy, Debug)]
@@ -218,6 +266,12 @@ impl<'a> Encoder<'a> {
         if self.depth > MAX_DEPTH {
             return refuse(format!("nested more than {MAX_DEPTH} levels deep"));
         }
+        if stack_left().is_some_and(|left| left < STACK_RESERVE) {
+            return refuse(format!(
+                "nested {} levels deep, more than this thread's stack allows",
+                self.depth
+            ));
+        }
         Ok(())
     }
 
@@ -253,10 +307,16 @@ impl<'a> Encoder<'a> {
             }
             if ffi::lua_getmetatable(state, idx) != 0 {
                 ffi::lua_pop(state, 1);
-                return refuse("a table with a metatable; weft.freeze it or send plain data");
+                return refuse(
+                    "a table with a metatable, which can be neither sent nor frozen; \
+                     pass plain data and set the metatable again where it is used",
+                );
             }
             if ffi::lua_checkstack(state, 4) == 0 {
-                return refuse("out of Lua stack space");
+                return refuse(format!(
+                    "nested {} levels deep, more than the Lua stack allows",
+                    self.depth
+                ));
             }
             self.enter()?;
             let node = self.nodes.len() as u32;
@@ -365,7 +425,10 @@ impl<'a> Encoder<'a> {
                 };
             }
             if ffi::lua_checkstack(state, 4) == 0 {
-                return refuse("out of Lua stack space");
+                return refuse(format!(
+                    "nested {} levels deep, more than the Lua stack allows",
+                    self.depth
+                ));
             }
             let code = match self.codec.dumps.borrow_mut().dump(state, idx) {
                 Some(code) => code,
@@ -376,6 +439,7 @@ impl<'a> Encoder<'a> {
             self.nodes.push(Node::Function(FunctionNode {
                 code: code.clone(),
                 upvalues: Vec::new(),
+                env: None,
             }));
             self.seen.insert(ptr, node);
             let mut upvalues = Vec::new();
@@ -398,10 +462,67 @@ impl<'a> Encoder<'a> {
                 upvalues.push(v);
                 ffi::lua_settop(state, slot - 1);
             }
-            self.nodes[node as usize] = Node::Function(FunctionNode { code, upvalues });
+            let env = self.environment(state, idx)?;
+            self.nodes[node as usize] = Node::Function(FunctionNode {
+                code,
+                upvalues,
+                env,
+            });
             self.depth -= 1;
             Ok(Value::Node(node))
         }
+    }
+
+    /// Lua 5.1/LuaJIT: the environment of the Lua function at `idx`, when it is not the
+    /// globals. A plain table crosses as a copy (the receiver `setfenv`s it); a table with
+    /// a metatable cannot be copied faithfully: with no fields of its own it is a view of
+    /// the globals (a strict-mode wrapper, busted's sandbox) and the receiver's globals
+    /// stand in for it, otherwise it is refused rather than silently dropped.
+    #[cfg(not(feature = "lua54"))]
+    unsafe fn environment(
+        &mut self,
+        state: *mut ffi::lua_State,
+        idx: c_int,
+    ) -> Result<Option<Value>, Fail> {
+        // SAFETY: idx holds a Lua function (4 slots were checked); lua_getfenv pushes its
+        // environment, popped before returning (on refusal `push` restores the stack).
+        unsafe {
+            ffi::lua_getfenv(state, idx);
+            let env = ffi::lua_gettop(state);
+            let sent = if ffi::lua_type(state, env) != ffi::LUA_TTABLE
+                || ffi::lua_rawequal(state, env, ffi::LUA_GLOBALSINDEX) != 0
+            {
+                None
+            } else if ffi::lua_getmetatable(state, env) != 0 {
+                ffi::lua_pop(state, 1);
+                ffi::lua_pushnil(state);
+                if ffi::lua_next(state, env) == 0 {
+                    None
+                } else {
+                    return within(
+                        || Segment::Environment,
+                        refuse(
+                            "a table with a metatable and fields of its own: only a plain \
+                             table (copied) or the globals can be a sent function's environment",
+                        ),
+                    );
+                }
+            } else {
+                Some(within(|| Segment::Environment, self.value(state, env))?)
+            };
+            ffi::lua_settop(state, env - 1);
+            Ok(sent)
+        }
+    }
+
+    /// Lua 5.4 has no function environments: `_ENV` is an upvalue, sent like any other.
+    #[cfg(feature = "lua54")]
+    unsafe fn environment(
+        &mut self,
+        _: *mut ffi::lua_State,
+        _: c_int,
+    ) -> Result<Option<Value>, Fail> {
+        Ok(None)
     }
 
     unsafe fn userdata(&mut self, state: *mut ffi::lua_State, idx: c_int) -> Result<Value, Fail> {

@@ -15,6 +15,9 @@ pub(crate) enum Segment {
     Key,
     /// A function's upvalue, by name.
     Upvalue(String),
+    /// A function's environment (Lua 5.1/LuaJIT `setfenv`; Lua 5.4 has none).
+    #[cfg_attr(feature = "lua54", allow(dead_code))]
+    Environment,
 }
 
 fn is_identifier(bytes: &[u8]) -> bool {
@@ -25,9 +28,30 @@ fn is_identifier(bytes: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
+/// Paths longer than this many segments show only their two ends.
+const LONG: usize = 12;
+/// Segments shown at each end of a long path.
+const SHOWN: usize = 4;
+
 /// Render segments innermost-last, e.g. `.config.handler`, `[3].name`,
-/// ` upvalue 'helper'.x`.
+/// ` upvalue 'helper'.x`. A long path (a deep linked list) keeps its first and last few
+/// segments and says how deep it goes: `.next.next.next.next ... .next.next.next.x
+/// (300 levels)`.
 pub(crate) fn render(segments: &[Segment]) -> String {
+    if segments.len() <= LONG {
+        return render_all(segments);
+    }
+    let head = render_all(&segments[..SHOWN]);
+    let tail = render_all(&segments[segments.len() - SHOWN..]);
+    let gap = if tail.starts_with(' ') {
+        " ..."
+    } else {
+        " ... "
+    };
+    format!("{head}{gap}{tail} ({} levels)", segments.len())
+}
+
+fn render_all(segments: &[Segment]) -> String {
     let mut out = String::new();
     for s in segments {
         match s {
@@ -45,6 +69,7 @@ pub(crate) fn render(segments: &[Segment]) -> String {
             Segment::Upvalue(name) => {
                 let _ = write!(out, " upvalue '{name}'");
             }
+            Segment::Environment => out.push_str(" environment"),
         }
     }
     out
@@ -63,5 +88,22 @@ mod tests {
             Segment::Field(b"two words".to_vec()),
         ];
         assert_eq!(render(&p), " upvalue 'conf'.handler[3][\"two words\"]");
+    }
+
+    #[test]
+    fn a_long_path_shows_its_ends_and_its_length() {
+        let mut p: Vec<Segment> = (0..299).map(|_| Segment::Field(b"next".to_vec())).collect();
+        p.push(Segment::Field(b"x".to_vec()));
+        assert_eq!(
+            render(&p),
+            ".next.next.next.next ... .next.next.next.x (300 levels)"
+        );
+        let mut q: Vec<Segment> = (0..LONG as i64).map(Segment::Index).collect();
+        assert_eq!(render(&q), "[0][1][2][3][4][5][6][7][8][9][10][11]");
+        q.push(Segment::Upvalue("f".into()));
+        assert_eq!(
+            render(&q),
+            "[0][1][2][3] ... [9][10][11] upvalue 'f' (13 levels)"
+        );
     }
 }
