@@ -610,13 +610,14 @@ mod tests {
 
     #[test]
     fn zeroed_aligned_and_counted() {
-        let before = memory::owned();
+        let before = memory::owned_by_this_thread();
         let a = Array::zeros(DType::F32, 1000, Some(3)).unwrap();
         assert_eq!(a.as_ptr() as usize % ALIGN, 0);
-        assert!(memory::owned() >= before + 12_000);
+        assert!(memory::owned_by_this_thread().wrapping_sub(before) >= 12_000);
         assert!((0..3000).all(|i| a.get(i) == Some(Scalar::Num(0.0))));
         assert_eq!(a.get(3000), None);
         drop(a);
+        assert_eq!(memory::owned_by_this_thread(), before);
     }
 
     #[test]

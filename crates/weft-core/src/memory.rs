@@ -20,10 +20,27 @@ pub fn mapped() -> usize {
 
 pub(crate) fn owned_add(bytes: usize) {
     OWNED.fetch_add(bytes, Ordering::Relaxed);
+    #[cfg(test)]
+    THREAD_OWNED.with(|c| c.set(c.get().wrapping_add(bytes)));
 }
 
 pub(crate) fn owned_sub(bytes: usize) {
     OWNED.fetch_sub(bytes, Ordering::Relaxed);
+    #[cfg(test)]
+    THREAD_OWNED.with(|c| c.set(c.get().wrapping_sub(bytes)));
+}
+
+// The global figure moves with every test running in parallel; a unit test checks the
+// bytes its own thread allocated and freed.
+#[cfg(test)]
+thread_local! {
+    static THREAD_OWNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes this thread's allocations added to [`owned`] less those it freed (tests only).
+#[cfg(test)]
+pub(crate) fn owned_by_this_thread() -> usize {
+    THREAD_OWNED.with(|c| c.get())
 }
 
 pub(crate) fn mapped_add(bytes: usize) {
