@@ -227,7 +227,7 @@ fn cache_path(path: &Path) -> Result<PathBuf, ComputeError> {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     };
-    let end = final_path(path).map_err(|e| ComputeError::io(path, e))?;
+    let end = weft_core::files::final_path(path).map_err(|e| ComputeError::io(path, e))?;
     match std::fs::metadata(&end) {
         Ok(m) if m.is_dir() => Err(refuse("is a directory; name a cache file")),
         Ok(m) if !m.is_file() => Err(refuse(
@@ -235,24 +235,6 @@ fn cache_path(path: &Path) -> Result<PathBuf, ComputeError> {
         )),
         _ => Ok(end),
     }
-}
-
-/// `path` with symbolic links in its last component followed (as weft_core::files does).
-fn final_path(path: &Path) -> std::io::Result<PathBuf> {
-    let mut p = path.to_path_buf();
-    for _ in 0..40 {
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(&p)?;
-                p = match p.parent() {
-                    Some(dir) if target.is_relative() => dir.join(target),
-                    _ => target,
-                };
-            }
-            _ => return Ok(p),
-        }
-    }
-    Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
 /// A cache file being filled. It holds the cache path's write lock from creation (or
@@ -422,7 +404,7 @@ impl<'a> CacheWriter<'a> {
     /// now (a quick check before the work; creating or resuming takes the lock for real).
     pub fn check_not_busy(path: impl AsRef<Path>) -> Result<(), ComputeError> {
         let path = path.as_ref();
-        let end = final_path(path).map_err(|e| ComputeError::io(path, e))?;
+        let end = weft_core::files::final_path(path).map_err(|e| ComputeError::io(path, e))?;
         match CacheLock::acquire(&end, path) {
             Err(e @ ComputeError::CacheBusy { .. }) => Err(e),
             _ => Ok(()),
