@@ -186,6 +186,37 @@ describe("tables with raising metatables as data", function()
   end
 end)
 
+describe("pool options and items through metamethods", function()
+  it("a raising pool or map/range options table is a one-line error", function()
+    local ok, e = pcall(weft.pool, strict())
+    assert.is_false(ok)
+    assert.matches("strict: no field size", e, 1, true)
+    assert.is_nil(e:find("\n"), "expected one line, got: " .. e)
+    local pool = weft.pool { size = 1 }
+    for _, call in ipairs {
+      function() return pool:map(function(x) return x end, { 1, 2 }, strict()) end,
+      function() return pool:range(2, function() end, strict()) end,
+    } do
+      ok, e = pcall(call)
+      assert.is_false(ok)
+      assert.matches("strict: no field chunk", e, 1, true)
+      assert.is_nil(e:find("\n"), "expected one line, got: " .. e)
+    end
+    pool:close()
+  end)
+
+  it("map reads a proxy's items as #items and items[i] do", function()
+    local proxy = setmetatable({}, {
+      __len = function() return 3 end,
+      __index = function(_, i) return i * 10 end,
+    })
+    local pool = weft.pool { size = 1 }
+    local out = pool:map(function(x) return x + 1 end, proxy)
+    pool:close()
+    assert.are.same({ 11, 21, 31 }, out)
+  end)
+end)
+
 describe("a raising options table in a child interpreter", function()
   it("does not kill the process (pcall catches it)", function()
     local npy = H.tmpname(".npy")

@@ -268,13 +268,16 @@ fn first_failure(lua: &Lua, tasks: &[Arc<Task>]) -> Ret<()> {
 }
 
 fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Table>) -> Ret<Table> {
-    let n = items.raw_len();
+    // Read as `#items` and `items[i]` are in Lua: a proxy's __len/__index are honoured
+    // (mlua reads a table without a metatable raw, and runs metamethods protected).
+    let n = usize::try_from(items.len()?)
+        .map_err(|_| Raise::Usage("map: argument 2: #items is negative".into()))?;
     let chunk = chunk_option(opts, n, pool.size())?;
     let func = shared_function(lua, func, "map: argument 1", 1)?;
     let mut tasks = Vec::with_capacity(n.div_ceil(chunk));
     for (first, last) in chunks(n, chunk) {
         let slice: MultiValue = (first..=last)
-            .map(|i| items.raw_get::<LuaValue>(i))
+            .map(|i| items.get::<LuaValue>(i))
             .collect::<mlua::Result<_>>()?;
         let msg = encode(lua, slice, Label::Item, first)?;
         let task = Task::new(false);

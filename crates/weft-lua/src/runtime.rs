@@ -49,7 +49,21 @@ impl Raise {
 
 impl From<mlua::Error> for Raise {
     fn from(e: mlua::Error) -> Raise {
-        Raise::Usage(format!("weft: {e}"))
+        Raise::Usage(format!("weft: {}", one_line(&e)))
+    }
+}
+
+/// An mlua error as the one line a user needs: a Lua error raised inside a call (a
+/// metamethod of the user's table) without mlua's "runtime error:" prefix and traceback.
+fn one_line(e: &mlua::Error) -> String {
+    let text = match e {
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => return one_line(cause),
+        other => other.to_string(),
+    };
+    match text.find("\nstack traceback:") {
+        Some(end) => text[..end].to_string(),
+        None => text,
     }
 }
 
