@@ -142,9 +142,10 @@ typedef struct weft_cache_options {
 } weft_cache_options;
 
 /**
- * What a cache's header and bitmap say.
+ * The state of a cache file: what its header and bitmap say (`weft_cache_info`, and
+ * `weft_diversity_cache` when it returns).
  */
-typedef struct weft_cache_info {
+typedef struct weft_cache_state {
   /**
    * Items (and orderings).
    */
@@ -169,7 +170,7 @@ typedef struct weft_cache_info {
    * SHA-256 of the raw embeddings (docs/cache-format.md).
    */
   uint8_t hash[32];
-} weft_cache_info;
+} weft_cache_state;
 
 #ifdef __cplusplus
 extern "C" {
@@ -274,7 +275,7 @@ void weft_cancel_free(struct weft_cancel *c);
  * `emb` points to n·d floats; `path` is a NUL-terminated string; `opts` is NULL or valid
  * (its `cancel` NULL or a live token); `info` is NULL or writable.
  */
-int weft_diversity_cache(const float *emb, size_t n, size_t d, const char *path, const struct weft_cache_options *opts, struct weft_cache_info *info);
+int weft_diversity_cache(const float *emb, size_t n, size_t d, const char *path, const struct weft_cache_options *opts, struct weft_cache_state *info);
 
 /**
  * Opens and validates the cache file `path`; `*out` receives the handle (NULL on error).
@@ -290,7 +291,7 @@ int weft_cache_open(const char *path, struct weft_cache **out);
  * # Safety
  * `cache` is NULL or a live handle; `info` is NULL or writable.
  */
-int weft_cache_info(const struct weft_cache *cache, struct weft_cache_info *info);
+int weft_cache_info(const struct weft_cache *cache, struct weft_cache_state *info);
 
 /**
  * The ordering from `start` (0-based) into `out` (`out_len` ≥ n ids, 0-based). Fails

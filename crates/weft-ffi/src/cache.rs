@@ -56,10 +56,11 @@ impl Default for weft_cache_options {
     }
 }
 
-/// What a cache's header and bitmap say.
+/// The state of a cache file: what its header and bitmap say (`weft_cache_info`, and
+/// `weft_diversity_cache` when it returns).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct weft_cache_info {
+pub struct weft_cache_state {
     /// Items (and orderings).
     pub n: usize,
     /// Embedding width.
@@ -74,9 +75,9 @@ pub struct weft_cache_info {
     pub hash: [u8; 32],
 }
 
-impl From<&CacheInfo> for weft_cache_info {
+impl From<&CacheInfo> for weft_cache_state {
     fn from(i: &CacheInfo) -> Self {
-        weft_cache_info {
+        weft_cache_state {
             n: i.n,
             d: i.d,
             id_width: i.id_width,
@@ -161,7 +162,7 @@ pub unsafe extern "C" fn weft_diversity_cache(
     d: usize,
     path: *const c_char,
     opts: *const weft_cache_options,
-    info: *mut weft_cache_info,
+    info: *mut weft_cache_state,
 ) -> c_int {
     guard("weft_diversity_cache", || {
         // SAFETY: the function's contract.
@@ -275,7 +276,7 @@ pub unsafe extern "C" fn weft_cache_open(path: *const c_char, out: *mut *mut wef
 #[no_mangle]
 pub unsafe extern "C" fn weft_cache_info(
     cache: *const weft_cache,
-    info: *mut weft_cache_info,
+    info: *mut weft_cache_state,
 ) -> c_int {
     guard("weft_cache_info", || {
         non_null(cache, "cache")?;
