@@ -60,7 +60,13 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test miri lua-test example-test bench-smoke
+test: deps lint rust-test miri lua-test example-test ffi-test bench-smoke
+
+# libweft (the C ABI): the C test program and example compiled with cc against
+# include/weft.h, the LuaJIT FFI test and example, the Python ctypes test and example.
+.PHONY: ffi-test
+ffi-test:
+	CARGO="$(CARGO)" bash crates/weft-ffi/tests/run.sh
 
 LUAJIT_CPATH = LUA_CPATH="$(CURDIR)/target/lua/luajit/?.so;;"
 
