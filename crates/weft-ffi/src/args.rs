@@ -8,7 +8,7 @@ use weft_compute::Budget;
 
 /// The options of the compute calls. Start from `weft_options_default()`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct weft_options {
     /// Worker threads; 0 = every core (the default). At most 1024.
     pub threads: usize,
@@ -16,15 +16,6 @@ pub struct weft_options {
     /// memory (the default). Beyond it top-k and orderings compute S on the fly (same
     /// results, slower) and a full similarity matrix is refused.
     pub budget: u64,
-}
-
-impl Default for weft_options {
-    fn default() -> Self {
-        weft_options {
-            threads: 0,
-            budget: 0,
-        }
-    }
 }
 
 /// The engine's thread count: `None` (every core) for 0.

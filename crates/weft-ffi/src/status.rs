@@ -125,3 +125,48 @@ pub(crate) fn guard(what: &str, body: impl FnOnce() -> Result<(), Failure>) -> c
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: last_error points to this thread's NUL-terminated message.
+        unsafe { CStr::from_ptr(last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_an_internal_error_with_its_message() {
+        let rc = guard("weft_test", || panic!("kaboom {}", 42));
+        assert_eq!(rc, weft_status::WEFT_ERR_INTERNAL as c_int);
+        assert_eq!(
+            last(),
+            "weft_test: internal error (a bug in weft, please report it): kaboom 42"
+        );
+    }
+
+    #[test]
+    fn the_last_error_is_one_line_per_thread_and_cleared_by_success() {
+        let rc = guard("weft_a", || {
+            Err(Failure::new(weft_status::WEFT_ERR_RANGE, "two\nlines"))
+        });
+        assert_eq!(rc, 4);
+        assert_eq!(last(), "weft_a: two lines");
+        // another thread has its own message
+        std::thread::spawn(|| {
+            assert_eq!(last(), "");
+            guard("weft_b", || {
+                Err(Failure::new(weft_status::WEFT_ERR_IO, "b"))
+            });
+            assert_eq!(last(), "weft_b: b");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(last(), "weft_a: two lines");
+        assert_eq!(guard("weft_c", || Ok(())), 0);
+        assert_eq!(last(), "");
+    }
+}

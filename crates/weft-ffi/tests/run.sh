@@ -14,7 +14,7 @@ lib="$PWD/target/release"
 out="$PWD/target/ffi-test"
 mkdir -p "$out"
 cflags=(-std=c11 -Wall -Wextra -Werror -O2 -Iinclude)
-link=(-L"$lib" -lweft -Wl,-rpath,"$lib" -lm)
+link=(-L"$lib" -lweft -Wl,-rpath,"$lib" -lm -pthread)
 
 echo "== C"
 cc "${cflags[@]}" crates/weft-ffi/tests/c/weft_test.c "${link[@]}" -o "$out/weft_test"

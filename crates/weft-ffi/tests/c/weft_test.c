@@ -3,6 +3,7 @@
  * (crates/weft-ffi/tests/run.sh). Results are checked against naive implementations in
  * double precision on small random data; errors by their codes and weft_last_error(). */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,31 @@ static void on_progress(size_t done, size_t total, void *user) {
   last_done = done;
   progress_calls++;
   if (cancel_after && progress_calls == cancel_after) weft_cancel_set(token);
+}
+
+/* Cancelling from another thread: the callback hands over to a host thread that sets the
+ * token, and waits until it has, so the run must stop after exactly that batch. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int stage = 0; /* 1: a batch is done, 2: the other thread has cancelled */
+
+static void *canceller(void *arg) {
+  pthread_mutex_lock(&mu);
+  while (stage < 1) pthread_cond_wait(&cv, &mu);
+  weft_cancel_set((const weft_cancel *)arg);
+  stage = 2;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+static void wait_for_canceller(size_t done, size_t total, void *user) {
+  (void)done, (void)total, (void)user;
+  pthread_mutex_lock(&mu);
+  if (stage == 0) stage = 1;
+  pthread_cond_broadcast(&cv);
+  while (stage < 2) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
 }
 
 int main(void) {
@@ -249,6 +275,23 @@ int main(void) {
   OK(weft_diversity_cache(emb, n, d, path, &co, &info));
   CHECK(info.done == n && info.complete == 1 && info.id_width == 2, "complete: %zu", info.done);
   CHECK(last_done == n && progress_calls == 4, "progress reached n in 4 batches (%zu calls)", progress_calls);
+  /* cancelled from another thread while running */
+  char path2[] = "/tmp/weft-ffi-test-XXXXXX";
+  fd = mkstemp(path2);
+  close(fd);
+  unlink(path2);
+  weft_cancel *other = weft_cancel_new();
+  weft_cache_options c2 = weft_cache_options_default();
+  c2.progress = wait_for_canceller;
+  c2.cancel = other;
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, canceller, other) == 0, "thread");
+  FAILS(weft_diversity_cache(emb, n, d, path2, &c2, &info), WEFT_ERR_CANCELLED, "32 of 100");
+  pthread_join(th, NULL);
+  CHECK(info.done == 32, "stopped by the other thread after one batch: %zu", info.done);
+  unlink(path2);
+  weft_cancel_free(other);
+
   /* a different set of embeddings cannot resume it */
   emb[0] += 0.5f;
   FAILS(weft_diversity_cache(emb, n, d, path, &co, NULL), WEFT_ERR_CACHE, "hash differs");
