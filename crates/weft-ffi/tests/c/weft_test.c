@@ -118,6 +118,23 @@ static void wait_for_canceller(size_t done, size_t total, void *user) {
   pthread_mutex_unlock(&mu);
 }
 
+/* A second writer of the path, started from inside the first one's progress callback (so
+ * while it holds the write lock), is refused. */
+static const float *busy_emb;
+static size_t busy_n, busy_d;
+static const char *busy_path;
+static int busy_rc = -1;
+static char busy_msg[512];
+
+static void start_second_writer(size_t done, size_t total, void *user) {
+  (void)done, (void)total, (void)user;
+  if (busy_rc != -1) return;
+  weft_cache_options o = weft_cache_options_default();
+  o.resume = 1;
+  busy_rc = weft_diversity_cache(busy_emb, busy_n, busy_d, busy_path, &o, NULL);
+  snprintf(busy_msg, sizeof busy_msg, "%s", weft_last_error());
+}
+
 int main(void) {
   const size_t n = 100, d = 12, k = 5;
   float *emb = malloc(n * d * sizeof *emb);
@@ -289,6 +306,15 @@ int main(void) {
   FAILS(weft_diversity_cache(emb, n, d, path2, &c2, &info), WEFT_ERR_CANCELLED, "32 of 100");
   pthread_join(th, NULL);
   CHECK(info.done == 32, "stopped by the other thread after one batch: %zu", info.done);
+  /* the same path written twice at once: the second is refused, the first completes */
+  busy_emb = emb, busy_n = n, busy_d = d, busy_path = path2;
+  c2 = weft_cache_options_default();
+  c2.resume = 1;
+  c2.progress = start_second_writer;
+  OK(weft_diversity_cache(emb, n, d, path2, &c2, &info));
+  CHECK(busy_rc == WEFT_ERR_BUSY, "second writer: %d (%s)", busy_rc, busy_msg);
+  CHECK(strstr(busy_msg, "is writing this cache") != NULL, "busy message: %s", busy_msg);
+  CHECK(info.complete == 1, "the first writer completed");
   unlink(path2);
   weft_cancel_free(other);
 
