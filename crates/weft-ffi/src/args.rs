@@ -56,7 +56,7 @@ pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<(), Failure> {
 /// `len · size_of::<T>()` bytes addressable (at most `isize::MAX`).
 fn check_view<T>(p: *const T, len: usize, name: &str) -> Result<(), Failure> {
     non_null(p, name)?;
-    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
+    if !p.is_aligned() {
         return Err(Failure::new(
             weft_status::WEFT_ERR_ARGUMENT,
             format!(
@@ -65,10 +65,8 @@ fn check_view<T>(p: *const T, len: usize, name: &str) -> Result<(), Failure> {
             ),
         ));
     }
-    if len
-        .checked_mul(std::mem::size_of::<T>())
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
+    let bytes = len.checked_mul(std::mem::size_of::<T>());
+    if !matches!(bytes, Some(b) if b <= isize::MAX as usize) {
         return Err(Failure::new(
             weft_status::WEFT_ERR_ARGUMENT,
             format!("{name}: {len} elements are more than memory can hold"),
