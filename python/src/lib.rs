@@ -107,7 +107,7 @@ impl<'py> Embeddings<'py> {
             })();
             if finite.unwrap_or(false) {
                 return PyValueError::new_err(format!(
-                    "{what}: embeddings row {row}: a value overflows float32 (embeddings are \
+                    "{what}: embeddings: row {row}: a value overflows float32 (embeddings are \
                      converted to float32, whose largest value is {:e})",
                     f32::MAX
                 ));

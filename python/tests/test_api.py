@@ -80,7 +80,7 @@ def test_zero_row_is_named(e):
 def test_float64_overflow_is_named(e):
     e64 = e.astype(np.float64)
     e64[9, 0] = 1e300
-    with pytest.raises(ValueError, match=r"^weft.similarity: embeddings row 9: a value overflows float32"):
+    with pytest.raises(ValueError, match=r"^weft.similarity: embeddings: row 9: a value overflows float32"):
         weft.similarity(e64)
 
 
