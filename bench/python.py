@@ -146,6 +146,16 @@ def overhead(raw, emb, bench, rounds, runs):
                 py = median_time(call, runs)
                 base = rust[("normalize", 1)] + rust[(kernel, t)]
                 rows.setdefault((name, t), []).append((py, base))
+    # The wrapper's own cost does not depend on N: argument checks, the borrow of the
+    # array, releasing and retaking the GIL, wrapping the result. Timed on a 4-row input
+    # (kernel included, so an upper bound), it is the overhead without the machine's noise.
+    tiny = np.ascontiguousarray(raw[:4])
+    for name, call in (("similarity", lambda: weft.similarity(tiny, threads=1)),
+                       ("topk k=1", lambda: weft.topk(tiny, 1, threads=1))):
+        fixed = median_time(call, 2001)
+        full = median_time(lambda: weft.similarity(raw) if name == "similarity" else weft.topk(raw, 10), runs)
+        print(f"  {name:<12} fixed cost of a call (4 rows, kernel included): {fixed * 1e6:.1f} us "
+              f"= {100 * fixed / full:.4f} % of the N = {len(raw)} call ({full:.4f} s)")
     for (name, t), vals in rows.items():
         ratios = [py / base for py, base in vals]
         mid = sorted(range(len(vals)), key=lambda i: ratios[i])[len(vals) // 2]

@@ -410,6 +410,7 @@ fn diversity_cache<'py>(
             }
         },
     };
+    refuse_mapped_source(py, embeddings, &path, WHAT)?;
     let emb = Embeddings::new(py, embeddings, WHAT)?;
     let (n, d) = emb.shape();
     let data = emb.data()?;
@@ -458,6 +459,36 @@ fn diversity_cache<'py>(
         return Err(e);
     }
     info_dict(py, &info)
+}
+
+/// Refuses to write the cache over the file the embeddings are memory-mapped from
+/// (`np.load(..., mmap_mode=...)` or `np.memmap`): `force` would replace the user's .npy and
+/// the mapping would survive it, so nothing would tell them until later.
+fn refuse_mapped_source(
+    py: Python<'_>,
+    embeddings: &Bound<'_, PyAny>,
+    path: &std::path::Path,
+    what: &str,
+) -> PyResult<()> {
+    let Ok(source) = embeddings.getattr("filename") else {
+        return Ok(());
+    };
+    if source.is_none() || !path.exists() {
+        return Ok(());
+    }
+    let same: bool = py
+        .import("os.path")?
+        .call_method1("samefile", (&source, path))
+        .and_then(|b| b.extract())
+        .unwrap_or(false);
+    if same {
+        return Err(PyValueError::new_err(format!(
+            "{what}: {} is the file the embeddings are mapped from; writing the cache there \
+             would destroy them, so name another cache file",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A bar when sys.stderr is a terminal, else nothing.

@@ -180,3 +180,42 @@ def test_missing_orderings_and_file_errors(tmp_path, whole):
 def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, capfd):
     weft.diversity_cache(embeddings(100), tmp_path / "quiet.cache")
     assert capfd.readouterr().err == ""
+
+
+def test_the_mapped_source_file_is_never_overwritten(tmp_path):
+    src = tmp_path / "emb.npy"
+    np.save(src, embeddings(50))
+    before = src.read_bytes()
+    e = np.load(src, mmap_mode="r")
+    with pytest.raises(ValueError, match="is the file the embeddings are mapped from"):
+        weft.diversity_cache(e, src, force=True, progress=False)
+    assert src.read_bytes() == before
+    # read in place from the mapping, the cache elsewhere is fine
+    info = weft.diversity_cache(e, tmp_path / "ok.cache", progress=False)
+    assert info["complete"] and info["n"] == 50
+
+
+def test_bar_on_a_terminal(tmp_path):
+    import pty
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import sys; sys.path.insert(0, {HERE!r}); import weft; from test_cache import embeddings; "
+         f"weft.diversity_cache(embeddings(100), {str(tmp_path / 'bar.cache')!r})"],
+        stderr=slave, stdout=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert p.wait() == 0
+    text = b"".join(chunks).decode()
+    assert "diversity cache [" in text and "100/100 (100%)" in text, text
