@@ -140,3 +140,40 @@ def test_threads_do_not_change_results():
     np.testing.assert_array_equal(one[0], many[0])
     np.testing.assert_array_equal(weft.similarity(e, threads=1), weft.similarity(e, threads=3))
     np.testing.assert_array_equal(weft.similarity(e), sim64(e).astype(np.float32))
+
+
+def test_stubs_match_the_module():
+    """weft.pyi (shipped with py.typed) names what the module exports, with the same
+    parameters (names, kinds, defaults) as the runtime signatures."""
+    import ast
+    import inspect
+    import os
+
+    stub_path = os.path.join(os.path.dirname(weft.__file__), "__init__.pyi")
+    assert os.path.exists(os.path.join(os.path.dirname(weft.__file__), "py.typed"))
+    tree = ast.parse(open(stub_path).read())
+    stub_all = next(
+        ast.literal_eval(n.value) for n in tree.body
+        if isinstance(n, ast.Assign) and n.targets[0].id == "__all__"
+    )
+    assert sorted(stub_all) == sorted(weft.__all__)
+    defs = {}
+    for n in tree.body:
+        if isinstance(n, ast.FunctionDef):
+            defs[n.name] = n  # the last one: the implementation after any overloads
+    for name in ("similarity", "topk", "diversity", "diversity_cache", "open_cache"):
+        args = defs[name].args
+        stub = [a.arg for a in args.posonlyargs + args.args] + ["*"] * bool(args.kwonlyargs)
+        stub += [a.arg for a in args.kwonlyargs]
+        stub_defaults = [ast.literal_eval(d) for d in args.kw_defaults if d is not None]
+        sig = inspect.signature(getattr(weft, name))
+        runtime, runtime_defaults, star = [], [], False
+        for p in sig.parameters.values():
+            if p.kind is p.KEYWORD_ONLY and not star:
+                runtime.append("*")
+                star = True
+            runtime.append(p.name)
+            if p.kind is p.KEYWORD_ONLY:
+                runtime_defaults.append(p.default)
+        assert stub == runtime, name
+        assert stub_defaults == runtime_defaults, name
