@@ -177,3 +177,25 @@ def test_stubs_match_the_module():
                 runtime_defaults.append(p.default)
         assert stub == runtime, name
         assert stub_defaults == runtime_defaults, name
+
+
+def test_c_contiguous_float32_is_not_copied():
+    """numpy reports its allocations to tracemalloc (weft's own, in Rust, are not): a
+    C-contiguous float32 input allocates no numpy array during the call, anything else one
+    float32 copy of the input."""
+    import tracemalloc
+
+    e = np.random.default_rng(2).standard_normal((2000, 64)).astype(np.float32)
+    copy_bytes = e.nbytes  # 512,000
+
+    def peak(x):
+        tracemalloc.start()
+        try:
+            weft.topk(x, 3, threads=1)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert peak(e) < copy_bytes // 10
+    assert peak(e.astype(np.float64)) >= copy_bytes
+    assert peak(np.asfortranarray(e)) >= copy_bytes
