@@ -11,7 +11,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean
+.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -60,13 +60,28 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test miri lua-test example-test ffi-test bench-smoke
+test: deps lint rust-test miri lua-test example-test ffi-test python-test bench-smoke
 
 # libweft (the C ABI): the C test program and example compiled with cc against
 # include/weft.h, the LuaJIT FFI test and example, the Python ctypes test and example.
 .PHONY: ffi-test
 ffi-test:
 	CARGO="$(CARGO)" bash crates/weft-ffi/tests/run.sh
+
+# The Python package (python/, distribution weft-embed, imported as weft): built into a
+# fresh venv the way the README installs it, linted (its own cargo workspace), then its
+# pytest suite (an exit of 5, nothing collected, fails too) and the examples.
+PYVENV = target/python-venv
+python-test:
+	rm -rf $(PYVENV)
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q maturin numpy pytest hypothesis
+	CARGO_TARGET_DIR=$(CURDIR)/target/python $(PYVENV)/bin/pip install ./python
+	cd python && $(CARGO) fmt -- --check
+	cd python && PYO3_PYTHON=$(CURDIR)/$(PYVENV)/bin/python $(CARGO) clippy --release --all-targets --target-dir ../target/python -- -D warnings
+	cd python && ../$(PYVENV)/bin/python -m pytest -q tests
+	$(PYVENV)/bin/python examples/python/fortunes.py > /dev/null
+	$(PYVENV)/bin/python examples/python/threads.py --quick > /dev/null
 
 LUAJIT_CPATH = LUA_CPATH="$(CURDIR)/target/lua/luajit/?.so;;"
 
