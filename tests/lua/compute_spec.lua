@@ -186,18 +186,16 @@ describe("weft.similarity, topk and diversity on exact data", function()
 end)
 
 describe("the compute engine on real embeddings", function()
-  local path = "../shared/data/fortunes/emb.npy"
-  local have = io.open(path, "rb")
-  if have then have:close() end
+  -- the shipped 2,000-row subset (examples/data), so a fresh clone runs this
+  local path = "examples/data/emb.npy"
 
   it("top-10 of sample items and a 300-item ordering match a float64 replay", function()
-    if not have then return pending(path .. " is not present") end
     local emb = weft.load_npy(path, { mmap = true })
     local n = emb:shape()
     local ids, scores = weft.topk(emb, 10)
     local rows = normalised_rows(emb)
     local swaps = 0
-    for _, q in ipairs({ 1, 2, 777, 4242, n }) do
+    for _, q in ipairs({ 1, 2, 777, 1500, n }) do
       local want_ids, want_scores = ref_topk(rows, q, 10)
       for i = 1, 10 do
         if want_ids[i] ~= ids:get(q, i) then

@@ -1,4 +1,5 @@
-//! Times the kernels on the fortunes embeddings (shared/data/fortunes/emb.npy by default):
+//! Times the kernels on fortunes embeddings (by default the repository's
+//! examples/data/emb.npy, 2,000 × 384; BENCHMARKS.md passes the full 7,090-row set):
 //! normalize, similarity (a fresh matrix, and into a reused buffer), top-10, one diversity
 //! ordering (S built), and all N orderings — projected from a measured subset of starts, or
 //! with `--full` run from every start. Medians of several runs, threads 1 and 2.
@@ -13,7 +14,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/fortunes/emb.npy"
+        "/../../examples/data/emb.npy"
     )
     .to_string();
     let mut subset = 256usize;

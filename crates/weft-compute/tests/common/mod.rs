@@ -21,8 +21,13 @@ pub fn read_npy_f32(path: &Path) -> (Vec<f32>, usize, usize) {
     (data, n, d)
 }
 
-/// The fortunes embeddings of shared/data (7,090 × 384).
+/// Real embeddings: the repository's examples/data/emb.npy (2,000 × 384, a subset of the
+/// fortunes set), so that a fresh clone runs these tests. `WEFT_TEST_EMB=PATH` runs them on
+/// another 2-D f32 .npy file instead (e.g. the full 7,090-row set).
 pub fn fortunes() -> (Vec<f32>, usize, usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fortunes/emb.npy");
-    read_npy_f32(&root)
+    let path = match std::env::var_os("WEFT_TEST_EMB") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/emb.npy"),
+    };
+    read_npy_f32(&path)
 }
