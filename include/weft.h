@@ -214,7 +214,7 @@ int weft_similarity(const float *emb, size_t n, size_t d, const struct weft_opti
 int weft_topk(const float *emb, size_t n, size_t d, size_t k, const struct weft_options *opts, uint32_t *ids, float *scores, size_t out_len);
 
 /**
- * Diversity orderings (DESIGN.md): from each of `starts` (`n_starts` 0-based ids), the
+ * Diversity orderings (docs/design.md): from each of `starts` (`n_starts` 0-based ids), the
  * order that repeatedly takes the item least similar to the centroid of those taken.
  * `length` keeps the first `length` items of each (0 = all n; more than n is n). Row r of
  * `out` (`out_len` ids, at least n_starts·L) is the ordering from `starts[r]`, 0-based.

@@ -252,7 +252,7 @@ fn topk<'py>(
 }
 
 /// Diversity orderings: from each start, repeatedly the item least similar to the centroid
-/// of those chosen so far (ties to the lowest id; DESIGN.md's exact definition). Returns a
+/// of those chosen so far (ties to the lowest id; docs/design.md's exact definition). Returns a
 /// uint32 array of shape (len(starts), length or N), one ordering a row, 0-based ids; with
 /// a single int as `starts`, one 1-D ordering. `length` keeps the first `length` items of
 /// each ordering (much cheaper than whole orderings; clamped to N). Runs without the GIL.

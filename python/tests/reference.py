@@ -1,4 +1,4 @@
-"""The float64 reference the package is checked against: DESIGN.md's exact contract, in
+"""The float64 reference the package is checked against: docs/design.md's exact contract, in
 numpy (the same definitions as crates/weft-compute/tests/reference/mod.rs)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) against the float64 reference of DESIGN.md: similarity
+"""Property tests (hypothesis) against the float64 reference of docs/design.md: similarity
 exact on exact data and within float32 rounding otherwise; top-k ties exact, and on random
 data equal to the reference except swaps of near-ties (< 1e-6); orderings equal to the
 reference on exact data and within 1e-7 of the f64 minimum at every pick otherwise."""

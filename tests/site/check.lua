@@ -9,7 +9,7 @@
 -- The expected lists are computed here, not read back from the build: weft.topk and
 -- weft.diversity on the same embeddings, and for a sample of items an independent float64
 -- computation in plain Lua (cosine top-k, and a step-by-step replay of each diversity
--- ordering against the definition in DESIGN.md).
+-- ordering against the definition in docs/design.md).
 local weft = require "weft"
 
 local failures = 0
@@ -322,7 +322,7 @@ elseif mode == "verify" then
         fail("topk %d: item %d (cosine %.7f) beats rank %d (%.7f)", i, j, cos[j], k, last)
       end
     end
-    -- diversity replay (DESIGN.md): each pick's mean similarity to the picked set is within
+    -- diversity replay (docs/design.md): each pick's mean similarity to the picked set is within
     -- 1e-7 of the float64 minimum over the candidates
     local sums, taken = {}, { [i] = true }
     for j = 1, n do sums[j] = dot(rows[i], rows[j], d) end

@@ -1,4 +1,4 @@
-//! Diversity orderings (DESIGN.md, "Diversity ordering"): from a start item, repeatedly take
+//! Diversity orderings (docs/design.md, "Diversity ordering"): from a start item, repeatedly take
 //! the unchosen item least similar to the centroid of those chosen so far.
 //!
 //! The pick is defined exactly by [`crate::rule`]; with S in memory each step is O(N).

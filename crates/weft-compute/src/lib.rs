@@ -2,7 +2,7 @@
 //! `weft.diversity` and the diversity cache — pure Rust, no Lua.
 //!
 //! Inputs are borrowed row-major f32 matrices ([`Rows`]); ids are 0-based (the Lua layer
-//! converts). Every kernel is exact against a float64 reference in the sense DESIGN.md
+//! converts). Every kernel is exact against a float64 reference in the sense docs/design.md
 //! states, multi-threaded (`threads`: `None` = the machine's cores) and SIMD (AVX-512 or
 //! AVX2 chosen at run time, with a portable scalar path that gives the same bits).
 //!

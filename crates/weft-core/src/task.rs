@@ -39,7 +39,7 @@ impl Status {
         }
     }
 
-    /// The name Lua sees. A queued task reports "running": DESIGN.md fixes the four names.
+    /// The name Lua sees. A queued task reports "running": docs/design.md fixes the four names.
     pub fn name(self) -> &'static str {
         match self {
             Status::Pending | Status::Running => "running",

@@ -195,7 +195,7 @@ pub(crate) fn diversity_into(
     Ok(())
 }
 
-/// Diversity orderings (DESIGN.md): from each of `starts` (`n_starts` 0-based ids), the
+/// Diversity orderings (docs/design.md): from each of `starts` (`n_starts` 0-based ids), the
 /// order that repeatedly takes the item least similar to the centroid of those taken.
 /// `length` keeps the first `length` items of each (0 = all n; more than n is n). Row r of
 /// `out` (`out_len` ids, at least n_starts·L) is the ordering from `starts[r]`, 0-based.

@@ -59,7 +59,7 @@ static float *normalised(const float *e, size_t n, size_t d) {
   return u;
 }
 
-/* The diversity ordering by its definition (DESIGN.md), O(N²·d): the unchosen item with
+/* The diversity ordering by its definition (docs/design.md), O(N²·d): the unchosen item with
  * the lowest dot product with the running sum of the chosen rows, ties to the lowest id. */
 static void naive_ordering(const float *u, size_t n, size_t d, size_t start, uint32_t *seq) {
   double *c = calloc(d, sizeof *c);

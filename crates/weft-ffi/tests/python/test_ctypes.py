@@ -31,7 +31,7 @@ def unit(E):
 
 
 def naive_ordering(U, start):
-    """The diversity ordering by its definition (DESIGN.md), in float64."""
+    """The diversity ordering by its definition (docs/design.md), in float64."""
     n = len(U)
     U64 = U.astype(np.float64)
     c = np.zeros(U.shape[1])
