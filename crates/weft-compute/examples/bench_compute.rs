@@ -12,11 +12,7 @@ use weft_compute::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/data/emb.npy"
-    )
-    .to_string();
+    let mut path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/emb.npy").to_string();
     let mut subset = 256usize;
     let mut only = None;
     let mut full = false;
