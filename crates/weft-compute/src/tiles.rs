@@ -149,7 +149,7 @@ mod x86 {
     /// avx512f must be available; `src` must point to 16 rows of 16 readable f32, `ld` apart.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose16(src: *const f32, ld: usize, t: &mut [f32; EDGE * EDGE]) {
-        // SAFETY (whole body): rows r < 16 at src + r·ld hold 16 f32 each (caller); `t` holds
+        // SAFETY: (whole body) rows r < 16 at src + r·ld hold 16 f32 each (caller); `t` holds
         // 256 f32, written 16 at a time at c·16.
         unsafe {
             let mut r = [_mm512_setzero_ps(); EDGE];

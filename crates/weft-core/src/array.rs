@@ -538,7 +538,7 @@ impl Array {
 /// # Safety
 /// `p` points at a live, aligned element of `dtype`.
 unsafe fn load(dtype: DType, p: *const u8) -> Scalar {
-    // SAFETY (all arms): the caller guarantees a live aligned element; atomics of the
+    // SAFETY: (all arms) the caller guarantees a live aligned element; atomics of the
     // element's width make a racing writer defined behaviour.
     unsafe {
         match dtype {
@@ -562,7 +562,7 @@ unsafe fn load(dtype: DType, p: *const u8) -> Scalar {
 /// # Safety
 /// `p` points at a live, aligned, writable element of `dtype`.
 unsafe fn store(dtype: DType, p: *mut u8, bits: u64) {
-    // SAFETY (all arms): as in `load`; `bits` was produced by `encode` for this dtype.
+    // SAFETY: (all arms) as in `load`; `bits` was produced by `encode` for this dtype.
     unsafe {
         match dtype.size() {
             1 => (*(p as *const AtomicU8)).store(bits as u8, Ordering::Relaxed),
@@ -684,6 +684,7 @@ mod tests {
         assert!(a.shares_storage(&s));
         // SAFETY: no writers while the slice lives.
         assert_eq!(unsafe { a.as_slice::<i32>() }.unwrap()[2], 9);
+        // SAFETY: as above.
         assert!(unsafe { a.as_slice::<f32>() }.is_none());
     }
 
