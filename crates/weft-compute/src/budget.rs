@@ -3,7 +3,7 @@
 //! Kernels that would like a full similarity matrix (or its compact form) check it against
 //! the budget; when it does not fit they compute blocks or rows of S on the fly from the
 //! embeddings instead (slower, same results). Outputs the caller asked for in full (the
-//! matrix of [`crate::similarity`]) are refused with [`crate::ComputeError::OverBudget`].
+//! matrix of [`fn@crate::similarity`]) are refused with [`crate::ComputeError::OverBudget`].
 
 /// A memory budget in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

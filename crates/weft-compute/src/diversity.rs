@@ -1,7 +1,7 @@
 //! Diversity orderings (docs/design.md, "Diversity ordering"): from a start item, repeatedly take
 //! the unchosen item least similar to the centroid of those chosen so far.
 //!
-//! The pick is defined exactly by [`crate::rule`]; with S in memory each step is O(N).
+//! The pick is defined exactly by the crate-private `rule` module; with S in memory each step is O(N).
 
 use crate::budget::Budget;
 use crate::error::ComputeError;
@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 /// The diversity ordering of all N items from `start` (0-based ids), for normalised rows.
 ///
 /// `s`: the f32 similarity matrix of these rows when the caller has it (n×n, as
-/// [`crate::similarity`] returns). Without it, S is computed first when n²·4 bytes fit
+/// [`fn@crate::similarity`] returns). Without it, S is computed first when n²·4 bytes fit
 /// `budget`, else every step is evaluated from the embeddings (O(N·d) a step: slow).
 /// The result does not depend on which path ran.
 pub fn diversity(

@@ -8,22 +8,23 @@
 //!
 //! Modules, one concept each:
 //! - [`rows`]: the borrowed input matrix.
-//! - [`normalize`]: L2 normalisation (norm in f64, stored f32).
+//! - [`normalize`](mod@normalize): L2 normalisation (norm in f64, stored f32).
 //! - `gemm`: the blocked SIMD micro-kernel computing tiles of S = E·Eᵀ; `tiles`: the tile
 //!   list and the shared output the drivers scatter tiles into.
-//! - [`similarity`]: the full N×N matrix (upper triangle computed, mirrored), returned or
+//! - [`similarity`](mod@similarity): the full N×N matrix (upper triangle computed, mirrored), returned or
 //!   written into a caller's buffer ([`similarity_into`]).
-//! - [`topk`]: nearest neighbours from tiles of S on the fly, memory O(N·k).
+//! - [`topk`](mod@topk): nearest neighbours from tiles of S on the fly, memory O(N·k).
 //! - `rule`: the exact f64 decision rule of a diversity step and its error bounds;
 //!   `sums`: the vectorised per-step running-sum loop over chunks of f32 rows; `matrix`:
 //!   one ordering over the caller's f32 S; `compact`: the i16 copy of S in a learned item
 //!   order, read line by line; `orderings`: the engine that runs orderings over the compact
 //!   S or no S at all, and the pick state they share.
-//! - [`diversity`]: one ordering, or several sharing one compact S.
+//! - [`diversity`](mod@diversity): one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
 //! - [`threads`]: thread counts and pools.
 //! - [`error`]: the error type, [`ComputeError`].
+#![deny(missing_docs)]
 
 pub mod budget;
 pub mod cache;

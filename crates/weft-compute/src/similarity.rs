@@ -9,7 +9,7 @@ use crate::tiles::{check_finite, upper_tiles, SharedMatrix};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Returns S = E·Eᵀ, row-major `n × n` f32, for rows that are already normalised (see
-/// [`crate::normalize`]); S[i, j] is bit-for-bit S[j, i].
+/// [`fn@crate::normalize`]); S[i, j] is bit-for-bit S[j, i].
 ///
 /// Tiles on and above the diagonal are computed by the SIMD kernel and mirrored, so half the
 /// products are done. `threads`: `None` for the machine's cores. Fails when N < 1, a value is

@@ -4,7 +4,7 @@
 //! Each upper-triangle tile serves both its rows and, transposed, its columns, so only half
 //! the products are computed. Every worker keeps its own candidate lists for all rows; the
 //! lists are merged at the end. Ranking: larger S first, equal S by lower id; the scores are
-//! exactly the f32 values [`crate::similarity`] returns.
+//! exactly the f32 values [`fn@crate::similarity`] returns.
 
 use crate::error::ComputeError;
 use crate::gemm::{Packed, BLOCK};

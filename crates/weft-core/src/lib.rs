@@ -18,6 +18,7 @@
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
+#![deny(missing_docs)]
 
 pub mod array;
 pub mod cancel;

@@ -13,7 +13,7 @@
 //!   means the defaults.
 //! - Handles (`weft_context`, `weft_cache`, `weft_cancel`) are opaque, created by a
 //!   `_new`/`_open` function and released by its `_free`/`_close` (NULL is accepted).
-
+#![deny(missing_docs)]
 // The C names (weft_context, weft_options, …) are the header's names: lower case, as C
 // libraries spell them.
 #![allow(non_camel_case_types)]

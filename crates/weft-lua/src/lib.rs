@@ -18,6 +18,7 @@
 //! - `jsonl`: JSON Lines files read in Rust, as Lua tables or a frozen table.
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
+#![deny(missing_docs)]
 
 mod arrays;
 mod channels;

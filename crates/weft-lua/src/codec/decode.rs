@@ -451,7 +451,7 @@ unsafe fn fresh_upvalues(_: *mut ffi::lua_State, _: usize) -> Result<(), String>
 
 /// Task functions by bytecode, so a function submitted to a pool many times is loaded
 /// once per worker. Only a task's own function is cached (on LuaJIT only one without
-/// upvalues, see [`CAN_REUSE`]), it is handed out only while no running task uses it (a
+/// upvalues, see `CAN_REUSE`), it is handed out only while no running task uses it (a
 /// nested task of the same code gets a fresh load), and on Lua 5.4 each reuse gets fresh
 /// upvalue cells. What remains shared with the previous run is the closure's identity.
 /// Everything else a message carries is loaded anew.

@@ -13,7 +13,7 @@ use weft_core::message::{Bytecode, FunctionNode, Message, ModuleRef, Node, Table
 /// Deeper nesting than this is refused. The encoder recurses once per level (a few
 /// hundred bytes of native stack, and up to 2 Lua stack slots, where Lua 5.1 and LuaJIT
 /// allow 8000 per call), so the limit fits worker threads (16 MiB stacks) and a main
-/// thread (8 MiB); [`stack_left`] refuses earlier on a thread with a smaller stack.
+/// thread (8 MiB); `stack_left` refuses earlier on a thread with a smaller stack.
 pub const MAX_DEPTH: u32 = 3000;
 
 /// Native stack kept free below the encoder: Lua helpers and export callbacks it calls
