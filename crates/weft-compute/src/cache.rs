@@ -60,6 +60,32 @@ pub struct Progress {
 }
 
 /// A cache file opened for reading.
+///
+/// Writing every ordering with [`CacheWriter`] and reading one back:
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use weft_compute::{diversity, normalize, Budget, Cache, CacheWriter, Rows};
+///
+/// let raw = [1.0f32, 0.0, 0.0, 1.0, -1.0, 0.0, 0.6, 0.8]; // four items, d = 2
+/// let emb = Rows::new(&raw, 4, 2)?;
+/// let path = std::env::temp_dir().join(format!("weft-doc-{}.cache", std::process::id()));
+/// let mut writer = CacheWriter::create(&path, emb, false)?;
+/// let info = writer.run(None, &mut |_progress| {}, &AtomicBool::new(false))?;
+/// assert!(info.complete && info.done == 4);
+/// drop(writer); // releases the path's write lock
+///
+/// let cache = Cache::open(&path)?;
+/// assert_eq!(cache.info().n, 4);
+/// let e = normalize(emb)?;
+/// let from_2 = diversity(Rows::new(&e, 4, 2)?, None, 2, None, Budget::default())?;
+/// assert_eq!(cache.get(2)?, from_2);
+/// // an existing file is never replaced without `force`
+/// assert!(CacheWriter::create(&path, emb, false).is_err());
+/// # drop(cache);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Cache {
     file: File,
     path: PathBuf,

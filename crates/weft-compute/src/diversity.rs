@@ -18,6 +18,23 @@ use std::sync::atomic::AtomicBool;
 /// [`fn@crate::similarity`] returns). Without it, S is computed first when n²·4 bytes fit
 /// `budget`, else every step is evaluated from the embeddings (O(N·d) a step: slow).
 /// The result does not depend on which path ran.
+///
+/// ```
+/// use weft_compute::{diversity, normalize, Budget, Rows};
+///
+/// // (1, 0), (0, 1), (-1, 0), (0.6, 0.8)
+/// let raw = [1.0f32, 0.0, 0.0, 1.0, -1.0, 0.0, 0.6, 0.8];
+/// let e = normalize(Rows::new(&raw, 4, 2)?)?;
+/// let rows = Rows::new(&e, 4, 2)?;
+/// let seq = diversity(rows, None, 0, None, Budget::default())?;
+/// // from 0, the least similar item is 2 (opposite); then the centroid of 0 and 2 is the
+/// // origin, every remaining item scores 0, and the tie goes to the lower id, 1
+/// assert_eq!(seq, [0, 2, 1, 3]);
+/// // the same ordering over a similarity matrix the caller already has
+/// let s = weft_compute::similarity(rows, None, Budget::default())?;
+/// assert_eq!(diversity(rows, Some(&s), 0, None, Budget::default())?, seq);
+/// # Ok::<(), weft_compute::ComputeError>(())
+/// ```
 pub fn diversity(
     e: Rows<'_>,
     s: Option<&[f32]>,

@@ -15,6 +15,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// products are done. `threads`: `None` for the machine's cores. Fails when N < 1, a value is
 /// not finite, or the n² f32 do not fit `budget`. [`similarity_into`] writes into a buffer the
 /// caller already has.
+///
+/// ```
+/// use weft_compute::{normalize, similarity, Budget, Rows};
+///
+/// // three items in two dimensions, normalised first: (0.6, 0.8), (1, 0), (0, 1)
+/// let raw = [3.0f32, 4.0, 1.0, 0.0, 0.0, 2.0];
+/// let e = normalize(Rows::new(&raw, 3, 2)?)?;
+/// let s = similarity(Rows::new(&e, 3, 2)?, None, Budget::default())?;
+/// assert_eq!(s.len(), 3 * 3);
+/// assert!((s[0] - 1.0).abs() < 1e-6); // an item with itself
+/// assert!((s[1] - 0.6).abs() < 1e-6); // item 0 with item 1
+/// assert_eq!(s[1].to_bits(), s[3].to_bits()); // symmetric, bit for bit
+/// assert_eq!(s[5], 0.0); // items 1 and 2 are orthogonal
+/// # Ok::<(), weft_compute::ComputeError>(())
+/// ```
 pub fn similarity(
     e: Rows<'_>,
     threads: Option<usize>,

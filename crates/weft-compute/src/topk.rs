@@ -26,6 +26,19 @@ pub struct TopK {
 }
 
 /// Top-k of every row of normalised embeddings. Fails unless `1 ≤ k ≤ n − 1`.
+///
+/// ```
+/// use weft_compute::{normalize, topk, Rows};
+///
+/// let raw = [1.0f32, 0.0, 0.9, 0.1, 0.0, 1.0, -1.0, 0.0]; // four items, d = 2
+/// let e = normalize(Rows::new(&raw, 4, 2)?)?;
+/// let t = topk(Rows::new(&e, 4, 2)?, 2, None)?;
+/// assert_eq!(&t.ids[0..2], &[1, 2]); // item 0's nearest, best first, never 0 itself
+/// assert!(t.scores[0] > 0.99 && t.scores[1].abs() < 1e-6);
+/// assert_eq!(&t.ids[4..6], &[1, 0]); // item 2: 0 and 3 tie at 0, the lower id wins
+/// assert!(topk(Rows::new(&e, 4, 2)?, 4, None).is_err()); // k must be at most n − 1
+/// # Ok::<(), weft_compute::ComputeError>(())
+/// ```
 pub fn topk(e: Rows<'_>, k: usize, threads: Option<usize>) -> Result<TopK, ComputeError> {
     let n = e.n();
     e.require(2)?;

@@ -18,6 +18,62 @@
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
+//!
+//! # Examples
+//!
+//! An off-heap array, written element by element and saved to a `.npy` file that
+//! [`npy::load`] (a copy) and [`npy::load_mmap`] (a read-only mapping) read back:
+//!
+//! ```
+//! use weft_core::array::{Array, DType, Scalar};
+//! use weft_core::npy;
+//!
+//! let a = Array::zeros(DType::F32, 2, Some(3))?; // 2 rows × 3 columns, zero-filled
+//! a.set(4, Scalar::Num(2.5))?; // row 1, column 1 (row-major, 0-based)
+//! assert_eq!(a.shape(), (2, Some(3)));
+//! assert_eq!(a.get(4), Some(Scalar::Num(2.5)));
+//! assert_eq!(a.get(6), None); // past the end
+//!
+//! let path = std::env::temp_dir().join(format!("weft-core-doc-{}.npy", std::process::id()));
+//! npy::save(&a, &path)?;
+//! let loaded = npy::load(&path)?;
+//! assert_eq!(loaded.note, None); // nothing had to be converted
+//! assert_eq!(loaded.array.get(4), Some(Scalar::Num(2.5)));
+//! let mapped = npy::load_mmap(&path)?;
+//! assert_eq!((mapped.dtype(), mapped.shape()), (DType::F32, (2, Some(3))));
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A bounded channel between two threads; a closed channel still yields what it holds:
+//!
+//! ```
+//! use weft_core::channel::{Channel, PopError};
+//! use weft_core::deadline::Deadline;
+//! use weft_core::message::{Message, Value};
+//!
+//! let ch = Channel::new(Some(4)); // at most 4 queued messages
+//! let tx = ch.clone();
+//! let producer = std::thread::spawn(move || {
+//!     for i in 1..=3 {
+//!         tx.push(Message::single(Value::Int(i)), Deadline::Never, None).unwrap();
+//!     }
+//!     tx.close();
+//! });
+//! let mut got = Vec::new();
+//! loop {
+//!     match ch.pop(Deadline::Never, None) {
+//!         Ok(m) => match m.values[0] {
+//!             Value::Int(i) => got.push(i),
+//!             ref other => panic!("unexpected {other:?}"),
+//!         },
+//!         Err(PopError::Closed) => break,
+//!         Err(e) => panic!("{e}"),
+//!     }
+//! }
+//! producer.join().unwrap();
+//! assert_eq!(got, [1, 2, 3]);
+//! ```
 #![deny(missing_docs)]
 
 pub mod array;
