@@ -68,7 +68,16 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-test: deps lint doc rust-test miri lua-test example-test ffi-test python-test bench-smoke
+test: deps lint doc rust-test miri loom lua-test example-test ffi-test python-test bench-smoke
+
+# The channel's no-lost-wake-up argument (crates/weft-core/src/channel/README.md) model-
+# checked by loom: every interleaving with up to LOOM_MAX_PREEMPTIONS preemptions. Its own
+# target dir, since --cfg loom would otherwise rebuild the normal one.
+.PHONY: loom
+LOOM_MAX_PREEMPTIONS ?= 2
+loom:
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) RUSTFLAGS="--cfg loom" \
+		$(CARGO) test -p weft-core --release --lib --target-dir target/loom -- loom_
 
 # libweft (the C ABI): the C test program and example compiled with cc against
 # include/weft.h, the LuaJIT FFI test and example, the Python ctypes test and example.

@@ -7,17 +7,26 @@
 //! and a consumer that finds the queue empty spins briefly before sleeping (the next item
 //! is usually under a microsecond away; a futex sleep and wake-up costs several).
 //!
-//! Wake-ups cannot be lost: a sleeper increments its counter, then re-checks the queue,
-//! under the mutex; the other side changes the queue, then reads the counter, and
-//! notifies under the mutex (both with sequentially consistent atomics).
+//! Wake-ups cannot be lost. A sleeper counts itself in `waiting_*`, issues a
+//! sequentially consistent fence, then re-checks the queue, all under the sleep lock; the
+//! other side changes the queue, issues a fence, then reads the count and, if it is not
+//! zero, notifies under the sleep lock. The two fences make "the sleeper misses the item
+//! and the other side misses the sleeper" impossible without relying on the orderings
+//! inside crossbeam's queues. Close and cancel wake through the sleep lock alone. The
+//! argument step by step is in `src/channel/README.md`; a loom model of it is in
+//! `src/channel/loom_tests.rs` (`make loom`).
 
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::message::Message;
-use crossbeam_queue::{ArrayQueue, SegQueue};
-use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
+use sync::{fence, ArrayQueue, AtomicBool, AtomicUsize, Condvar, Mutex, SegQueue};
+
+mod sync;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 /// Why a push did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +99,9 @@ pub struct Channel {
     waiting_push: AtomicUsize,
 }
 
-const SPIN_ROUNDS: u32 = 2_000;
+/// How often a consumer retries an empty queue before sleeping. Once under loom: every
+/// retry multiplies the interleavings the model explores, and one already covers the path.
+const SPIN_ROUNDS: u32 = if cfg!(loom) { 1 } else { 2_000 };
 
 impl Channel {
     /// A channel holding at most `capacity` items (`None`: unbounded).
@@ -139,8 +150,14 @@ impl Channel {
         self.not_full.notify_all();
     }
 
+    /// Called after changing the queue (an item added or taken): wake one thread asleep
+    /// on `cond` waiting for that change, if any is counted in `waiting`.
     fn wake(&self, waiting: &AtomicUsize, cond: &Condvar) {
-        if waiting.load(SeqCst) > 0 {
+        // The waker's fence (README.md, "the two fences"): orders the queue change above
+        // before the read of the sleeper count below, pairing with the fence in
+        // `sleep_until`. Without it the read may miss a sleeper who missed the change.
+        fence(SeqCst);
+        if waiting.load(Relaxed) > 0 {
             let _sleep = self.sleep.lock();
             cond.notify_one();
         }
@@ -250,7 +267,10 @@ impl Channel {
     ) -> Result<T, E> {
         let _blocked = cancel.map(|c| c.blocked_on(self.clone()));
         let mut sleep = self.sleep.lock();
-        waiting.fetch_add(1, SeqCst);
+        waiting.fetch_add(1, Relaxed);
+        // The sleeper's fence (README.md, "the two fences"): orders the count above before
+        // the queue check in `attempt`, pairing with the fence in `wake`.
+        fence(SeqCst);
         let result = loop {
             if let Some(settled) = attempt() {
                 break settled;
@@ -262,13 +282,12 @@ impl Channel {
                 break Err(timed_out);
             }
             match deadline.instant() {
-                None => cond.wait(&mut sleep),
-                Some(t) => {
-                    let _ = cond.wait_until(&mut sleep, t);
-                }
+                None => sleep = cond.wait(sleep),
+                Some(t) => sleep = cond.wait_until(sleep, t),
             }
         };
-        waiting.fetch_sub(1, SeqCst);
+        // A waker that still reads the old count only takes the lock and notifies nobody.
+        waiting.fetch_sub(1, Relaxed);
         result
     }
 
@@ -288,7 +307,7 @@ impl Interrupt for Channel {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::message::Value;
