@@ -124,14 +124,12 @@ pub(crate) unsafe fn set_fn(state: *mut ffi::lua_State, name: &CStr, f: ffi::lua
     }
 }
 
-/// The slot at `idx` if it is a userdata of type `T`.
+/// The slot at `idx` if it is a userdata of type `T`, as a raw pointer (no reference is
+/// made, so nothing aliases until a caller dereferences it).
 ///
 /// # Safety
-/// `idx` is a valid stack index. The reference lives while the userdata stays reachable.
-pub(crate) unsafe fn slot<'a, T: RawType>(
-    state: *mut ffi::lua_State,
-    idx: c_int,
-) -> Option<&'a mut Slot<T>> {
+/// `idx` is a valid stack index.
+unsafe fn slot_ptr<T: RawType>(state: *mut ffi::lua_State, idx: c_int) -> Option<*mut Slot<T>> {
     // SAFETY: the type and size are checked before the magic number is read, so the read
     // stays inside the block; the magic number then proves the layout.
     unsafe {
@@ -141,8 +139,34 @@ pub(crate) unsafe fn slot<'a, T: RawType>(
             return None;
         }
         let p = ffi::lua_touserdata(state, idx) as *mut Slot<T>;
-        ((*p).magic == T::MAGIC).then(|| &mut *p)
+        ((*p).magic == T::MAGIC).then_some(p)
     }
+}
+
+/// The slot at `idx` if it is a userdata of type `T`. Shared access only: the one way to
+/// change a slot is [`take`], so two calls on the same userdata never alias a `&mut`.
+///
+/// # Safety
+/// `idx` is a valid stack index. The reference must not outlive the userdata's
+/// reachability (in practice: the raw function call it was obtained in) nor be alive
+/// across a [`take`] of the same userdata.
+pub(crate) unsafe fn slot<'a, T: RawType>(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+) -> Option<&'a Slot<T>> {
+    // SAFETY: slot_ptr checked the layout; the caller rules out a concurrent `take`.
+    unsafe { slot_ptr::<T>(state, idx).map(|p| &*p) }
+}
+
+/// Move the value out of the slot at `idx` (`a:free()`, `__gc`): `None` when `idx` is not
+/// a userdata of type `T` or its value was already taken.
+///
+/// # Safety
+/// `idx` is a valid stack index, and no reference obtained from [`slot`], [`arg`] or
+/// `slot_ref` to this userdata is alive (the `&mut` made here is the only access).
+pub(crate) unsafe fn take<T: RawType>(state: *mut ffi::lua_State, idx: c_int) -> Option<T> {
+    // SAFETY: slot_ptr checked the layout; the caller guarantees exclusivity.
+    unsafe { slot_ptr::<T>(state, idx).and_then(|p| (*p).value.take()) }
 }
 
 /// The live value in a slot reached by address (the LuaJIT FFI passes a userdata as its
@@ -536,10 +560,9 @@ unsafe extern "C-unwind" fn collect<T: RawType>(state: *mut ffi::lua_State) -> c
     // SAFETY: `__gc` is called with the userdata; dropping an Arc cannot unwind into Lua
     // (a panic in a destructor is caught here).
     unsafe {
-        if let Some(slot) = slot::<T>(state, 1) {
-            let value = slot.value.take();
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
-        }
+        // No reference to the userdata is alive: `__gc` runs on its own.
+        let value = take::<T>(state, 1);
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
     }
     0
 }
