@@ -1135,12 +1135,7 @@ fn mmap_refuses_misaligned_data_that_load_reads() {
     let loaded = npy::load(&path).unwrap();
     assert_eq!(loaded.note, None);
     check_values(&loaded.array, "u2", (1, Some(3)), "row");
-    check_values(
-        &map_npy(&path).unwrap(),
-        "u2",
-        (1, Some(3)),
-        "row mmap",
-    );
+    check_values(&map_npy(&path).unwrap(), "u2", (1, Some(3)), "row mmap");
 }
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
