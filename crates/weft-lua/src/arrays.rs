@@ -148,10 +148,12 @@ unsafe fn scalar_arg(state: *mut ffi::lua_State, idx: c_int) -> Result<Scalar, S
 unsafe fn push_scalar(state: *mut ffi::lua_State, s: Scalar) {
     // SAFETY: pushes one number.
     unsafe {
+        let check = crate::stack::StackCheck::new(state);
         match s {
             Scalar::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
             Scalar::Num(n) => ffi::lua_pushnumber(state, n),
         }
+        check.expect(1);
     }
 }
 

@@ -36,6 +36,7 @@ mod progress;
 mod rawud;
 mod runtime;
 mod spawner;
+mod stack;
 mod tasks;
 pub mod worker;
 
