@@ -58,8 +58,7 @@ impl Compact {
             let mut buf = vec![0.0f32; TILE * TILE];
             while let Some(&tile) = tiles.get(next.fetch_add(1, Ordering::Relaxed)) {
                 packed.tile(tile.0, tile.1, tile.2, tile.3, &mut buf, TILE);
-                // SAFETY: each upper tile goes to one worker; tiles and mirrors are disjoint;
-                // `q` outlives on_each, which returns after every worker.
+                // SAFETY: each upper tile goes to one worker; tiles and mirrors are disjoint.
                 unsafe { out.write_tile(tile, &buf, |x| quantise(x, scale)) };
             }
         })?;

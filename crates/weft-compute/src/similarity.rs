@@ -104,8 +104,7 @@ fn fill(e: Rows<'_>, out: &mut [f32], t: usize) -> Result<(), ComputeError> {
             let (i0, rows, j0, cols) = tile;
             packed.tile(i0, rows, j0, cols, &mut buf, BLOCK);
             // SAFETY: each upper tile is handed to exactly one worker (atomic counter); distinct
-            // upper tiles and their mirrors never overlap, and `out` outlives the workers
-            // (on_each returns after all of them).
+            // upper tiles and their mirrors never overlap.
             unsafe { shared.write_tile(tile, &buf, |x| x) };
         }
     })?;

@@ -47,24 +47,29 @@ pub(crate) fn check_finite(e: Rows<'_>) -> Result<(), ComputeError> {
 }
 
 /// An n×n row-major output (row stride `stride` ≥ n) that several workers fill, each its
-/// own tiles.
-pub(crate) struct SharedMatrix<T> {
+/// own tiles. It holds the exclusive borrow of the buffer it was made from (`'a`), so the
+/// buffer can be neither freed nor touched otherwise while the matrix exists.
+pub(crate) struct SharedMatrix<'a, T> {
     ptr: *mut T,
     n: usize,
     stride: usize,
+    /// The `&'a mut [T]` that `ptr` was taken from.
+    _buffer: std::marker::PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: workers write disjoint regions only (each caller of `write` promises that).
-unsafe impl<T: Send> Sync for SharedMatrix<T> {}
+// SAFETY: workers write disjoint regions only (each caller of `write_tile` promises that),
+// and the buffer is borrowed mutably for 'a, so nothing else reads or writes it meanwhile.
+unsafe impl<T: Send> Sync for SharedMatrix<'_, T> {}
 
-impl<T: Copy> SharedMatrix<T> {
-    /// Wraps `out`, which must hold n·stride values and outlive every use of the result.
-    pub(crate) fn new(out: &mut [T], n: usize, stride: usize) -> Self {
+impl<'a, T: Copy> SharedMatrix<'a, T> {
+    /// Wraps `out`, which must hold n·stride values; the result borrows it.
+    pub(crate) fn new(out: &'a mut [T], n: usize, stride: usize) -> Self {
         assert!(stride >= n && out.len() == n * stride);
         SharedMatrix {
             ptr: out.as_mut_ptr(),
             n,
             stride,
+            _buffer: std::marker::PhantomData,
         }
     }
 
@@ -73,8 +78,9 @@ impl<T: Copy> SharedMatrix<T> {
     /// BLOCK·BLOCK values (the mirror is transposed in 16×16 blocks read whole).
     ///
     /// # Safety
-    /// The tile must lie inside the matrix, no other thread may write either region, and the
-    /// buffer given to `new` must still be alive.
+    /// No other thread may write either region (the tile and its mirror) at the same time.
+    /// (The tile is checked to lie inside the matrix; the buffer is kept alive by the
+    /// borrow.)
     pub(crate) unsafe fn write_tile(
         &self,
         (i0, rows, j0, cols): (usize, usize, usize, usize),

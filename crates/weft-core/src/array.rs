@@ -12,14 +12,21 @@
 //! concurrently is defined behaviour, and on x86-64 and AArch64 those instructions are
 //! the plain loads and stores. Kernels that want a slice use [`Array::as_slice`], whose
 //! contract is that nobody writes the elements while the slice is alive.
+//!
+//! A compute call that reads an array through a slice takes a [`ReadLease`] on it first
+//! ([`Array::lease`]): while any lease on the storage is held, [`Array::set`] fails with
+//! [`ArrayError::Busy`] ("array is being read by weft.topk") instead of writing, so a
+//! write through weft's API from another thread is refused rather than racing the
+//! kernel. Raw pointers ([`Array::as_ptr`], LuaJIT's `a:ptr()`, the C ABI) bypass the
+//! check: writing through one obtained before the call is the user's duty to avoid.
 
 use crate::memory;
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{
-    AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
+    AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Every owned array starts on a cache line (and an AVX-512 vector).
 pub const ALIGN: usize = 64;
@@ -170,6 +177,9 @@ pub enum ArrayError {
     /// A write to memory mapped read-only from a file.
     #[error("array is read-only (mapped from {0})")]
     ReadOnly(String),
+    /// A write while a compute call reads the array (a [`ReadLease`] is held).
+    #[error("array is being read by {0} (wait for the call to return before writing it)")]
+    Busy(&'static str),
     /// A value the dtype cannot hold.
     #[error("{value} does not fit in {dtype}")]
     BadValue {
@@ -212,6 +222,10 @@ pub struct Storage {
     ptr: NonNull<u8>,
     bytes: usize,
     backing: Backing,
+    /// How many [`ReadLease`]s are held on this storage.
+    readers: AtomicUsize,
+    /// What took the latest lease (for [`ArrayError::Busy`]).
+    reader: Mutex<&'static str>,
 }
 
 // SAFETY: the storage is a plain byte buffer; all shared access to the bytes goes through
@@ -230,6 +244,8 @@ impl Storage {
                 ptr: NonNull::new(map.as_mut_ptr()).ok_or(ArrayError::OutOfMemory(bytes))?,
                 bytes,
                 backing: Backing::Anonymous(map),
+                readers: AtomicUsize::new(0),
+                reader: Mutex::new(""),
             });
         }
         let layout = Layout::from_size_align(bytes.max(1), ALIGN)
@@ -242,6 +258,8 @@ impl Storage {
             ptr,
             bytes,
             backing: Backing::Heap(layout),
+            readers: AtomicUsize::new(0),
+            reader: Mutex::new(""),
         })
     }
 
@@ -255,7 +273,18 @@ impl Storage {
             ptr,
             bytes,
             backing: Backing::File(map, origin, source),
+            readers: AtomicUsize::new(0),
+            reader: Mutex::new(""),
         }
+    }
+
+    /// The call reading this storage, while a [`ReadLease`] is held on it.
+    fn busy_reader(&self) -> Option<&'static str> {
+        if self.readers.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        // A poisoned lock still holds a valid name.
+        Some(*self.reader.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Whether writes are refused.
@@ -278,6 +307,26 @@ impl Drop for Storage {
             Backing::Anonymous(_) => memory::owned_sub(self.bytes),
             Backing::File(..) => memory::mapped_sub(self.bytes),
         }
+    }
+}
+
+/// A compute call's claim on an array's storage ([`Array::lease`]): while it is held,
+/// writes through [`Array::set`] (to any view of the storage) fail with
+/// [`ArrayError::Busy`]. Dropping it ends the claim.
+#[must_use = "the array is protected only while the lease is held"]
+pub struct ReadLease {
+    storage: Arc<Storage>,
+}
+
+impl std::fmt::Debug for ReadLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadLease")
+    }
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        self.storage.readers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -421,6 +470,26 @@ impl Array {
         }
     }
 
+    /// Claim the storage for reading by `by` (the call's name, as errors show it, e.g.
+    /// `"weft.topk"`): until the lease is dropped, [`Array::set`] on any view of this
+    /// storage fails with [`ArrayError::Busy`] naming `by`. Leases nest (several calls
+    /// may read one array at once).
+    ///
+    /// A write already past its check when the lease is taken may still land: the lease
+    /// turns writes that follow it into errors, it does not wait for earlier ones.
+    pub fn lease(&self, by: &'static str) -> ReadLease {
+        let storage = Arc::clone(&self.storage);
+        *storage.reader.lock().unwrap_or_else(|e| e.into_inner()) = by;
+        storage.readers.fetch_add(1, Ordering::SeqCst);
+        ReadLease { storage }
+    }
+
+    /// The call reading this array's storage under a [`ReadLease`], if any: writers and
+    /// code handing out raw pointers for writing refuse while it is `Some`.
+    pub fn busy_reader(&self) -> Option<&'static str> {
+        self.storage.busy_reader()
+    }
+
     /// The address of the first element (for LuaJIT FFI pointers). Valid while any view
     /// of the storage is alive.
     pub fn as_ptr(&self) -> *const u8 {
@@ -512,6 +581,9 @@ impl Array {
     pub fn set(&self, index: usize, value: Scalar) -> Result<(), ArrayError> {
         if let Some(origin) = self.read_only_origin() {
             return Err(ArrayError::ReadOnly(origin.to_string()));
+        }
+        if let Some(by) = self.busy_reader() {
+            return Err(ArrayError::Busy(by));
         }
         if index >= self.len() {
             return Err(ArrayError::OutOfRange {
@@ -686,6 +758,36 @@ mod tests {
         assert_eq!(unsafe { a.as_slice::<i32>() }.unwrap()[2], 9);
         // SAFETY: as above.
         assert!(unsafe { a.as_slice::<f32>() }.is_none());
+    }
+
+    #[test]
+    fn writes_fail_while_a_lease_is_held_on_any_view() {
+        let a = Array::zeros(DType::F32, 4, Some(2)).unwrap();
+        let row = a.row(3).unwrap();
+        assert_eq!(a.busy_reader(), None);
+        let first = a.lease("weft.topk");
+        let second = row.lease("weft.diversity");
+        // Writes through any view of the storage are refused, naming the latest reader.
+        assert_eq!(
+            row.set(0, Scalar::Num(1.0)),
+            Err(ArrayError::Busy("weft.diversity"))
+        );
+        assert_eq!(
+            a.set(0, Scalar::Num(1.0)).unwrap_err().to_string(),
+            "array is being read by weft.diversity (wait for the call to return before writing it)"
+        );
+        drop(second);
+        // One lease left: still busy.
+        assert!(a.set(7, Scalar::Num(2.0)).is_err());
+        assert_eq!(a.get(7), Some(Scalar::Num(0.0)));
+        drop(first);
+        assert_eq!(a.busy_reader(), None);
+        a.set(7, Scalar::Num(2.0)).unwrap();
+        assert_eq!(row.get(1), Some(Scalar::Num(2.0)));
+        // Another storage is unaffected by a lease on this one.
+        let other = Array::zeros(DType::F32, 1, None).unwrap();
+        let _held = a.lease("weft.similarity");
+        other.set(0, Scalar::Num(3.0)).unwrap();
     }
 
     #[test]

@@ -61,8 +61,15 @@ fn load_ok(name: &str) -> npy::Loaded {
     npy::load(&data(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// `npy::load_mmap` of a file only this test uses.
+fn map_npy(path: &Path) -> Result<Array, npy::NpyError> {
+    // SAFETY: the test files are written before they are mapped and not changed while
+    // any array of them is alive.
+    unsafe { npy::load_mmap(path) }
+}
+
 fn mmap_ok(name: &str) -> Array {
-    npy::load_mmap(&data(name)).unwrap_or_else(|e| panic!("{name} (mmap): {e}"))
+    map_npy(&data(name)).unwrap_or_else(|e| panic!("{name} (mmap): {e}"))
 }
 
 /// Assert an error message names the file and contains every needle.
@@ -236,7 +243,7 @@ fn fortran_order_is_transposed_and_refused_by_mmap() {
         assert_eq!(loaded.note.as_deref(), Some("converted from Fortran order"));
         check_values(&loaded.array, code, shape, name);
         assert_err(
-            npy::load_mmap(&data(name)),
+            map_npy(&data(name)),
             &data(name),
             &["cannot memory-map", "Fortran", "load it without mmap"],
         );
@@ -251,7 +258,7 @@ fn big_endian_is_swapped_and_refused_by_mmap() {
         assert_eq!(loaded.note.as_deref(), Some("converted from big-endian"));
         check_values(&loaded.array, code, (3, Some(4)), &name);
         assert_err(
-            npy::load_mmap(&data(&name)),
+            map_npy(&data(&name)),
             &data(&name),
             &[
                 "cannot memory-map",
@@ -288,7 +295,7 @@ fn float16_is_widened_to_f32() {
         );
         check_values(&loaded.array, "f2", shape, name);
         assert_err(
-            npy::load_mmap(&data(name)),
+            map_npy(&data(name)),
             &data(name),
             &["cannot memory-map", "float16", "without mmap"],
         );
@@ -319,7 +326,7 @@ fn float16_is_widened_to_f32() {
 fn shapes_other_than_1d_and_2d_are_refused_by_name() {
     for f in [
         npy::load(&data("f4_3d.npy")).map(|l| l.array),
-        npy::load_mmap(&data("f4_3d.npy")),
+        map_npy(&data("f4_3d.npy")),
     ] {
         assert_err(
             f,
@@ -329,7 +336,7 @@ fn shapes_other_than_1d_and_2d_are_refused_by_name() {
     }
     for f in [
         npy::load(&data("f4_0d.npy")).map(|l| l.array),
-        npy::load_mmap(&data("f4_0d.npy")),
+        map_npy(&data("f4_0d.npy")),
     ] {
         assert_err(
             f,
@@ -359,7 +366,7 @@ fn other_dtypes_are_refused_by_name() {
             "supported: <f4 <f8 <i4 <i8 |u1 <u2 <u4",
         ];
         assert_err(npy::load(&data(name)), &data(name), &needles);
-        assert_err(npy::load_mmap(&data(name)), &data(name), &needles);
+        assert_err(map_npy(&data(name)), &data(name), &needles);
     }
 }
 
@@ -376,7 +383,7 @@ fn shipped_embeddings_by_load_and_mmap_agree() {
     let loaded = npy::load(path).unwrap();
     assert_eq!(loaded.note, None);
     let owned = loaded.array;
-    let mapped = npy::load_mmap(path).unwrap();
+    let mapped = map_npy(path).unwrap();
     for a in [&owned, &mapped] {
         assert_eq!(a.dtype(), DType::F32);
         assert_eq!(a.shape(), (2000, Some(384)));
@@ -433,7 +440,7 @@ fn save_then_load_round_trips_every_dtype() {
                 (rows, cols),
                 &path.display().to_string(),
             );
-            check_values(&npy::load_mmap(&path).unwrap(), code, (rows, cols), "mmap");
+            check_values(&map_npy(&path).unwrap(), code, (rows, cols), "mmap");
         }
         // Numpy's own file and weft's hold the same data bytes.
         let numpy_file = fixture_bytes(&format!("{code}_2d.npy"));
@@ -489,7 +496,7 @@ fn save_of_a_view_a_big_array_and_over_an_existing_file() {
     assert_eq!(back.shape(), (129, None));
     assert!((0..129).all(|k| back.get(k) == a.get(5 * 129 + k)));
     // A read-only mapped array saves too.
-    let mapped = npy::load_mmap(&data("f8_2d.npy")).unwrap();
+    let mapped = map_npy(&data("f8_2d.npy")).unwrap();
     npy::save(&mapped, &path).unwrap();
     check_values(
         &npy::load(&path).unwrap().array,
@@ -722,7 +729,7 @@ fn save_over_the_file_an_array_is_mapped_from_keeps_the_mapping_valid() {
     let dir = TempDir::new("mapped");
     let path = dir.join("m.npy");
     npy::save(&filled("f4", 4, Some(2)), &path).unwrap();
-    let mapped = npy::load_mmap(&path).unwrap();
+    let mapped = map_npy(&path).unwrap();
     assert_eq!(
         mapped.mapped_file(),
         weft_core::files::FileId::of_path(&path)
@@ -854,7 +861,7 @@ fn write_file(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
 /// Both loaders fail with a message naming the file and holding every needle.
 fn both_fail(path: &Path, needles: &[&str]) {
     assert_err(npy::load(path), path, needles);
-    assert_err(npy::load_mmap(path), path, needles);
+    assert_err(map_npy(path), path, needles);
 }
 
 #[test]
@@ -1094,7 +1101,7 @@ fn mmap_refuses_misaligned_data_that_load_reads() {
     let path = write_file(&dir, "odd.npy", &bytes);
     check_values(&npy::load(&path).unwrap().array, "f4", (7, None), "odd");
     assert_err(
-        npy::load_mmap(&path),
+        map_npy(&path),
         &path,
         &[
             "cannot memory-map",
@@ -1110,7 +1117,7 @@ fn mmap_refuses_misaligned_data_that_load_reads() {
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(&[250, 237, 224]);
     let path = write_file(&dir, "u1.npy", &bytes);
-    check_values(&npy::load_mmap(&path).unwrap(), "u1", (3, None), "u1 mmap");
+    check_values(&map_npy(&path).unwrap(), "u1", (3, None), "u1 mmap");
     // A 1-D array, or a single row, in Fortran order is the same bytes: no conversion.
     let header = "{'descr': '<u2', 'fortran_order': True, 'shape': (1, 3), }";
     let data: Vec<u8> = [60_000u16, 59_001, 58_002]
@@ -1121,12 +1128,7 @@ fn mmap_refuses_misaligned_data_that_load_reads() {
     let loaded = npy::load(&path).unwrap();
     assert_eq!(loaded.note, None);
     check_values(&loaded.array, "u2", (1, Some(3)), "row");
-    check_values(
-        &npy::load_mmap(&path).unwrap(),
-        "u2",
-        (1, Some(3)),
-        "row mmap",
-    );
+    check_values(&map_npy(&path).unwrap(), "u2", (1, Some(3)), "row mmap");
 }
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
@@ -1181,7 +1183,7 @@ fn random_corruption_never_panics() {
                 }
             }
             let path = write_file(&dir, "fuzz.npy", &bytes);
-            let results = [npy::load(&path).map(|l| l.array), npy::load_mmap(&path)];
+            let results = [npy::load(&path).map(|l| l.array), map_npy(&path)];
             for result in results {
                 match result {
                     Ok(a) => {

@@ -148,10 +148,12 @@ unsafe fn scalar_arg(state: *mut ffi::lua_State, idx: c_int) -> Result<Scalar, S
 unsafe fn push_scalar(state: *mut ffi::lua_State, s: Scalar) {
     // SAFETY: pushes one number.
     unsafe {
+        let check = crate::stack::StackCheck::new(state);
         match s {
             Scalar::Int(i) => ffi::lua_pushinteger(state, i as ffi::lua_Integer),
             Scalar::Num(n) => ffi::lua_pushnumber(state, n),
         }
+        check.expect(1);
     }
 }
 
@@ -346,6 +348,11 @@ unsafe extern "C-unwind" fn raw_ptr(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         guard(state, |state| {
             let a = &arg::<LuaArray>(state, 1, "a:ptr")?.0;
+            // A pointer is for writing unless the mapping is read-only: refuse it while a
+            // compute call reads the array, as a[i] = v is refused.
+            if let (Some(by), None) = (a.busy_reader(), a.read_only_origin()) {
+                return Err(format!("a:ptr: array is being read by {by}"));
+            }
             ffi::lua_pushlightuserdata(state, a.as_ptr() as *mut std::ffi::c_void);
             let constness = if a.read_only_origin().is_some() {
                 "const "
@@ -368,7 +375,8 @@ unsafe extern "C-unwind" fn free(state: *mut ffi::lua_State) -> c_int {
             if rawud::slot::<LuaArray>(state, 1).is_none() {
                 arg::<LuaArray>(state, 1, "a:free")?;
             }
-            let taken = rawud::slot::<LuaArray>(state, 1).and_then(|s| s.value.take());
+            // The check above left no reference behind; this is the only access.
+            let taken = rawud::take::<LuaArray>(state, 1);
             drop(taken);
             Ok(0)
         })
@@ -466,6 +474,9 @@ pub(crate) unsafe extern "C-unwind" fn load_npy(state: *mut ffi::lua_State) -> c
             };
             let path = std::path::Path::new(&path);
             let array = if mmap {
+                // SAFETY: the script asked for a mapping ({mmap = true}); keeping the file
+                // unchanged while it is mapped is the user's duty, as documented for
+                // weft.load_npy (weft's own writers refuse to replace a mapped file).
                 weft_core::npy::load_mmap(path)
             } else {
                 weft_core::npy::load(path).map(|loaded| loaded.array)

@@ -13,6 +13,7 @@ use mlua::ffi;
 use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use weft_compute::{Budget, Cache, CacheWriter, ComputeError, Normalised, Rows};
+use weft_core::array::ReadLease;
 use weft_core::{Array, DType, Handle};
 
 /// Options every compute call takes.
@@ -21,19 +22,21 @@ struct Options {
     budget: Budget,
 }
 
-/// The f32 values of an embeddings argument: borrowed from the array, or converted from f64.
+/// The f32 values of an embeddings argument: borrowed from the array (under a lease that
+/// refuses writes through weft's API until the call returns), or converted from f64.
 enum Embeddings {
-    Borrowed(Array),
+    Borrowed(Array, #[allow(dead_code)] ReadLease),
     Converted(Vec<f32>, usize, usize),
 }
 
 impl Embeddings {
     fn rows(&self) -> Result<Rows<'_>, ComputeError> {
         match self {
-            Embeddings::Borrowed(a) => {
+            Embeddings::Borrowed(a, _) => {
                 let (n, d) = (a.rows(), a.row_len());
-                // SAFETY: the documented rule of compute calls: nobody writes the embeddings
-                // while a call reads them (README, "Compute").
+                // SAFETY: the lease held with the array refuses writes through weft's API
+                // (a[i] = v, a:set, a:ptr()) while the call reads; raw pointers taken before
+                // the call are the user's duty not to write through (README, "Compute").
                 let data = unsafe { a.as_slice::<f32>() }.expect("checked to be f32");
                 Rows::new(data, n, d)
             }
@@ -45,7 +48,7 @@ impl Embeddings {
 unsafe fn embeddings(
     state: *mut ffi::lua_State,
     idx: c_int,
-    what: &str,
+    what: &'static str,
 ) -> Result<Embeddings, String> {
     // SAFETY: forwarded reads of a valid index.
     let a = unsafe { arg::<LuaArray>(state, idx, what) }?.0.clone();
@@ -55,9 +58,13 @@ unsafe fn embeddings(
         ));
     };
     match a.dtype() {
-        DType::F32 => Ok(Embeddings::Borrowed(a)),
+        DType::F32 => {
+            let lease = a.lease(what);
+            Ok(Embeddings::Borrowed(a, lease))
+        }
         DType::F64 => {
-            // SAFETY: as in `rows`.
+            let _lease = a.lease(what);
+            // SAFETY: as in `rows`, under the lease just taken.
             let values = unsafe { a.as_slice::<f64>() }.expect("f64");
             // A finite value beyond f32's range would become Inf: say so, naming it.
             if let Some(i) = values
@@ -324,7 +331,7 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                 let s = match ffi::lua_type(state, -1) {
                     ffi::LUA_TNIL => Ok(None),
                     _ => arg::<LuaArray>(state, -1, "weft.diversity: opts.similarity")
-                        .map(|a| Some(a.0.clone())),
+                        .map(|a| Some((a.0.clone(), a.0.lease(WHAT)))),
                 };
                 ffi::lua_pop(state, 1);
                 s?
@@ -334,10 +341,10 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
             let rows = emb.rows().map_err(|e| lua_error(WHAT, e))?;
             let unit = Normalised::new(rows).map_err(|e| lua_error(WHAT, e))?;
             let e = unit.rows();
-            let s = match &given {
+            let s = match given.as_ref().map(|(s, _lease)| s) {
                 None => None,
                 Some(s) if s.dtype() == DType::F32 && s.shape() == (rows.n(), Some(rows.n())) => {
-                    // As for the embeddings: nobody writes S during the call.
+                    // As for the embeddings: S is leased for the call.
                     Some(s.as_slice::<f32>().expect("f32"))
                 }
                 Some(_) => {

@@ -279,6 +279,15 @@ unsafe extern "C-unwind" fn table_len(state: *mut ffi::lua_State) -> c_int {
 /// Push the value a shared-table entry holds, decoded under protection (a memory error
 /// while building it becomes `Err`, with nothing pushed).
 unsafe fn push_message(state: *mut ffi::lua_State, msg: &weft_core::Message) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || push_message_unchecked(state, msg)) }
+}
+
+/// [`push_message`] without its debug-build stack check.
+unsafe fn push_message_unchecked(
+    state: *mut ffi::lua_State,
+    msg: &weft_core::Message,
+) -> Result<(), String> {
     // SAFETY: state_data reads an existing registry key (no allocation); the decoder
     // runs under protect (see `frozen::decode_one` for what a memory error costs there).
     unsafe {
@@ -299,6 +308,12 @@ unsafe fn push_message(state: *mut ffi::lua_State, msg: &weft_core::Message) -> 
 
 /// Push a plain table copy of the shared table at index 1.
 unsafe fn push_copy(state: *mut ffi::lua_State, what: &str) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || push_copy_unchecked(state, what)) }
+}
+
+/// [`push_copy`] without its debug-build stack check.
+unsafe fn push_copy_unchecked(state: *mut ffi::lua_State, what: &str) -> Result<(), String> {
     // SAFETY: reads argument 1; the table is built under protection.
     unsafe {
         let t = &arg::<LuaSharedTable>(state, 1, what)?.0;

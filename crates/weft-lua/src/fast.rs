@@ -47,12 +47,14 @@ unsafe fn fail(state: *mut ffi::lua_State, msg: &str, level: ffi::lua_Integer) -
 unsafe fn push_status(state: *mut ffi::lua_State, first_nil: bool, word: &str) -> c_int {
     // SAFETY: pushes two values on a valid state.
     unsafe {
+        let check = crate::stack::StackCheck::new(state);
         if first_nil {
             ffi::lua_pushnil(state);
         } else {
             ffi::lua_pushboolean(state, 0);
         }
         crate::rawud::push_str_or_memory_error(state, word.as_bytes());
+        check.expect(2);
     }
     2
 }

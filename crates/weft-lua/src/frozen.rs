@@ -85,6 +85,16 @@ unsafe fn push_cached(
     address: *const (),
     make: impl FnOnce() -> Frozen,
 ) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || push_cached_unchecked(state, address, make)) }
+}
+
+/// [`push_cached`] without its debug-build stack check.
+unsafe fn push_cached_unchecked(
+    state: *mut ffi::lua_State,
+    address: *const (),
+    make: impl FnOnce() -> Frozen,
+) -> Result<(), String> {
     let views = &VIEWS as *const u8 as *mut std::ffi::c_void;
     // SAFETY: balanced registry and cache-table work on a valid state; raw reads with
     // light userdata keys allocate nothing, and everything that allocates is protected.
@@ -207,6 +217,16 @@ unsafe fn push_entry(
 }
 
 unsafe fn push_value(state: *mut ffi::lua_State, view: &Frozen, v: &Value) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || push_value_unchecked(state, view, v)) }
+}
+
+/// [`push_value`] without its debug-build stack check.
+unsafe fn push_value_unchecked(
+    state: *mut ffi::lua_State,
+    view: &Frozen,
+    v: &Value,
+) -> Result<(), String> {
     // SAFETY: pushes exactly one value on a valid state.
     unsafe {
         match v {

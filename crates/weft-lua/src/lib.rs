@@ -37,6 +37,7 @@ mod progress;
 mod rawud;
 mod runtime;
 mod spawner;
+mod stack;
 mod tasks;
 pub mod worker;
 

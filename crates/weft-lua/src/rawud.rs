@@ -65,6 +65,15 @@ pub(crate) struct Slot<T> {
 /// # Safety
 /// A valid state with 3 free stack slots.
 pub(crate) unsafe fn push<T: RawType>(state: *mut ffi::lua_State, value: T) -> Result<(), String> {
+    // SAFETY: forwarded contract; the body leaves the userdata (one value) on success.
+    unsafe { crate::stack::checked(state, 1, || push_unchecked(state, value)) }
+}
+
+/// [`push`] without its debug-build stack check.
+///
+/// # Safety
+/// As for [`push`].
+unsafe fn push_unchecked<T: RawType>(state: *mut ffi::lua_State, value: T) -> Result<(), String> {
     let mut block = std::ptr::null_mut::<Slot<T>>();
     // SAFETY: allocations only, under protect; the block stays on the stack below its
     // metatable.
@@ -94,8 +103,10 @@ pub(crate) unsafe fn push<T: RawType>(state: *mut ffi::lua_State, value: T) -> R
 pub(crate) unsafe fn push_metatable<T: RawType>(state: *mut ffi::lua_State) {
     // SAFETY: balanced registry reads and writes on a valid state.
     unsafe {
+        let check = crate::stack::StackCheck::new(state);
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, T::NAME.as_ptr());
         if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+            check.expect(1);
             return;
         }
         ffi::lua_pop(state, 1);
@@ -109,6 +120,8 @@ pub(crate) unsafe fn push_metatable<T: RawType>(state: *mut ffi::lua_State) {
         T::metatable(state);
         ffi::lua_pushvalue(state, -1);
         ffi::lua_setfield(state, ffi::LUA_REGISTRYINDEX, T::NAME.as_ptr());
+        // The new metatable, and nothing a `metatable` filler may have left.
+        check.expect(1);
     }
 }
 
@@ -124,14 +137,12 @@ pub(crate) unsafe fn set_fn(state: *mut ffi::lua_State, name: &CStr, f: ffi::lua
     }
 }
 
-/// The slot at `idx` if it is a userdata of type `T`.
+/// The slot at `idx` if it is a userdata of type `T`, as a raw pointer (no reference is
+/// made, so nothing aliases until a caller dereferences it).
 ///
 /// # Safety
-/// `idx` is a valid stack index. The reference lives while the userdata stays reachable.
-pub(crate) unsafe fn slot<'a, T: RawType>(
-    state: *mut ffi::lua_State,
-    idx: c_int,
-) -> Option<&'a mut Slot<T>> {
+/// `idx` is a valid stack index.
+unsafe fn slot_ptr<T: RawType>(state: *mut ffi::lua_State, idx: c_int) -> Option<*mut Slot<T>> {
     // SAFETY: the type and size are checked before the magic number is read, so the read
     // stays inside the block; the magic number then proves the layout.
     unsafe {
@@ -141,8 +152,34 @@ pub(crate) unsafe fn slot<'a, T: RawType>(
             return None;
         }
         let p = ffi::lua_touserdata(state, idx) as *mut Slot<T>;
-        ((*p).magic == T::MAGIC).then(|| &mut *p)
+        ((*p).magic == T::MAGIC).then_some(p)
     }
+}
+
+/// The slot at `idx` if it is a userdata of type `T`. Shared access only: the one way to
+/// change a slot is [`take`], so two calls on the same userdata never alias a `&mut`.
+///
+/// # Safety
+/// `idx` is a valid stack index. The reference must not outlive the userdata's
+/// reachability (in practice: the raw function call it was obtained in) nor be alive
+/// across a [`take`] of the same userdata.
+pub(crate) unsafe fn slot<'a, T: RawType>(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+) -> Option<&'a Slot<T>> {
+    // SAFETY: slot_ptr checked the layout; the caller rules out a concurrent `take`.
+    unsafe { slot_ptr::<T>(state, idx).map(|p| &*p) }
+}
+
+/// Move the value out of the slot at `idx` (`a:free()`, `__gc`): `None` when `idx` is not
+/// a userdata of type `T` or its value was already taken.
+///
+/// # Safety
+/// `idx` is a valid stack index, and no reference obtained from [`slot`], [`arg`] or
+/// `slot_ref` to this userdata is alive (the `&mut` made here is the only access).
+pub(crate) unsafe fn take<T: RawType>(state: *mut ffi::lua_State, idx: c_int) -> Option<T> {
+    // SAFETY: slot_ptr checked the layout; the caller guarantees exclusivity.
+    unsafe { slot_ptr::<T>(state, idx).and_then(|p| (*p).value.take()) }
 }
 
 /// The live value in a slot reached by address (the LuaJIT FFI passes a userdata as its
@@ -264,7 +301,15 @@ pub(crate) unsafe fn guard(
     body: impl FnOnce(*mut ffi::lua_State) -> Result<u8, String>,
 ) -> c_int {
     let msg = match std::panic::catch_unwind(AssertUnwindSafe(|| body(state))) {
-        Ok(Ok(n)) => return c_int::from(n),
+        Ok(Ok(n)) => {
+            // The results a body promises must be on the stack (debug builds).
+            // SAFETY: reading the top of the running function's state.
+            debug_assert!(
+                unsafe { ffi::lua_gettop(state) } >= c_int::from(n),
+                "weft: Lua stack unbalanced: a raw function returns {n} value(s) but has fewer"
+            );
+            return c_int::from(n);
+        }
         Ok(Err(msg)) => msg,
         Err(_) => "weft: internal error (a panic was caught; please report it)".to_string(),
     };
@@ -433,6 +478,32 @@ pub(crate) unsafe fn protect(
     nresults: c_int,
     body: &mut dyn FnMut(*mut ffi::lua_State),
 ) -> Result<(), String> {
+    // SAFETY: forwarded contract. Success replaces the arguments with the results;
+    // failure leaves neither.
+    unsafe {
+        let check = crate::stack::StackCheck::new(state);
+        let result = protect_unchecked(state, nargs, nresults, body);
+        if nresults != ffi::LUA_MULTRET {
+            check.expect(if result.is_ok() {
+                nresults - nargs
+            } else {
+                -nargs
+            });
+        }
+        result
+    }
+}
+
+/// [`protect`] without its debug-build stack check.
+///
+/// # Safety
+/// As for [`protect`].
+unsafe fn protect_unchecked(
+    state: *mut ffi::lua_State,
+    nargs: c_int,
+    nresults: c_int,
+    body: &mut dyn FnMut(*mut ffi::lua_State),
+) -> Result<(), String> {
     let mut call = Call { body, nresults };
     // SAFETY: the trampoline goes below the arguments; the Call pointer is used only
     // during this lua_pcall (the previous one, of an enclosing protect, is restored).
@@ -467,9 +538,11 @@ pub(crate) unsafe fn get_field(
 ) -> Result<(), String> {
     // SAFETY: the table is passed to the protected body as its argument 1.
     unsafe {
-        ffi::lua_pushvalue(state, idx);
-        protect(state, 1, 1, &mut |state| {
-            ffi::lua_getfield(state, 1, name.as_ptr());
+        crate::stack::checked(state, 1, || {
+            ffi::lua_pushvalue(state, idx);
+            protect(state, 1, 1, &mut |state| {
+                ffi::lua_getfield(state, 1, name.as_ptr());
+            })
         })
     }
 }
@@ -489,9 +562,11 @@ pub(crate) unsafe fn encode(
     let mut result = Ok(());
     // SAFETY: the value is the body's argument 1; the encoder is borrowed, not owned.
     unsafe {
-        ffi::lua_pushvalue(state, idx);
-        protect(state, 1, 0, &mut |state| {
-            result = encoder.push(state, 1, label, 1);
+        crate::stack::checked(state, 0, || {
+            ffi::lua_pushvalue(state, idx);
+            protect(state, 1, 0, &mut |state| {
+                result = encoder.push(state, 1, label, 1);
+            })
         })?;
     }
     result
@@ -503,6 +578,7 @@ pub(crate) unsafe fn encode(
 /// A valid state with 4 free slots.
 pub(crate) unsafe fn push_str(state: *mut ffi::lua_State, bytes: &[u8]) -> Result<(), String> {
     // SAFETY: the body only copies the bytes into a new Lua string.
+    // (protect checks the one result in debug builds.)
     unsafe { protect(state, 0, 1, &mut |state| push_bytes(state, bytes)) }
 }
 
@@ -536,10 +612,9 @@ unsafe extern "C-unwind" fn collect<T: RawType>(state: *mut ffi::lua_State) -> c
     // SAFETY: `__gc` is called with the userdata; dropping an Arc cannot unwind into Lua
     // (a panic in a destructor is caught here).
     unsafe {
-        if let Some(slot) = slot::<T>(state, 1) {
-            let value = slot.value.take();
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
-        }
+        // No reference to the userdata is alive: `__gc` runs on its own.
+        let value = take::<T>(state, 1);
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
     }
     0
 }

@@ -30,7 +30,9 @@
 //!   dtype other than float16, data starting at a multiple of the element size); the
 //!   others are refused with an error saying to load them without mmap. As with any
 //!   file mapping, a file truncated by another process while mapped makes later reads
-//!   fault (SIGBUS): map files that are not being rewritten.
+//!   fault (SIGBUS), and one rewritten changes elements that are read as immutable: so
+//!   `load_mmap` is an `unsafe fn` whose contract is that nobody writes or truncates the
+//!   file while the array lives.
 //!
 //! # What is written
 //! [`save`] writes format 1.0 (2.0 only if the header would exceed 65,535 bytes, which

@@ -197,7 +197,15 @@ fn transpose_into<const S: usize>(src: &[u8], dst: &mut [u8], rows: usize, cols:
 /// Map a `.npy` file read-only without reading its data. Only files whose bytes are
 /// already the array's bytes can be mapped; the others are refused with an error saying
 /// to load them without mmap.
-pub fn load_mmap(path: &Path) -> Result<Array, NpyError> {
+///
+/// # Safety
+/// The array's elements are the file's pages. No process (this one included, through
+/// another handle) may write to or truncate the file while the returned array or any view
+/// of it is alive: a write changes elements that safe code (and kernels holding
+/// [`Array::as_slice`]) read as immutable, a truncation makes reads fault (SIGBUS). weft's
+/// own writers refuse to replace a file an array is mapped from ([`Array::mapped_file`]);
+/// other programs are the caller's to rule out, as for [`memmap2::Mmap::map`].
+pub unsafe fn load_mmap(path: &Path) -> Result<Array, NpyError> {
     let (mut file, file_len) = open(path)?;
     let header = read_header(&mut file, path, file_len)?;
     let refuse = |why: String| NpyError::NeedsConversion {
@@ -230,9 +238,9 @@ pub fn load_mmap(path: &Path) -> Result<Array, NpyError> {
             size: dtype.size(),
         });
     }
-    // SAFETY: the mapping is read-only and weft never writes through it. Another process
-    // truncating or rewriting the file while it is mapped would change or fault the
-    // elements; the npy module documentation tells users to map only files at rest.
+    // SAFETY: the mapping is read-only and weft never writes through it; the caller
+    // promises (this function's contract) that nobody else writes or truncates the file
+    // while the array lives.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path, "map"))?;
     let expected_len = header.data_offset + header.data_bytes;
     if map.len() as u64 != expected_len {

@@ -237,6 +237,12 @@ unsafe fn set_environment(state: *mut ffi::lua_State, _: c_int) {
 /// # Safety
 /// A valid state with 6 free slots, inside a protected call.
 pub(crate) unsafe fn push_leaf(state: *mut ffi::lua_State, v: &Value) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || push_leaf_unchecked(state, v)) }
+}
+
+/// [`push_leaf`] without its debug-build stack check.
+unsafe fn push_leaf_unchecked(state: *mut ffi::lua_State, v: &Value) -> Result<(), String> {
     // SAFETY: each arm pushes exactly one value or returns an error with none pushed.
     unsafe {
         match v {
@@ -299,10 +305,13 @@ pub unsafe fn push_all(
 ) -> Result<c_int, String> {
     // SAFETY: forwarded contract.
     unsafe {
-        if let Some(n) = push_flat_table(state, msg)? {
-            return Ok(n);
-        }
-        push_values(state, codec, msg, false).map(|(n, _)| n)
+        let check = crate::stack::StackCheck::new(state);
+        let n = match push_flat_table(state, msg)? {
+            Some(n) => n,
+            None => push_values(state, codec, msg, false).map(|(n, _)| n)?,
+        };
+        check.expect(n);
+        Ok(n)
     }
 }
 
@@ -392,6 +401,12 @@ unsafe fn push_flat_table(
 
 /// Load a received function from its bytecode.
 unsafe fn load(state: *mut ffi::lua_State, code: &Bytecode) -> Result<(), String> {
+    // SAFETY: forwarded contract; on success exactly 1 value(s) are left on top.
+    unsafe { crate::stack::checked(state, 1, || load_unchecked(state, code)) }
+}
+
+/// [`load`] without its debug-build stack check.
+unsafe fn load_unchecked(state: *mut ffi::lua_State, code: &Bytecode) -> Result<(), String> {
     // SAFETY: loading binary chunks produced by lua_dump in this same process and Lua
     // flavour; an error message is popped.
     unsafe {

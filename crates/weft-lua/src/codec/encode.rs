@@ -153,13 +153,33 @@ impl Seen {
 
 /// Builds one [`Message`] from values on a Lua stack. Tables and functions met twice
 /// (or inside themselves) become one node.
+///
+/// Tables and functions are recognised by address, so each one recorded must stay alive
+/// while the encoder runs: a collected one's address may be reused by a later value, which
+/// would then be encoded as a reference to the old one. The encoder enforces this itself:
+/// every value it records by address is also stored in its anchor table (a registry
+/// reference, made on the first record and released when the encoder is dropped), so the
+/// garbage collector cannot take it whatever the caller does with the stack.
 pub struct Encoder<'a> {
     codec: &'a CodecState,
     seen: Seen,
+    /// The state and registry reference of the anchor table (node number + 1 → the table
+    /// or function of that node), once something was recorded.
+    anchor: Option<(*mut ffi::lua_State, c_int)>,
     nodes: weft_core::message::Nodes,
     values: weft_core::message::Values,
     depth: u32,
     index_rebuilt: bool,
+}
+
+impl Drop for Encoder<'_> {
+    fn drop(&mut self) {
+        if let Some((state, r)) = self.anchor.take() {
+            // SAFETY: `push`'s contract: the state's call that ran the encoder is still
+            // running on this thread; unref only clears a registry slot (no error).
+            unsafe { ffi::luaL_unref(state, ffi::LUA_REGISTRYINDEX, r) };
+        }
+    }
 }
 
 impl<'a> Encoder<'a> {
@@ -168,6 +188,7 @@ impl<'a> Encoder<'a> {
         Encoder {
             codec,
             seen: Seen::default(),
+            anchor: None,
             nodes: Default::default(),
             values: Default::default(),
             depth: 0,
@@ -178,12 +199,14 @@ impl<'a> Encoder<'a> {
     /// Append the value at stack index `idx` as the next root value. On refusal the
     /// error reads `weft: cannot send <label> <number><path> (<reason>)`.
     ///
-    /// Tables and functions are recognised by address, so every value pushed must stay
-    /// alive until [`Encoder::finish`]: a collected one's address may be reused by the next
-    /// value, which would then be encoded as a reference to the old one.
+    /// Values recognised by address are kept alive by the encoder (see [`Encoder`]), so
+    /// the caller may pop `idx` once this returns.
     ///
     /// # Safety
     /// Must run on the thread owning `state`, inside a protected call; `idx` is valid.
+    /// Every push of one encoder uses the same `state`, and the encoder is dropped (or
+    /// finished) while that state's current call is still running (it releases its
+    /// anchor through `state`).
     pub unsafe fn push(
         &mut self,
         state: *mut ffi::lua_State,
@@ -195,10 +218,13 @@ impl<'a> Encoder<'a> {
         unsafe {
             let idx = ffi::lua_absindex(state, idx);
             let top = ffi::lua_gettop(state);
+            let check = crate::stack::StackCheck::new(state);
             let nodes_before = self.nodes.len() as u32;
             loop {
                 match self.value(state, idx) {
                     Ok(v) => {
+                        // Encoding reads the stack: whatever it pushed, it popped.
+                        check.expect(0);
                         self.values.push(v);
                         return Ok(());
                     }
@@ -230,10 +256,49 @@ impl<'a> Encoder<'a> {
     }
 
     /// The finished message.
-    pub fn finish(self) -> Message {
+    pub fn finish(mut self) -> Message {
         Message {
-            values: self.values,
-            nodes: self.nodes,
+            values: std::mem::take(&mut self.values),
+            nodes: std::mem::take(&mut self.nodes),
+        }
+    }
+
+    /// Remember the table or function at `idx` (address `ptr`) as node `node`, and store it
+    /// in the anchor table so that it stays alive, and its address unique, for as long as
+    /// the encoder lives.
+    ///
+    /// # Safety
+    /// As for [`Encoder::push`]; 3 free stack slots. Allocates (the anchor table, its
+    /// growth), which is why the encoder runs inside a protected call.
+    unsafe fn record(
+        &mut self,
+        state: *mut ffi::lua_State,
+        idx: c_int,
+        ptr: *const c_void,
+        node: u32,
+    ) {
+        // SAFETY: balanced registry and table operations on a valid state (the caller
+        // checked the stack space).
+        unsafe {
+            let check = crate::stack::StackCheck::new(state);
+            let idx = ffi::lua_absindex(state, idx);
+            self.seen.insert(ptr, node);
+            match self.anchor {
+                Some((anchored, r)) => {
+                    debug_assert_eq!(anchored, state, "an encoder is used with one state");
+                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, r as ffi::lua_Integer);
+                }
+                None => {
+                    ffi::lua_createtable(state, 4, 0);
+                    ffi::lua_pushvalue(state, -1);
+                    let r = ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX);
+                    self.anchor = Some((state, r));
+                }
+            }
+            ffi::lua_pushvalue(state, idx);
+            ffi::lua_rawseti(state, -2, ffi::lua_Integer::from(node) + 1);
+            ffi::lua_pop(state, 1);
+            check.expect(0);
         }
     }
 
@@ -321,7 +386,7 @@ impl<'a> Encoder<'a> {
             self.enter()?;
             let node = self.nodes.len() as u32;
             self.nodes.push(Node::Table(TableNode::default()));
-            self.seen.insert(ptr, node);
+            self.record(state, idx, ptr, node);
             // The sequence part first, by index: much cheaper than lua_next for the big
             // numeric arrays people hand to workers. Holes inside the border stay nil.
             let len = ffi::lua_rawlen(state, idx);
@@ -441,7 +506,7 @@ impl<'a> Encoder<'a> {
                 upvalues: Vec::new(),
                 env: None,
             }));
-            self.seen.insert(ptr, node);
+            self.record(state, idx, ptr, node);
             let mut upvalues = Vec::new();
             for n in 1.. {
                 let name = ffi::lua_getupvalue(state, idx, n);
