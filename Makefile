@@ -40,6 +40,15 @@ miri:
 		rustup toolchain install nightly --profile minimal --component miri,rust-src
 	$(CARGO) +nightly miri test -p weft-core --lib -- array:: frozen:: key::
 
+# Every SIMD kernel called directly against its scalar path (whatever the dispatcher would
+# prefer here), each printing whether it ran. A path this CPU lacks is skipped with a
+# SKIPPED line, unless WEFT_REQUIRE_ISA names it: then it fails. Set
+# WEFT_REQUIRE_ISA=avx2,avx512 on a machine with AVX-512 (CI machines should).
+WEFT_REQUIRE_ISA ?= avx2
+.PHONY: isa-test
+isa-test:
+	WEFT_REQUIRE_ISA=$(WEFT_REQUIRE_ISA) $(CARGO) test -q -p weft-compute --lib isa_ -- --nocapture --test-threads=1
+
 lua-test: modules
 	bash tests/lua/run.sh luajit
 	bash tests/lua/run.sh lua5.4
@@ -60,7 +69,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
 
-test: deps lint rust-test miri lua-test example-test ffi-test python-test bench-smoke
+test: deps lint rust-test isa-test miri lua-test example-test ffi-test python-test bench-smoke
 
 # libweft (the C ABI): the C test program and example compiled with cc against
 # include/weft.h, the LuaJIT FFI test and example, the Python ctypes test and example.
