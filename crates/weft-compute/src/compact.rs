@@ -159,12 +159,12 @@ mod tests {
     use super::*;
     use crate::isa_check::{runs, Rng};
 
-    /// One line kernel against `add_lines_body`: random sums and rows, live-line lists
-    /// empty, shorter and longer than the prefetch distance, unsorted, of odd lengths.
-    #[cfg(target_arch = "x86_64")]
     /// The signature every line kernel has.
+    #[cfg(target_arch = "x86_64")]
     type LineKernel = unsafe fn(&mut [i32], &[i16], &[u32], &mut [i32]);
 
+    /// One line kernel against `add_lines_body`: random sums and rows, live-line lists
+    /// empty, shorter and longer than the prefetch distance, unsorted, of odd lengths.
     #[cfg(target_arch = "x86_64")]
     fn lines_match_portable(kernel: LineKernel) {
         let mut rng = Rng::new(31);

@@ -302,6 +302,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "20 000 messages take too long under Miri; tests/channel_small.rs is its Miri-sized twin"
+    )]
     fn many_producers_many_consumers_lose_nothing() {
         let ch = Channel::new(Some(16));
         let producers: Vec<_> = (0..4)

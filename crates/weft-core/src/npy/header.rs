@@ -5,8 +5,7 @@ use super::literal::{parse_header, quote, Lit};
 use super::read::read_up_to;
 use super::{io_error, NpyError, MAGIC};
 use crate::array::DType;
-use std::fs::File;
-use std::io::{self, Seek};
+use std::io::{self, Read, Seek};
 use std::path::Path;
 
 /// The byte order of this machine, which arrays in memory use.
@@ -69,7 +68,13 @@ impl Header {
 }
 
 /// Read and check the preamble and header; leaves `file` at the start of the data.
-pub(super) fn read_header(file: &mut File, path: &Path, file_len: u64) -> Result<Header, NpyError> {
+/// Generic over the reader so the checks are tested on bytes in memory (and under Miri);
+/// `path` only names the input in errors.
+pub(super) fn read_header(
+    file: &mut (impl Read + Seek),
+    path: &Path,
+    file_len: u64,
+) -> Result<Header, NpyError> {
     let mut pre = [0u8; 12];
     let got = read_up_to(file, &mut pre).map_err(io_error(path, "read"))?;
     let magic_part = got.min(MAGIC.len());
@@ -326,5 +331,101 @@ mod tests {
         ] {
             assert_eq!(parse_descr(bad), None, "{bad:?}");
         }
+    }
+
+    /// A whole `.npy` file in memory: preamble of `version`, the dict padded with spaces to a
+    /// multiple of 64 bytes and ended by a newline, then `data` bytes.
+    fn npy(version: u8, dict: &[u8], data: usize) -> Vec<u8> {
+        let pre = if version == 1 { 10 } else { 12 };
+        let header_len = (pre + dict.len() + 1).div_ceil(64) * 64 - pre;
+        let mut out = b"\x93NUMPY".to_vec();
+        out.extend([version, 0]);
+        if version == 1 {
+            out.extend((header_len as u16).to_le_bytes());
+        } else {
+            out.extend((header_len as u32).to_le_bytes());
+        }
+        out.extend(dict);
+        out.resize(pre + header_len - 1, b' ');
+        out.push(b'\n');
+        out.extend((0..data).map(|i| i as u8));
+        out
+    }
+
+    /// `read_header` on bytes in memory; also returns where it left the reader.
+    fn parse(bytes: &[u8]) -> Result<(Header, u64), NpyError> {
+        let mut r = io::Cursor::new(bytes);
+        let h = read_header(&mut r, Path::new("mem.npy"), bytes.len() as u64)?;
+        Ok((h, r.position()))
+    }
+
+    const F4_3X2: &[u8] = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }";
+
+    #[test]
+    fn headers_of_every_version_parse_from_bytes() {
+        for version in [1, 2, 3] {
+            let bytes = npy(version, F4_3X2, 24);
+            let (h, at) = parse(&bytes).unwrap();
+            assert_eq!((h.rows, h.cols), (3, Some(2)), "version {version}");
+            assert_eq!(h.source, Source::Plain(DType::F32));
+            assert!(!h.big_endian && !h.fortran_order);
+            assert_eq!(h.data_offset, bytes.len() as u64 - 24);
+            assert_eq!(h.data_bytes, 24);
+            assert_eq!(at, h.data_offset, "the reader is left at the data");
+        }
+        let dict = b"{'descr': '>u4', 'fortran_order': True, 'shape': (2, 3), }";
+        let (h, _) = parse(&npy(1, dict, 24)).unwrap();
+        assert_eq!(h.source, Source::Plain(DType::U32));
+        assert!(h.big_endian && h.fortran_order && h.needs_transpose());
+        let (h, _) = parse(&npy(
+            1,
+            b"{'descr': '<f2', 'fortran_order': False, 'shape': (5,), }",
+            10,
+        ))
+        .unwrap();
+        assert_eq!((h.source, h.rows, h.cols), (Source::F16, 5, None));
+    }
+
+    #[test]
+    fn every_truncation_of_the_preamble_and_header_is_refused() {
+        for version in [1, 2] {
+            let bytes = npy(version, F4_3X2, 24);
+            let end = bytes.len() - 24;
+            for cut in 0..end {
+                let err = parse(&bytes[..cut]).expect_err("a truncated header");
+                assert!(err.to_string().contains("mem.npy"), "cut {cut}: {err}");
+            }
+            // Header complete, data short: the header reader itself names the size.
+            assert!(parse(&bytes[..end + 23]).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_magic_version_and_encoding_are_refused() {
+        let mut bytes = npy(1, F4_3X2, 24);
+        bytes[1] = b'M';
+        assert!(matches!(parse(&bytes), Err(NpyError::BadMagic { .. })));
+        let mut bytes = npy(1, F4_3X2, 24);
+        bytes[6] = 4;
+        assert!(matches!(
+            parse(&bytes),
+            Err(NpyError::Version {
+                major: 4,
+                minor: 0,
+                ..
+            })
+        ));
+        // Version 3.0 headers must be UTF-8; 1.0 and 2.0 are latin-1.
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), } \u{e9}";
+        let latin1: Vec<u8> = dict.chars().map(|c| c as u8).collect();
+        let v3 = parse(&npy(3, &latin1, 24)).unwrap_err().to_string();
+        assert!(v3.contains("must be UTF-8"), "{v3}");
+        // Read as latin-1, the same bytes are text: refused for the stray character instead.
+        let v2 = parse(&npy(2, &latin1, 24)).unwrap_err().to_string();
+        assert!(!v2.contains("UTF-8") && v2.contains("mem.npy"), "{v2}");
+        // A header length past the end of the bytes.
+        let mut bytes = npy(2, F4_3X2, 0);
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(parse(&bytes), Err(NpyError::HeaderPastEnd { .. })));
     }
 }

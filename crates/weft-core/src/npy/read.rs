@@ -36,7 +36,7 @@ pub(super) fn open(path: &Path) -> Result<(File, u64), NpyError> {
 }
 
 /// Read into `buf` until it is full or the file ends; the count read.
-pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match file.read(&mut buf[got..]) {
