@@ -428,4 +428,98 @@ mod tests {
         bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(parse(&bytes), Err(NpyError::HeaderPastEnd { .. })));
     }
+
+    /// Property tests: proptest generates the headers; Miri would take too long on them.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// (descr as written, what it loads as, bytes per element, big-endian)
+        const DESCRS: [(&str, Source, usize, bool); 8] = [
+            ("<f4", Source::Plain(DType::F32), 4, false),
+            (">f8", Source::Plain(DType::F64), 8, true),
+            ("<i4", Source::Plain(DType::I32), 4, false),
+            (">i8", Source::Plain(DType::I64), 8, true),
+            ("|u1", Source::Plain(DType::U8), 1, false),
+            ("<u2", Source::Plain(DType::U16), 2, false),
+            (">u4", Source::Plain(DType::U32), 4, true),
+            ("<f2", Source::F16, 2, false),
+        ];
+
+        fn dict(descr: &str, fortran: bool, shape: &str, order: u8, space: &str) -> String {
+            let fo = if fortran { "True" } else { "False" };
+            let items = [
+                format!("'descr':{space}'{descr}'"),
+                format!("'fortran_order':{space}{fo}"),
+                format!("'shape':{space}{shape}"),
+            ];
+            let (a, b, c) = match order % 3 {
+                0 => (0, 1, 2),
+                1 => (2, 0, 1),
+                _ => (1, 2, 0),
+            };
+            format!(
+                "{{{},{space}{},{space}{},{space}}}",
+                items[a], items[b], items[c]
+            )
+        }
+
+        proptest! {
+            /// Any dtype, order, shape, version, key order and spacing numpy may write reads
+            /// back as exactly what was written, and the reader stops at the data.
+            #[test]
+            #[cfg_attr(miri, ignore = "hundreds of generated cases take too long under Miri")]
+            fn written_headers_read_back(
+                which in 0..DESCRS.len(),
+                fortran: bool,
+                rows in 0usize..300,
+                cols in proptest::option::of(0usize..40),
+                version in 1u8..=3,
+                order: u8,
+                space in "[ ]{0,2}",
+            ) {
+                let (descr, source, size, big) = DESCRS[which];
+                let shape = match cols {
+                    None => format!("({rows},)"),
+                    Some(c) => format!("({rows},{space}{c})"),
+                };
+                let text = dict(descr, fortran, &shape, order, &space);
+                let data = rows * cols.unwrap_or(1) * size;
+                let bytes = npy(version, text.as_bytes(), data);
+                let (h, at) = parse(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(h.source, source);
+                prop_assert_eq!(h.big_endian, big);
+                prop_assert_eq!(h.fortran_order, fortran);
+                prop_assert_eq!((h.rows, h.cols), (rows, cols));
+                prop_assert_eq!(h.data_bytes, data as u64);
+                prop_assert_eq!(h.data_offset, (bytes.len() - data) as u64);
+                prop_assert_eq!(at, h.data_offset);
+            }
+
+            /// Any bytes in the header or preamble: an error naming the input, or a header
+            /// whose data fits in the bytes given; never a panic.
+            #[test]
+            #[cfg_attr(miri, ignore = "hundreds of generated cases take too long under Miri")]
+            fn damaged_headers_fail_cleanly(
+                edits in proptest::collection::vec((0usize..128, any::<u8>()), 1..6),
+                cut in proptest::option::of(0usize..140),
+            ) {
+                let mut bytes = npy(1, F4_3X2, 24);
+                for (at, b) in edits {
+                    let at = at % bytes.len();
+                    bytes[at] = b;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut);
+                }
+                match parse(&bytes) {
+                    Ok((h, at)) => {
+                        prop_assert!(h.data_offset + h.data_bytes <= bytes.len() as u64);
+                        prop_assert_eq!(at, h.data_offset);
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains("mem.npy"), "{}", e),
+                }
+            }
+        }
+    }
 }
