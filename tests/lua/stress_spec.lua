@@ -8,6 +8,18 @@ local H = require "helpers"
 
 local DURATION = 3 -- seconds of random work per interpreter
 
+-- The run's seed: WEFT_SEED if set, else the clock. It is printed, so a failing run's random
+-- choices can be replayed (the threads' timing, of course, cannot).
+local function the_seed()
+  local given = os.getenv("WEFT_SEED")
+  if given == nil or given == "" then return os.time() end
+  local n = tonumber(given)
+  if n == nil or n ~= math.floor(n) or n < 0 or n >= 2 ^ 31 then
+    error("WEFT_SEED must be an integer in 0 .. 2^31-1, got '" .. given .. "'")
+  end
+  return n
+end
+
 -- Producer child: push ids base+1 .. base+n, recording each successful push.
 -- The count hook is removed so cancellation can only land inside a blocking weft call,
 -- where it means "not pushed": the ledger stays exact.
@@ -49,9 +61,9 @@ local function busy(limit)
   return x
 end
 
-local function actor(me, ch, pushed, popped, stop, errors, pool)
+local function actor(me, seed, ch, pushed, popped, stop, errors, pool)
   local w = require "weft"
-  math.randomseed(os.time() + me * 7919)
+  math.randomseed(seed + me * 7919)
   local seq = 0
   local function next_base(n)
     local base = me * 10000000 + seq
@@ -119,16 +131,18 @@ describe("stress", function()
     local pushed, popped = weft.channel(), weft.channel()
     local stop, errors = weft.channel(), weft.channel()
     local pool = weft.pool { size = 2 }
+    local seed = the_seed()
+    print(("\nstress: seed %d (replay with WEFT_SEED=%d)"):format(seed, seed))
     local actors = {}
     for me = 1, 4 do
-      actors[me] = weft.spawn(actor, me, ch, pushed, popped, stop, errors, pool)
+      actors[me] = weft.spawn(actor, me, seed, ch, pushed, popped, stop, errors, pool)
     end
     H.sleep(DURATION)
     stop:close()
     local total_ops = 0
     for me = 1, 4 do
       local ops, why = actors[me]:join(30)
-      assert.is_nil(why, "actor " .. me .. " did not finish (deadlock?)")
+      assert.is_nil(why, "actor " .. me .. " did not finish (deadlock?), WEFT_SEED=" .. seed)
       assert.are.equal("number", type(ops))
       total_ops = total_ops + ops
     end

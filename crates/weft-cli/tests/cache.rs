@@ -455,7 +455,7 @@ fn on_a_terminal_the_default_is_a_bar() {
         .args(["-qec", &cmd, "/dev/null"])
         .output()
     else {
-        println!("SKIPPED on_a_terminal_the_default_is_a_bar: no `script` command");
+        skip("on_a_terminal_the_default_is_a_bar", "no `script` command");
         return;
     };
     let shown = text(&out.stdout);

@@ -355,12 +355,12 @@ fn on_a_full_disk() {
         script.replace('\'', r"'\''")
     );
     let Some(out) = under(&wrapper, &[]) else {
-        println!("SKIPPED on_a_full_disk: cannot mount a tmpfs here");
+        skip("on_a_full_disk", "cannot mount a tmpfs here");
         return;
     };
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if stderr.contains("unshare:") || stdout.is_empty() {
-        println!("SKIPPED on_a_full_disk: {stderr}");
+        skip("on_a_full_disk", stderr.trim());
         return;
     }
     let lines: Vec<&str> = stderr.lines().collect();

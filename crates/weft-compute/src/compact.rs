@@ -152,3 +152,89 @@ fn add_lines_body(sums: &mut [i32], row: &[i16], live: &[u32], mins: &mut [i32])
         mins[l] = lane.iter().copied().min().unwrap_or(i32::MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa_check::{runs, Rng};
+
+    /// The signature every line kernel has.
+    #[cfg(target_arch = "x86_64")]
+    type LineKernel = unsafe fn(&mut [i32], &[i16], &[u32], &mut [i32]);
+
+    /// One line kernel against `add_lines_body`: random sums and rows, live-line lists
+    /// empty, shorter and longer than the prefetch distance, unsorted, of odd lengths.
+    #[cfg(target_arch = "x86_64")]
+    fn lines_match_portable(kernel: LineKernel) {
+        let mut rng = Rng::new(31);
+        for lines in [1, 3, 33, 70] {
+            let len = lines * LINE;
+            let row: Vec<i16> = (0..len).map(|_| rng.next() as i16).collect();
+            let start: Vec<i32> = (0..len).map(|_| (rng.next() as i32) >> 4).collect();
+            for count in [0, 1, 5, AHEAD - 1, AHEAD + 3, lines] {
+                let count = count.min(lines);
+                let mut live: Vec<u32> = (0..lines as u32).collect();
+                for i in (1..live.len()).rev() {
+                    live.swap(i, rng.below(i + 1));
+                }
+                live.truncate(count);
+                let mut want = start.clone();
+                let mut want_mins = vec![7; lines];
+                add_lines_body(&mut want, &row, &live, &mut want_mins);
+                let mut got = start.clone();
+                let mut got_mins = vec![7; lines];
+                // SAFETY: the caller checked the CPU features.
+                unsafe { kernel(&mut got, &row, &live, &mut got_mins) };
+                assert_eq!(got, want, "{lines} lines, {count} live: sums");
+                assert_eq!(got_mins, want_mins, "{lines} lines, {count} live: minima");
+            }
+        }
+    }
+
+    /// The portable loop itself against a plain sum and minimum per line.
+    #[test]
+    fn portable_lines_are_sums_and_minima() {
+        let mut rng = Rng::new(32);
+        let lines = 5;
+        let row: Vec<i16> = (0..lines * LINE).map(|_| rng.next() as i16).collect();
+        let mut sums: Vec<i32> = (0..lines * LINE).map(|i| i as i32 * 3 - 100).collect();
+        let before = sums.clone();
+        let mut mins = vec![0; lines];
+        add_lines_body(&mut sums, &row, &[3, 0], &mut mins);
+        for (l, &min) in mins.iter().enumerate() {
+            let span = l * LINE..(l + 1) * LINE;
+            if l == 0 || l == 3 {
+                for j in span.clone() {
+                    assert_eq!(sums[j], before[j] + i32::from(row[j]));
+                }
+                assert_eq!(min, *sums[span].iter().min().unwrap());
+            } else {
+                assert_eq!(sums[span.clone()], before[span]);
+                assert_eq!(min, 0);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx2_add_lines_matches_portable() {
+        let have = is_x86_feature_detected!("avx2");
+        if runs("avx2", "avx2", have, "compact::add_lines_avx2") {
+            lines_match_portable(add_lines_avx2);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx512_add_lines_matches_portable() {
+        let have = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+        if runs(
+            "avx512",
+            "avx512f+avx512bw",
+            have,
+            "compact::add_lines_avx512",
+        ) {
+            lines_match_portable(add_lines_avx512);
+        }
+    }
+}

@@ -220,6 +220,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isa_check::{runs, Rng};
 
     #[test]
     fn simd_and_scalar_agree_bitwise() {
@@ -239,6 +240,78 @@ mod tests {
             for j in 0..n {
                 assert_eq!(fast[i * n + j].to_bits(), fast[j * n + i].to_bits());
             }
+        }
+    }
+
+    /// Depths around the vector widths and odd ones.
+    const DEPTHS: [usize; 9] = [1, 2, 3, 7, 8, 15, 16, 17, 101];
+
+    /// One micro-kernel against `micro_scalar`, bit for bit, on random panels of every depth
+    /// in `DEPTHS`.
+    #[cfg(target_arch = "x86_64")]
+    fn micro_matches_scalar(kernel: unsafe fn(usize, *const f32, *const f32, &mut [f32; MR * NR])) {
+        let mut rng = Rng::new(11);
+        for d in DEPTHS {
+            let a: Vec<f32> = (0..MR * d).map(|_| rng.unit()).collect();
+            let b: Vec<f32> = (0..NR * d).map(|_| rng.unit()).collect();
+            let mut want = [f32::NAN; MR * NR];
+            micro_scalar(d, &a, &b, &mut want);
+            let mut got = [f32::NAN; MR * NR];
+            // SAFETY: the caller checked the CPU features; a holds MR·d and b NR·d values.
+            unsafe { kernel(d, a.as_ptr(), b.as_ptr(), &mut got) };
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "d = {d}, entry {i}: {g} vs {w}");
+            }
+        }
+    }
+
+    /// Whole tiles through `Packed::tile` on one path against the scalar path, for odd N
+    /// (partial MR and NR panels) and odd d.
+    #[cfg(target_arch = "x86_64")]
+    fn tiles_match_scalar(isa: Isa) {
+        let mut rng = Rng::new(12);
+        for (n, d) in [(1, 1), (13, 5), (33, 17), (45, 3), (97, 31)] {
+            let data: Vec<f32> = (0..n * d).map(|_| rng.unit()).collect();
+            let mut p = Packed::new(Rows::new(&data, n, d).unwrap());
+            p.isa = isa;
+            let mut got = vec![f32::NAN; n * n];
+            p.tile(0, n, 0, n, &mut got, n);
+            p.isa = Isa::Scalar;
+            let mut want = vec![f32::NAN; n * n];
+            p.tile(0, n, 0, n, &mut want, n);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "n = {n}, d = {d}, entry {i}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn have_avx2() -> bool {
+        let have = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        runs("avx2", "avx2+fma", have, "gemm::micro_avx2")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn have_avx512() -> bool {
+        let have = is_x86_feature_detected!("avx512f");
+        runs("avx512", "avx512f", have, "gemm::micro_avx512")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx2_micro_matches_scalar() {
+        if have_avx2() {
+            micro_matches_scalar(x86::micro_avx2);
+            tiles_match_scalar(Isa::Avx2);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx512_micro_matches_scalar() {
+        if have_avx512() {
+            micro_matches_scalar(x86::micro_avx512);
+            tiles_match_scalar(Isa::Avx512);
         }
     }
 }

@@ -32,6 +32,8 @@ mod compact;
 pub mod diversity;
 pub mod error;
 mod gemm;
+#[cfg(test)]
+mod isa_check;
 mod matrix;
 pub mod normalize;
 mod orderings;

@@ -121,4 +121,23 @@ mod tests {
         let want: f64 = c.iter().zip(&e).map(|(a, b)| a * f64::from(*b)).sum();
         assert_eq!(score(&c, &e), want);
     }
+
+    /// `score_avx512` called directly (whatever `score` dispatches to) against the portable
+    /// loop, bit for bit, at every length 0..=40 (masked tails of 1..7) and a long one.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx512_score_matches_portable() {
+        let have = is_x86_feature_detected!("avx512f");
+        if !crate::isa_check::runs("avx512", "avx512f", have, "rule::score_avx512") {
+            return;
+        }
+        let mut rng = crate::isa_check::Rng::new(41);
+        for d in (0..=40).chain([384, 385]) {
+            let c: Vec<f64> = (0..d).map(|_| f64::from(rng.unit()) * 9.0).collect();
+            let e: Vec<f32> = (0..d).map(|_| rng.unit()).collect();
+            // SAFETY: avx512f is available (checked above).
+            let got = unsafe { score_avx512(&c, &e) };
+            assert_eq!(got.to_bits(), score_body(&c, &e).to_bits(), "d = {d}");
+        }
+    }
 }

@@ -217,4 +217,61 @@ mod tests {
             }
         }
     }
+
+    use crate::isa_check::{runs, Rng};
+
+    /// One chunk kernel against `add_chunk_body`, bit for bit: every chunk of rows whose
+    /// length ends inside a block, on a block edge, inside the last chunk or nowhere near
+    /// one, with random starting sums (+∞ past the row, as the callers keep them).
+    #[cfg(target_arch = "x86_64")]
+    fn chunk_matches_portable(kernel: unsafe fn(&mut [f64], &[f32], usize, &mut [f64]) -> f64) {
+        let mut rng = Rng::new(21);
+        for n in [1, 2, 15, 16, 17, 63, 64, 65, 100, 511, 512, 513, 1029, 1300] {
+            let row: Vec<f32> = (0..n).map(|_| rng.unit() * 4.0).collect();
+            let mut start: Vec<f64> = (0..chunks(n) * CHUNK)
+                .map(|_| f64::from(rng.unit()) * 100.0)
+                .collect();
+            start[n..].fill(f64::INFINITY);
+            for c in 0..chunks(n) {
+                let at = c * CHUNK;
+                let mut want = start[at..at + CHUNK].to_vec();
+                let mut want_mins = [f64::NAN; CHUNK_BLOCKS];
+                let wm = add_chunk_body(&mut want, &row, at, &mut want_mins);
+                let mut got = start[at..at + CHUNK].to_vec();
+                let mut got_mins = [f64::NAN; CHUNK_BLOCKS];
+                // SAFETY: the caller checked the CPU features; CHUNK sums, CHUNK_BLOCKS
+                // minima, at ≤ row.len().
+                let gm = unsafe { kernel(&mut got, &row, at, &mut got_mins) };
+                assert_eq!(gm.to_bits(), wm.to_bits(), "n = {n}, chunk {c}: minimum");
+                for (b, (g, w)) in got_mins.iter().zip(&want_mins).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "n = {n}, chunk {c}, block {b}");
+                }
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "n = {n}, chunk {c}, sum {j}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx2_add_chunk_matches_portable() {
+        if runs(
+            "avx2",
+            "avx2",
+            is_x86_feature_detected!("avx2"),
+            "sums::add_chunk_avx2",
+        ) {
+            chunk_matches_portable(add_chunk_avx2);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx512_add_chunk_matches_portable() {
+        let have = is_x86_feature_detected!("avx512f");
+        if runs("avx512", "avx512f", have, "sums::add_chunk_avx512") {
+            chunk_matches_portable(add_chunk_avx512);
+        }
+    }
 }

@@ -212,4 +212,30 @@ mod tests {
             }
         }
     }
+
+    /// `x86::transpose16` called directly (whatever `transpose16` dispatches to), from an
+    /// unaligned start, against the plain definition.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn isa_avx512_transpose16_is_a_transpose() {
+        let have = is_x86_feature_detected!("avx512f");
+        if !crate::isa_check::runs("avx512", "avx512f", have, "tiles::x86::transpose16") {
+            return;
+        }
+        let src: Vec<f32> = (0..16 * BLOCK + 7).map(|i| i as f32 * 0.5 - 3.0).collect();
+        for at in [0, 3, 7] {
+            let mut t = [f32::NAN; EDGE * EDGE];
+            // SAFETY: avx512f is available; 16 rows of 16 values, BLOCK apart, from `at`.
+            unsafe { x86::transpose16(src[at..].as_ptr(), BLOCK, &mut t) };
+            for c in 0..EDGE {
+                for r in 0..EDGE {
+                    assert_eq!(
+                        t[c * EDGE + r],
+                        src[at + r * BLOCK + c],
+                        "at {at} r {r} c {c}"
+                    );
+                }
+            }
+        }
+    }
 }

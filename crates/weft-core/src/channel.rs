@@ -321,6 +321,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "20 000 messages take too long under Miri; tests/channel_small.rs is its Miri-sized twin"
+    )]
     fn many_producers_many_consumers_lose_nothing() {
         let ch = Channel::new(Some(16));
         let producers: Vec<_> = (0..4)
@@ -367,6 +371,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "1 000 blocking hand-offs take too long under Miri; tests/channel_small.rs checks order there"
+    )]
     fn per_producer_order_is_kept() {
         let ch = Channel::new(Some(4));
         let c2 = ch.clone();

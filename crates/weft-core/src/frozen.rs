@@ -426,4 +426,89 @@ mod tests {
             .starts_with("cannot freeze .config.handler (a function"));
         assert!(Frozen::new(Message::single(Value::Int(1))).is_err());
     }
+
+    /// Property tests: proptest builds flat tables; Miri would take too long on them.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<i64>().prop_map(Value::Int),
+                any::<bool>().prop_map(Value::Bool),
+                "[a-z]{0,20}".prop_map(|s| Value::string(s.as_bytes())),
+            ]
+        }
+
+        fn same(got: Option<Entry<'_>>, want: &Value) -> bool {
+            match (got, want) {
+                (Some(Entry::Value(Value::Int(a))), Value::Int(b)) => a == b,
+                (Some(Entry::Value(Value::Bool(a))), Value::Bool(b)) => a == b,
+                (Some(Entry::Value(v)), Value::Str(_) | Value::ShortStr { .. }) => {
+                    v.as_bytes() == want.as_bytes()
+                }
+                _ => false,
+            }
+        }
+
+        proptest! {
+            /// A frozen table answers every key as the table it was made from does (the
+            /// numeric run, the sequence with holes, integer and string keys in the hash),
+            /// misses every other key, and lists each present entry once.
+            #[test]
+            #[cfg_attr(miri, ignore = "hundreds of generated cases take too long under Miri")]
+            fn lookups_match_the_table(
+                numbers in proptest::collection::vec(-1e9f64..1e9, 0..8),
+                array in proptest::collection::vec(proptest::option::of(value()), 0..12),
+                named in proptest::collection::btree_map("[a-z]{1,12}", value(), 0..12),
+                far in proptest::collection::btree_map(100i64..1000, value(), 0..6),
+            ) {
+                let mut hash: Vec<(Value, Value)> = named
+                    .iter()
+                    .map(|(k, v)| (Value::string(k.as_bytes()), v.clone()))
+                    .collect();
+                hash.extend(far.iter().map(|(k, v)| (Value::Int(*k), v.clone())));
+                let seq: Vec<Value> = array.iter().map(|v| v.clone().unwrap_or(Value::Nil)).collect();
+                let msg = Message {
+                    values: smallvec![Value::Node(0)],
+                    nodes: smallvec::smallvec![table(numbers.clone(), seq, hash)],
+                };
+                let f = Frozen::new(msg).unwrap();
+                for (i, n) in numbers.iter().enumerate() {
+                    let got = f.get_int(i as i64 + 1);
+                    prop_assert!(matches!(got, Some(Entry::Number(x)) if x == *n), "key {}", i + 1);
+                }
+                let mut want: BTreeMap<i64, &Value> = BTreeMap::new();
+                for (i, v) in array.iter().enumerate() {
+                    let key = (numbers.len() + i + 1) as i64;
+                    match v {
+                        Some(v) => {
+                            prop_assert!(same(f.get_int(key), v), "key {}", key);
+                            want.insert(key, v);
+                        }
+                        None => prop_assert!(f.get_int(key).is_none(), "hole {}", key),
+                    }
+                }
+                for (k, v) in &far {
+                    prop_assert!(same(f.get_int(*k), v), "key {}", k);
+                    prop_assert!(same(f.get(KeyRef::Int(*k)), v), "key {}", k);
+                }
+                for (k, v) in &named {
+                    prop_assert!(same(f.get(KeyRef::Str(k.as_bytes())), v), "key {}", k);
+                }
+                prop_assert!(f.get(KeyRef::Str(b"NOT-A-KEY")).is_none());
+                prop_assert!(f.get_int(0).is_none() && f.get_int(-1).is_none());
+                prop_assert!(f.get_int(1000).is_none());
+                let mut listed = 0;
+                let mut pos = 0;
+                while let Some((_, _, next)) = f.entry_at(pos) {
+                    listed += 1;
+                    pos = next;
+                }
+                let present = numbers.len() + want.len() + named.len() + far.len();
+                prop_assert_eq!(listed, present);
+            }
+        }
+    }
 }

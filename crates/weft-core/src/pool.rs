@@ -420,6 +420,8 @@ mod tests {
             outer.wait(Deadline::after_secs(Some(10.0)), None),
             WaitEnd::Finished
         );
+        // A static pool is never dropped: end its worker (Miri refuses threads left running).
+        pool.close_and_join().unwrap();
     }
 
     #[test]
@@ -462,5 +464,7 @@ mod tests {
             Some(Outcome::Returned(m)) => assert!(matches!(m.values[0], Value::Bool(true))),
             other => panic!("unexpected {other:?}"),
         }
+        // From outside a worker, closing works (and ends the static pool's worker).
+        pool.close_and_join().unwrap();
     }
 }

@@ -304,8 +304,9 @@ pub(crate) unsafe fn guard(
         Ok(Ok(n)) => {
             // The results a body promises must be on the stack (debug builds).
             // SAFETY: reading the top of the running function's state.
+            let top = unsafe { ffi::lua_gettop(state) };
             debug_assert!(
-                unsafe { ffi::lua_gettop(state) } >= c_int::from(n),
+                top >= c_int::from(n),
                 "weft: Lua stack unbalanced: a raw function returns {n} value(s) but has fewer"
             );
             return c_int::from(n);

@@ -5,8 +5,7 @@ use super::literal::{parse_header, quote, Lit};
 use super::read::read_up_to;
 use super::{io_error, NpyError, MAGIC};
 use crate::array::DType;
-use std::fs::File;
-use std::io::{self, Seek};
+use std::io::{self, Read, Seek};
 use std::path::Path;
 
 /// The byte order of this machine, which arrays in memory use.
@@ -69,7 +68,13 @@ impl Header {
 }
 
 /// Read and check the preamble and header; leaves `file` at the start of the data.
-pub(super) fn read_header(file: &mut File, path: &Path, file_len: u64) -> Result<Header, NpyError> {
+/// Generic over the reader so the checks are tested on bytes in memory (and under Miri);
+/// `path` only names the input in errors.
+pub(super) fn read_header(
+    file: &mut (impl Read + Seek),
+    path: &Path,
+    file_len: u64,
+) -> Result<Header, NpyError> {
     let mut pre = [0u8; 12];
     let got = read_up_to(file, &mut pre).map_err(io_error(path, "read"))?;
     let magic_part = got.min(MAGIC.len());
@@ -325,6 +330,196 @@ mod tests {
             "", "<", "|f4", "=f4", "<i1", "|i1", "<u8", "|b1", "<U5", "|O", "<f4 ",
         ] {
             assert_eq!(parse_descr(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A whole `.npy` file in memory: preamble of `version`, the dict padded with spaces to a
+    /// multiple of 64 bytes and ended by a newline, then `data` bytes.
+    fn npy(version: u8, dict: &[u8], data: usize) -> Vec<u8> {
+        let pre = if version == 1 { 10 } else { 12 };
+        let header_len = (pre + dict.len() + 1).div_ceil(64) * 64 - pre;
+        let mut out = b"\x93NUMPY".to_vec();
+        out.extend([version, 0]);
+        if version == 1 {
+            out.extend((header_len as u16).to_le_bytes());
+        } else {
+            out.extend((header_len as u32).to_le_bytes());
+        }
+        out.extend(dict);
+        out.resize(pre + header_len - 1, b' ');
+        out.push(b'\n');
+        out.extend((0..data).map(|i| i as u8));
+        out
+    }
+
+    /// `read_header` on bytes in memory; also returns where it left the reader.
+    fn parse(bytes: &[u8]) -> Result<(Header, u64), NpyError> {
+        let mut r = io::Cursor::new(bytes);
+        let h = read_header(&mut r, Path::new("mem.npy"), bytes.len() as u64)?;
+        Ok((h, r.position()))
+    }
+
+    const F4_3X2: &[u8] = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }";
+
+    #[test]
+    fn headers_of_every_version_parse_from_bytes() {
+        for version in [1, 2, 3] {
+            let bytes = npy(version, F4_3X2, 24);
+            let (h, at) = parse(&bytes).unwrap();
+            assert_eq!((h.rows, h.cols), (3, Some(2)), "version {version}");
+            assert_eq!(h.source, Source::Plain(DType::F32));
+            assert!(!h.big_endian && !h.fortran_order);
+            assert_eq!(h.data_offset, bytes.len() as u64 - 24);
+            assert_eq!(h.data_bytes, 24);
+            assert_eq!(at, h.data_offset, "the reader is left at the data");
+        }
+        let dict = b"{'descr': '>u4', 'fortran_order': True, 'shape': (2, 3), }";
+        let (h, _) = parse(&npy(1, dict, 24)).unwrap();
+        assert_eq!(h.source, Source::Plain(DType::U32));
+        assert!(h.big_endian && h.fortran_order && h.needs_transpose());
+        let (h, _) = parse(&npy(
+            1,
+            b"{'descr': '<f2', 'fortran_order': False, 'shape': (5,), }",
+            10,
+        ))
+        .unwrap();
+        assert_eq!((h.source, h.rows, h.cols), (Source::F16, 5, None));
+    }
+
+    #[test]
+    fn every_truncation_of_the_preamble_and_header_is_refused() {
+        for version in [1, 2] {
+            let bytes = npy(version, F4_3X2, 24);
+            let end = bytes.len() - 24;
+            for cut in 0..end {
+                let err = parse(&bytes[..cut]).expect_err("a truncated header");
+                assert!(err.to_string().contains("mem.npy"), "cut {cut}: {err}");
+            }
+            // Header complete, data short: the header reader itself names the size.
+            assert!(parse(&bytes[..end + 23]).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_magic_version_and_encoding_are_refused() {
+        let mut bytes = npy(1, F4_3X2, 24);
+        bytes[1] = b'M';
+        assert!(matches!(parse(&bytes), Err(NpyError::BadMagic { .. })));
+        let mut bytes = npy(1, F4_3X2, 24);
+        bytes[6] = 4;
+        assert!(matches!(
+            parse(&bytes),
+            Err(NpyError::Version {
+                major: 4,
+                minor: 0,
+                ..
+            })
+        ));
+        // Version 3.0 headers must be UTF-8; 1.0 and 2.0 are latin-1.
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), } \u{e9}";
+        let latin1: Vec<u8> = dict.chars().map(|c| c as u8).collect();
+        let v3 = parse(&npy(3, &latin1, 24)).unwrap_err().to_string();
+        assert!(v3.contains("must be UTF-8"), "{v3}");
+        // Read as latin-1, the same bytes are text: refused for the stray character instead.
+        let v2 = parse(&npy(2, &latin1, 24)).unwrap_err().to_string();
+        assert!(!v2.contains("UTF-8") && v2.contains("mem.npy"), "{v2}");
+        // A header length past the end of the bytes.
+        let mut bytes = npy(2, F4_3X2, 0);
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(parse(&bytes), Err(NpyError::HeaderPastEnd { .. })));
+    }
+
+    /// Property tests: proptest generates the headers; Miri would take too long on them.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// (descr as written, what it loads as, bytes per element, big-endian)
+        const DESCRS: [(&str, Source, usize, bool); 8] = [
+            ("<f4", Source::Plain(DType::F32), 4, false),
+            (">f8", Source::Plain(DType::F64), 8, true),
+            ("<i4", Source::Plain(DType::I32), 4, false),
+            (">i8", Source::Plain(DType::I64), 8, true),
+            ("|u1", Source::Plain(DType::U8), 1, false),
+            ("<u2", Source::Plain(DType::U16), 2, false),
+            (">u4", Source::Plain(DType::U32), 4, true),
+            ("<f2", Source::F16, 2, false),
+        ];
+
+        fn dict(descr: &str, fortran: bool, shape: &str, order: u8, space: &str) -> String {
+            let fo = if fortran { "True" } else { "False" };
+            let items = [
+                format!("'descr':{space}'{descr}'"),
+                format!("'fortran_order':{space}{fo}"),
+                format!("'shape':{space}{shape}"),
+            ];
+            let (a, b, c) = match order % 3 {
+                0 => (0, 1, 2),
+                1 => (2, 0, 1),
+                _ => (1, 2, 0),
+            };
+            format!(
+                "{{{},{space}{},{space}{},{space}}}",
+                items[a], items[b], items[c]
+            )
+        }
+
+        proptest! {
+            /// Any dtype, order, shape, version, key order and spacing numpy may write reads
+            /// back as exactly what was written, and the reader stops at the data.
+            #[test]
+            #[cfg_attr(miri, ignore = "hundreds of generated cases take too long under Miri")]
+            fn written_headers_read_back(
+                which in 0..DESCRS.len(),
+                fortran: bool,
+                rows in 0usize..300,
+                cols in proptest::option::of(0usize..40),
+                version in 1u8..=3,
+                order: u8,
+                space in "[ ]{0,2}",
+            ) {
+                let (descr, source, size, big) = DESCRS[which];
+                let shape = match cols {
+                    None => format!("({rows},)"),
+                    Some(c) => format!("({rows},{space}{c})"),
+                };
+                let text = dict(descr, fortran, &shape, order, &space);
+                let data = rows * cols.unwrap_or(1) * size;
+                let bytes = npy(version, text.as_bytes(), data);
+                let (h, at) = parse(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(h.source, source);
+                prop_assert_eq!(h.big_endian, big);
+                prop_assert_eq!(h.fortran_order, fortran);
+                prop_assert_eq!((h.rows, h.cols), (rows, cols));
+                prop_assert_eq!(h.data_bytes, data as u64);
+                prop_assert_eq!(h.data_offset, (bytes.len() - data) as u64);
+                prop_assert_eq!(at, h.data_offset);
+            }
+
+            /// Any bytes in the header or preamble: an error naming the input, or a header
+            /// whose data fits in the bytes given; never a panic.
+            #[test]
+            #[cfg_attr(miri, ignore = "hundreds of generated cases take too long under Miri")]
+            fn damaged_headers_fail_cleanly(
+                edits in proptest::collection::vec((0usize..128, any::<u8>()), 1..6),
+                cut in proptest::option::of(0usize..140),
+            ) {
+                let mut bytes = npy(1, F4_3X2, 24);
+                for (at, b) in edits {
+                    let at = at % bytes.len();
+                    bytes[at] = b;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut);
+                }
+                match parse(&bytes) {
+                    Ok((h, at)) => {
+                        prop_assert!(h.data_offset + h.data_bytes <= bytes.len() as u64);
+                        prop_assert_eq!(at, h.data_offset);
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains("mem.npy"), "{}", e),
+                }
+            }
         }
     }
 }
