@@ -39,7 +39,8 @@
 //! let loaded = npy::load(&path)?;
 //! assert_eq!(loaded.note, None); // nothing had to be converted
 //! assert_eq!(loaded.array.get(4), Some(Scalar::Num(2.5)));
-//! let mapped = npy::load_mmap(&path)?;
+//! // SAFETY: nothing writes or truncates the file while `mapped` lives.
+//! let mapped = unsafe { npy::load_mmap(&path) }?;
 //! assert_eq!((mapped.dtype(), mapped.shape()), (DType::F32, (2, Some(3))));
 //! std::fs::remove_file(&path)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
