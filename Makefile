@@ -2,6 +2,7 @@
 #
 #   make module LUA=luajit|lua5.4|lua5.1   -> target/lua/<LUA>/weft.so
 #   make test                              everything CI runs (installs what it needs)
+#   make sanitize                          TSan/ASan runs of the tests (.ci/run runs it too)
 
 LUA ?= luajit
 CARGO ?= cargo
@@ -39,6 +40,13 @@ miri:
 	rustup component add --toolchain nightly miri rust-src 2>/dev/null || \
 		rustup toolchain install nightly --profile minimal --component miri,rust-src
 	$(CARGO) +nightly miri test -p weft-core --lib -- array:: frozen:: key::
+
+# The Rust tests under ThreadSanitizer and AddressSanitizer, and the busted specs against an
+# ASan build of the module under luajit and lua5.4 (nightly; what runs and why: the script's
+# header). Own target dirs: target/tsan, target/asan, target/asan-module-<LUA>.
+.PHONY: sanitize
+sanitize:
+	bash tests/sanitize/run.sh
 
 lua-test: modules
 	bash tests/lua/run.sh luajit
