@@ -42,7 +42,7 @@ miri:
 	$(CARGO) +nightly miri test -p weft-core --lib -- array:: frozen:: key::
 
 # The Rust tests under ThreadSanitizer and AddressSanitizer, and the busted specs against an
-# ASan build of the module under luajit and lua5.4 (nightly; what runs and why: the script's
+# ASan build of the module under luajit, lua5.4, lua5.1 (nightly; what runs and why: the script's
 # header). Own target dirs: target/tsan, target/asan, target/asan-module-<LUA>.
 .PHONY: sanitize
 sanitize:

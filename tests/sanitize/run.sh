@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Rust test suites under ThreadSanitizer and AddressSanitizer, and the busted specs
-# against an AddressSanitizer build of the Lua module (LuaJIT and Lua 5.4).
+# against an AddressSanitizer build of the Lua module (LuaJIT, Lua 5.4, Lua 5.1).
 #
 #   bash tests/sanitize/run.sh [tsan] [asan] [asan-lua]     (default: all three)
 #
@@ -15,18 +15,19 @@
 #   std included, built with -Zsanitizer=thread, hence -Zbuild-std. Not run under TSan:
 #   weft-cli (its tests drive the `weft` binary as a subprocess; what that binary runs on
 #   threads is the same weft-lua/weft-core code covered here, and a TSan build of the binary
-#   would add minutes of build for no new code) and weft-ffi (single-threaded glue over
-#   weft-compute, whose threads are covered).
+#   would add minutes of build for no new code) and weft-ffi (its one Rust test checks the
+#   generated header; its C, LuaJIT-FFI and Python tests live in crates/weft-ffi/tests/run.sh
+#   and do not run under a sanitizer yet).
 # - ASan: the same three crates. No -Zbuild-std: ASan finds bad accesses in instrumented
 #   code and in every heap block (malloc is intercepted), and std's generic code is
 #   instrumented where weft instantiates it. Not weft-cli: its one unsafe line is
 #   Lua::unsafe_new, and its tests run, as a subprocess, code covered here and by the specs.
-# - ASan Lua module: the busted specs under Debian's luajit and lua5.4 with the module built
+# - ASan Lua module: the busted specs under Debian's luajit, lua5.4 and lua5.1 with the module built
 #   with -Zsanitizer=address. rustc links the ASan runtime into executables only, not into a
 #   cdylib, and the interpreters are not instrumented, so the runtime is preloaded: gcc's
 #   libasan.so (same runtime interface, __asan_version_mismatch_check_v8, as the nightly's
-#   LLVM). Lua 5.1 is left out: it shares every line of the module's unsafe code with
-#   LuaJIT (same C API), only the build feature differs.
+#   LLVM). Lua 5.1 too (Debian's lua5.1): the module has code paths of its own for it
+#   (e.g. the decoder does not reuse tables there).
 set -euo pipefail
 # A panic prints its message only: symbolising a backtrace of a sanitizer build takes
 # seconds, enough to trip the tests' generous deadlines on a loaded machine.
@@ -65,9 +66,10 @@ asan_lua() {
   local libasan
   libasan=$(gcc -print-file-name=libasan.so)
   [ -f "$libasan" ] || { echo "sanitize: gcc's libasan.so is missing (apt-get install libasan8)" >&2; exit 1; }
-  for lua in luajit lua5.4; do
+  for lua in luajit lua5.4 lua5.1; do
     local feature=luajit
     [ "$lua" = lua5.4 ] && feature=lua54
+    [ "$lua" = lua5.1 ] && feature=lua51
     echo "== AddressSanitizer: the busted specs under $lua"
     # Release, as `make module` builds it, with debug assertions on.
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
