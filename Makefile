@@ -2,6 +2,7 @@
 #
 #   make module LUA=luajit|lua5.4|lua5.1   -> target/lua/<LUA>/weft.so
 #   make test                              everything CI runs (installs what it needs)
+#   make sanitize                          TSan/ASan runs of the tests (.ci/run runs it too)
 
 LUA ?= luajit
 CARGO ?= cargo
@@ -53,6 +54,13 @@ WEFT_REQUIRE_ISA ?= avx2
 .PHONY: isa-test
 isa-test:
 	WEFT_REQUIRE_ISA=$(WEFT_REQUIRE_ISA) $(CARGO) test -q -p weft-compute --lib isa_ -- --nocapture --test-threads=1
+
+# The Rust tests under ThreadSanitizer and AddressSanitizer, and the busted specs against an
+# ASan build of the module under luajit, lua5.4, lua5.1 (nightly; what runs and why: the script's
+# header). Own target dirs: target/tsan, target/asan, target/asan-module-<LUA>.
+.PHONY: sanitize
+sanitize:
+	bash tests/sanitize/run.sh
 
 lua-test: modules
 	bash tests/lua/run.sh luajit

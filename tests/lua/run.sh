@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the busted specs against the built module under one interpreter.
 #   bash tests/lua/run.sh luajit|lua5.4
-# Expects target/lua/<LUA>/weft.so (make module LUA=<LUA>). Exits non-zero on any failure.
+# Expects target/lua/<LUA>/weft.so (make module LUA=<LUA>), or <LUA>/weft.so under
+# $WEFT_LUA_MODULE_DIR when set (the sanitizer builds). Exits non-zero on any failure.
 set -uo pipefail
 
 LUA=${1:-luajit}
@@ -13,14 +14,15 @@ esac
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-if [ ! -f "$ROOT/target/lua/$LUA/weft.so" ]; then
-  echo "run.sh: $ROOT/target/lua/$LUA/weft.so is missing; run: make module LUA=$LUA" >&2
+MODDIR=${WEFT_LUA_MODULE_DIR:-$ROOT/target/lua}
+if [ ! -f "$MODDIR/$LUA/weft.so" ]; then
+  echo "run.sh: $MODDIR/$LUA/weft.so is missing; run: make module LUA=$LUA" >&2
   exit 2
 fi
 command -v "$LUA" >/dev/null || { echo "run.sh: $LUA is not installed" >&2; exit 2; }
 BUSTED=${BUSTED:-/usr/bin/busted}
 
-export LUA_CPATH="$ROOT/target/lua/$LUA/?.so;;"
+export LUA_CPATH="$MODDIR/$LUA/?.so;;"
 # Version-specific variables win over LUA_CPATH / LUA_PATH; make sure ours is the one used.
 unset LUA_CPATH_5_4 LUA_CPATH_5_3 LUA_PATH_5_4 LUA_PATH_5_3
 export WEFT_TEST_LUA="$LUA"

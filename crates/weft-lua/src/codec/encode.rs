@@ -21,44 +21,74 @@ pub const MAX_DEPTH: u32 = 3000;
 const STACK_RESERVE: usize = 256 * 1024;
 
 thread_local! {
-    /// The lowest usable address of this thread's stack (0: unknown).
-    static STACK_LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// The calling thread's stack as (lowest address, size); (0, 0): unknown.
+    static STACK: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
 }
 
-/// The lowest address of the calling thread's stack, or 0 when it cannot be had.
-fn stack_low() -> usize {
+/// The calling thread's stack as (lowest address, size), or (0, 0) when it cannot be had.
+fn stack_bounds() -> (usize, usize) {
     // SAFETY: pthread_getattr_np fills a zeroed attr for the calling thread, which is
     // destroyed after reading its stack bounds.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 0;
+            return (0, 0);
         }
         let mut addr = std::ptr::null_mut();
         let mut size = 0;
         let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
         if ok {
-            addr as usize
+            (addr as usize, size)
         } else {
-            0
+            (0, 0)
         }
+    }
+}
+
+/// The machine stack pointer of the caller (near enough: within this function's frame).
+///
+/// Not a local's address: AddressSanitizer with `detect_stack_use_after_return` puts locals
+/// in a heap "fake stack", which made every value look too deep (depth 1) in an ASan build.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sp: usize;
+        // SAFETY: reads the stack pointer register into a local; no memory is touched.
+        unsafe {
+            std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let sp: usize;
+        // SAFETY: reads the stack pointer register into a local; no memory is touched.
+        unsafe {
+            std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let here = 0u8;
+        std::ptr::addr_of!(here) as usize
     }
 }
 
 /// Bytes of native stack left below the caller's frame, if the thread's stack is known.
 fn stack_left() -> Option<usize> {
-    let low = STACK_LOW.with(|c| match c.get() {
-        Some(low) => low,
+    let (low, size) = STACK.with(|c| match c.get() {
+        Some(bounds) => bounds,
         None => {
-            let low = stack_low();
-            c.set(Some(low));
-            low
+            let bounds = stack_bounds();
+            c.set(Some(bounds));
+            bounds
         }
     });
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
-    (low != 0).then(|| sp.saturating_sub(low))
+    let sp = stack_pointer();
+    (low != 0 && sp >= low && sp - low <= size).then(|| sp - low)
 }
 
 /// What the root values are, for error messages ("argument 2", "result 1", "item 7").
