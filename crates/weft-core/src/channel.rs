@@ -19,9 +19,9 @@
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::message::Message;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::Arc;
-use sync::{fence, ArrayQueue, AtomicBool, AtomicUsize, Condvar, Mutex, SegQueue};
+use sync::{fence, yield_now, ArrayQueue, AtomicBool, AtomicUsize, Condvar, Mutex, SegQueue};
 
 mod sync;
 
@@ -97,6 +97,10 @@ pub struct Channel {
     not_full: Condvar,
     waiting_pop: AtomicUsize,
     waiting_push: AtomicUsize,
+    /// Pushes between their `closed` check and the end of their enqueue (README.md, "A
+    /// push racing close"): a consumer that finds the channel closed waits for these before
+    /// its last look at the queue, so an accepted push is never stranded.
+    pushing: AtomicUsize,
 }
 
 /// How often a consumer retries an empty queue before sleeping. Once under loom: every
@@ -119,6 +123,7 @@ impl Channel {
             not_full: Condvar::new(),
             waiting_pop: AtomicUsize::new(0),
             waiting_push: AtomicUsize::new(0),
+            pushing: AtomicUsize::new(0),
         })
     }
 
@@ -165,6 +170,24 @@ impl Channel {
 
     /// Queue `msg`, waiting for room until `deadline`.
     pub fn push(
+        self: &Arc<Self>,
+        msg: Message,
+        deadline: Deadline,
+        cancel: Option<&CancelToken>,
+    ) -> Result<(), PushError> {
+        // Counted, then a fence, then the `closed` check; it pairs with the fence in
+        // `pop_closed` (README.md, "A push racing close"): either the consumer sees this
+        // count, or this push sees `closed` and is refused.
+        self.pushing.fetch_add(1, Relaxed);
+        fence(SeqCst);
+        let pushed = self.push_counted(msg, deadline, cancel);
+        // Release: a consumer that reads the lowered count also sees the item queued.
+        self.pushing.fetch_sub(1, Release);
+        pushed
+    }
+
+    /// [`Channel::push`] while counted in `pushing`.
+    fn push_counted(
         self: &Arc<Self>,
         msg: Message,
         deadline: Deadline,
@@ -218,7 +241,7 @@ impl Channel {
             return Ok(m);
         }
         if self.closed.load(SeqCst) {
-            return self.try_pop().ok_or(PopError::Closed);
+            return self.pop_closed();
         }
         if deadline.expired() {
             return Err(PopError::Timeout);
@@ -241,14 +264,28 @@ impl Channel {
             PopError::Timeout,
             || match self.queue.pop() {
                 Some(m) => Some(Ok(m)),
-                None if self.closed.load(SeqCst) => Some(self.queue.pop().ok_or(PopError::Closed)),
+                // Settled outside the sleep lock: a push in flight may need it to wake us.
+                None if self.closed.load(SeqCst) => Some(Err(PopError::Closed)),
                 None => None,
             },
         );
-        if popped.is_ok() {
-            self.wake(&self.waiting_push, &self.not_full);
+        match popped {
+            Ok(_) => self.wake(&self.waiting_push, &self.not_full),
+            Err(PopError::Closed) => return self.pop_closed(),
+            Err(_) => {}
         }
         popped
+    }
+
+    /// The last look at a closed channel: wait out the pushes that passed their `closed`
+    /// check before `close` (they finish without blocking: `close` woke any that slept),
+    /// then take what is queued, or report [`PopError::Closed`].
+    fn pop_closed(&self) -> Result<Message, PopError> {
+        fence(SeqCst);
+        while self.pushing.load(Acquire) != 0 {
+            yield_now();
+        }
+        self.try_pop().ok_or(PopError::Closed)
     }
 
     /// Sleep on `cond` until `attempt` settles the operation (`Some`), the waiting task is

@@ -128,3 +128,28 @@ fn loom_cancel_wakes_sleeping_pop_and_push() {
         assert_eq!(full.len(), 1);
     });
 }
+
+#[test]
+fn loom_a_push_racing_close_is_delivered_or_refused() {
+    model(|| {
+        let ch = Channel::new(None);
+        let (tx, rx) = (ch.clone(), ch.clone());
+        let producer = thread::spawn(move || tx.push(item(7), Deadline::Never, None));
+        let consumer = thread::spawn(move || {
+            let mut got = 0;
+            while rx.pop(Deadline::Never, None).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        ch.close();
+        let pushed = producer.join().unwrap();
+        let got = consumer.join().unwrap();
+        // An accepted push reaches the consumer that drains until Closed; a refused one does not.
+        assert_eq!(
+            got,
+            usize::from(pushed.is_ok()),
+            "push {pushed:?}, consumer got {got}"
+        );
+    });
+}

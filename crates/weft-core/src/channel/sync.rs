@@ -22,6 +22,7 @@ mod imp_std {
     pub(in crate::channel) use crossbeam_queue::{ArrayQueue, SegQueue};
     pub(in crate::channel) use parking_lot::{Mutex, MutexGuard};
     pub(in crate::channel) use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
+    pub(in crate::channel) use std::thread::yield_now;
     use std::time::Instant;
 
     /// parking_lot's condition variable, with the guard passed by value.
@@ -73,6 +74,7 @@ mod imp_std {
 mod imp_loom {
     pub(in crate::channel) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize};
     pub(in crate::channel) use loom::sync::MutexGuard;
+    pub(in crate::channel) use loom::thread::yield_now;
     use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
     use std::time::Instant;
 
