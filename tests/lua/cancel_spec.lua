@@ -5,14 +5,7 @@ local _ENV = _G -- functions sent to threads must see the real globals, not bust
 local weft = require "weft"
 local H = require "helpers"
 
--- Spawn fn(ready, ...) and wait until it signals it is about to block or loop.
-local function spawn_ready(fn, ...)
-  local ready = weft.channel()
-  local h = weft.spawn(fn, ready, ...)
-  local v, why = ready:pop(10)
-  assert.are.equal("ready", v, "the thread started (" .. tostring(why) .. ")")
-  return h
-end
+local spawn_ready = H.spawn_ready
 
 local function assert_cancelled(h)
   assert.is_true(h:wait(10), "the cancelled thread finished")

@@ -18,6 +18,16 @@ function H.sleep(seconds)
   assert(why == "timeout", "H.sleep: unexpected pop result " .. tostring(why))
 end
 
+--- Spawn fn(ready, ...) and wait until it pushes "ready" on `ready`, i.e. is about to
+--- block or loop (the specs of cancellation need the thread inside its loop first).
+function H.spawn_ready(fn, ...)
+  local ready = weft.channel()
+  local h = weft.spawn(fn, ready, ...)
+  local v, why = ready:pop(10)
+  assert(v == "ready", "the thread started (" .. tostring(why) .. ")")
+  return h
+end
+
 --- Wall-clock seconds (sub-second), via date(1). Costs a fork; use sparingly.
 function H.now()
   local p = io.popen("date +%s.%N")
