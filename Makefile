@@ -2,7 +2,7 @@
 #
 #   make module LUA=luajit|lua5.4|lua5.1   -> target/lua/<LUA>/weft.so
 #   make test                              everything CI runs (installs what it needs)
-#   make sanitize                          TSan/ASan runs of the tests (by hand for now)
+#   make sanitize                          TSan/ASan runs of the tests (.ci/run runs it after make test)
 
 LUA ?= luajit
 CARGO ?= cargo
