@@ -35,9 +35,10 @@ export RUST_BACKTRACE=0
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
 rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' ||
-  rustup component add --toolchain nightly rust-src
+  rustup component add --toolchain nightly rust-src 2>/dev/null ||
+  rustup toolchain install nightly --profile minimal --component rust-src
+HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
 
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tsan asan asan-lua)
