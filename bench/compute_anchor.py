@@ -15,17 +15,6 @@ Not needed by `make test`.
 """
 import argparse
 import os
-import statistics
-import time
-
-
-def median_time(fn, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
@@ -40,10 +29,9 @@ def main():
         for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[v] = str(a.threads)
     import numpy as np  # after the thread variables are set
+    from anchors import median_time, normalised, numpy_ordering, numpy_topk
 
-    e = np.load(a.emb).astype(np.float32)
-    e /= np.linalg.norm(e.astype(np.float64), axis=1, keepdims=True).astype(np.float32)
-    e = np.ascontiguousarray(e)
+    e = normalised(np.load(a.emb))
     n, d = e.shape
     print(f"data: {a.emb} ({n} x {d}); numpy {np.__version__}; threads {a.threads or 'default'}")
 
@@ -55,18 +43,7 @@ def main():
     row("numpy E @ E.T into out (buffer reused)", median_time(lambda: np.matmul(e, e.T, out=out), a.runs))
     del out
 
-    def numpy_topk(k=10, block=1024):
-        ids = np.empty((n, k), np.int64)
-        for i0 in range(0, n, block):
-            s = e[i0:i0 + block] @ e.T
-            r = np.arange(s.shape[0])
-            s[r, i0 + r] = -np.inf
-            part = np.argpartition(-s, k, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
-            ids[i0:i0 + block] = np.take_along_axis(part, order, 1)
-        return ids
-
-    row("numpy top-10 (argpartition)", median_time(numpy_topk, a.runs))
+    row("numpy top-10 (argpartition)", median_time(lambda: numpy_topk(e), a.runs))
 
     try:
         import faiss
@@ -84,19 +61,7 @@ def main():
 
     s = e @ e.T
 
-    def ordering(start=0):
-        # The fastest plain-numpy form: a chosen item's sum is set to +inf and stays there.
-        sums = np.zeros(n, np.float32)
-        seq = [start]
-        j = start
-        for _ in range(1, n):
-            np.add(sums, s[j], out=sums)
-            sums[j] = np.inf
-            j = int(np.argmin(sums))
-            seq.append(j)
-        return seq
-
-    one = median_time(ordering, a.runs)
+    one = median_time(lambda: numpy_ordering(s), a.runs)
     row("numpy one diversity ordering (f32 sums)", one, f"{n * n * 4 / one / 1e9:.1f} GB/s of S rows")
     row("numpy all orderings (extrapolated)", one * n, f"= {one * n / 60:.1f} min")
 

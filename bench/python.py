@@ -32,47 +32,13 @@ import time
 import numpy as np
 
 import weft
+from anchors import median_time, normalised, numpy_ordering, numpy_topk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def median_time(fn, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def row(name, secs, extra=""):
     print(f"  {name:<52} {secs:>9.4f} s  {extra}")
-
-
-def numpy_topk(e, k=10, block=1024):
-    n = len(e)
-    ids = np.empty((n, k), np.int64)
-    for i0 in range(0, n, block):
-        s = e[i0:i0 + block] @ e.T
-        r = np.arange(s.shape[0])
-        s[r, i0 + r] = -np.inf
-        part = np.argpartition(-s, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
-        ids[i0:i0 + block] = np.take_along_axis(part, order, 1)
-    return ids
-
-
-def numpy_ordering(s, start=0):
-    n = len(s)
-    sums = np.zeros(n, np.float32)
-    seq = [start]
-    j = start
-    for _ in range(1, n):
-        np.add(sums, s[j], out=sums)
-        sums[j] = np.inf
-        j = int(np.argmin(sums))
-        seq.append(j)
-    return seq
 
 
 def against_numpy(raw, e, runs):
@@ -235,8 +201,7 @@ def main():
     a = ap.parse_args()
     raw = np.load(a.emb)  # float32, C-contiguous: weft reads it in place
     assert raw.dtype == np.float32 and raw.flags["C_CONTIGUOUS"]
-    e = raw / np.linalg.norm(raw.astype(np.float64), axis=1, keepdims=True).astype(np.float32)
-    e = np.ascontiguousarray(e, dtype=np.float32)
+    e = normalised(raw)
     n, d = raw.shape
     print(f"data: {a.emb} ({n} x {d}); weft {weft.__version__}, numpy {np.__version__}, "
           f"Python {platform.python_version()}; {os.cpu_count()} CPUs; "
