@@ -1,7 +1,7 @@
 //! Writing `.npy` outputs so that a failed or interrupted run never leaves one that looks
 //! complete.
 //!
-//! Each output is saved by `weft_core::npy::save` (temporary file, fsync, rename) under a
+//! Each output is saved by `weft_npy::save` (temporary file, fsync, rename) under a
 //! hidden pending name beside its target; only when every output of the command is saved
 //! are they renamed into place, together. A symbolic link is followed (its target is
 //! replaced, the link stays); a FIFO or character device (`/dev/null`) is written in place
@@ -13,8 +13,8 @@ use crate::error::Failure;
 use bytemuck::Pod;
 use std::path::{Path, PathBuf};
 use weft_core::files::{output_target, FileId, OutputTarget};
-use weft_core::npy::{self, NpyError};
 use weft_core::{Array, DType};
+use weft_npy::{self as npy, NpyError};
 
 /// A new `rows × cols` array of `dtype` whose elements `fill` writes (as `T`).
 pub fn matrix<T: Pod>(

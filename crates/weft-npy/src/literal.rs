@@ -4,7 +4,7 @@
 
 /// A Python literal.
 #[derive(Debug, PartialEq)]
-pub(super) enum Lit {
+pub(crate) enum Lit {
     Str(String),
     Int(i128),
     Bool(bool),
@@ -16,36 +16,36 @@ pub(super) enum Lit {
 
 /// A literal and where it is in the header text (byte offsets).
 #[derive(Debug, PartialEq)]
-pub(super) struct Node {
-    pub(super) lit: Lit,
+pub(crate) struct Node {
+    pub(crate) lit: Lit,
     start: usize,
     end: usize,
 }
 
 impl Node {
     /// The header text this literal was parsed from.
-    pub(super) fn text<'a>(&self, header: &'a str) -> &'a str {
+    pub(crate) fn text<'a>(&self, header: &'a str) -> &'a str {
         &header[self.start..self.end]
     }
 }
 
 /// The three entries of a header dict.
-pub(super) struct Fields {
-    pub(super) descr: Node,
-    pub(super) fortran_order: Node,
-    pub(super) shape: Node,
+pub(crate) struct Fields {
+    pub(crate) descr: Node,
+    pub(crate) fortran_order: Node,
+    pub(crate) shape: Node,
 }
 
 /// A parse failure at a byte offset.
 #[derive(Debug)]
-pub(super) struct ParseError {
+pub(crate) struct ParseError {
     message: String,
     at: usize,
 }
 
 impl ParseError {
     /// The message with the header text at the failure quoted.
-    pub(super) fn describe(&self, header: &str) -> String {
+    pub(crate) fn describe(&self, header: &str) -> String {
         let at = self.at.min(header.len());
         // Up to 24 characters from the failure, without the header's padding.
         let tail = header[at..].trim_end();
@@ -64,7 +64,7 @@ impl ParseError {
 }
 
 /// Quote a piece of header text for a message.
-pub(super) fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     if text.chars().count() > 60 {
         let head: String = text.chars().take(60).collect();
         format!("{head:?}…")
@@ -277,7 +277,7 @@ impl<'a> Parser<'a> {
 }
 
 /// Parse a header into its three fields, refusing anything but numpy's dict.
-pub(super) fn parse_header(text: &str) -> Result<Fields, ParseError> {
+pub(crate) fn parse_header(text: &str) -> Result<Fields, ParseError> {
     let mut p = Parser {
         text,
         pos: 0,

@@ -2,14 +2,14 @@
 //! file beside the target, flushes it and renames it into place (or, for a FIFO or a
 //! character device, writes them in place).
 
-use super::{io_error, NpyError, MAGIC};
-use crate::array::{Array, DType};
-use crate::files::{output_target, OutputTarget};
+use crate::{io_error, NpyError, MAGIC};
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use weft_core::array::{Array, DType};
+use weft_core::files::{output_target, OutputTarget};
 
 /// numpy pads headers so the data starts at a multiple of this.
 const HEADER_ALIGN: usize = 64;
