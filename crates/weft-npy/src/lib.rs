@@ -46,10 +46,13 @@
 //! no 1-D or 2-D shape reaches), little-endian, C order, with numpy's header
 //! `{'descr': '<f4', 'fortran_order': False, 'shape': (N, M), }` padded with spaces and
 //! a newline so the data starts on a 64-byte boundary, as numpy pads. The file is written
-//! under a temporary name in the same folder, flushed to disk (`fsync`) and renamed over
-//! `path`, so `path` never holds a partial file: on any error the temporary is removed
+//! under a temporary name in the same folder, flushed to disk (`fsync`), renamed over
+//! `path` and the folder flushed ([`weft_core::files::StagedFile`], weft's one routine for
+//! this), so `path` never holds a partial file: on any error the temporary is removed
 //! and whatever was at `path` before is untouched (a process killed mid-save leaves at
-//! most a hidden `.NAME.weft-tmp-…` file beside it). A symbolic link at `path` is followed:
+//! most a hidden `.NAME.weft-pending-…` file beside it). [`write_to`] writes the same
+//! bytes to any writer, for callers that stage several files and put them in place
+//! together. A symbolic link at `path` is followed:
 //! its target is replaced that way and the link stays. A FIFO or a character device
 //! (`/dev/null`) is opened and written in place, never renamed over; a directory, a block
 //! device or a socket is refused (see [`weft_core::files`]). Elements are read with relaxed atomic loads, the
@@ -97,7 +100,7 @@ mod read;
 mod write;
 
 pub use read::{f16_to_f32, load, load_mmap};
-pub use write::save;
+pub use write::{save, write_to};
 
 use std::io;
 use std::path::{Path, PathBuf};
