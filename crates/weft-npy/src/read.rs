@@ -50,7 +50,7 @@ pub(crate) fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usi
 }
 
 /// Read a whole `.npy` file into a new owned array, converting big-endian, Fortran-order
-/// and float16 data (see the module documentation).
+/// and float16 data (see the crate documentation).
 pub fn load(path: &Path) -> Result<Loaded, NpyError> {
     let (mut file, file_len) = open(path)?;
     let header = read_header(&mut file, path, file_len)?;
