@@ -34,17 +34,19 @@ rust-test:
 	$(CARGO) test --release -p weft-compute
 
 # weft-core under Miri: the shared data (array element access, storage, frozen snapshots,
-# keys, counters, shared tables), the runtime (messages, channels, tasks, cancellation, the
-# pool) and the .npy header parser on bytes in memory; tests too long for Miri run a smaller
-# twin there (tests/channel_small.rs). Left out: files::, jsonl::, memory:: and tests/npy.rs
-# (files, /proc and mmap, which Miri's isolation refuses), and the Lua-facing unsafe code,
-# which calls into C (covered by the busted specs under three interpreters instead).
+# keys, counters, shared tables) and the runtime (messages, channels, tasks, cancellation,
+# the pool); tests too long for Miri run a smaller twin there (tests/channel_small.rs).
+# weft-npy's unit tests (the header parser and float16 widening, on bytes in memory) all
+# run there. Left out: files::, memory:: and weft-npy's tests/npy.rs (files, /proc and
+# mmap, which Miri's isolation refuses), and the Lua-facing unsafe code, which calls into C
+# (covered by the busted specs under three interpreters instead).
 MIRI_MODULES = array:: frozen:: key:: counter:: shared_table:: message:: channel:: task:: \
-	cancel:: pool:: handle:: deadline:: npy::
+	cancel:: pool:: handle:: deadline::
 miri:
 	rustup component add --toolchain nightly miri rust-src 2>/dev/null || \
 		rustup toolchain install nightly --profile minimal --component miri,rust-src
 	$(CARGO) +nightly miri test -p weft-core --lib --test channel_small -- $(MIRI_MODULES)
+	$(CARGO) +nightly miri test -p weft-npy --lib
 
 # Every SIMD kernel called directly against its scalar path (whatever the dispatcher would
 # prefer here), each printing whether it ran. A path this CPU lacks is skipped with a

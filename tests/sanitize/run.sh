@@ -9,7 +9,8 @@
 # build never mixes with the normal one. Any sanitizer report fails the run.
 #
 # What runs, and what does not (and why):
-# - TSan: the lib and integration tests of weft-core, weft-compute and weft-lua: they are
+# - TSan: the lib and integration tests of weft-core, weft-npy, weft-compute and weft-lua
+#   (weft-npy: the .npy reader and writer, weft-core's file format until it moved): they are
 #   where the threads are (channel, pool, task, cancel, shared tables, the codec handing Lua
 #   values between states, the compute engine's worker threads). TSan needs every crate,
 #   std included, built with -Zsanitizer=thread, hence -Zbuild-std. Not run under TSan:
@@ -44,7 +45,7 @@ parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tsan asan asan-lua)
 
 # Crates whose tests run under both sanitizers.
-CRATES=(-p weft-core -p weft-compute -p weft-lua)
+CRATES=(-p weft-core -p weft-npy -p weft-compute -p weft-lua)
 
 tsan() {
   echo "== ThreadSanitizer: ${CRATES[*]}"

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::Path;
 use std::process::ExitCode;
 use weft_compute::ComputeError;
-use weft_core::npy::NpyError;
+use weft_npy::NpyError;
 
 /// A failed command: the line to print (without the `weft: ` prefix) and the exit code.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Reading embeddings: a 2-D float `.npy` file as the engine's [`Rows`].
 //!
 //! f32 files are used in place; float64 is converted to f32 here and float16 by
-//! `weft_core::npy::load`, each with one note on stderr. Everything else is refused with a
+//! `weft_npy::load`, each with one note on stderr. Everything else is refused with a
 //! line naming the file and the problem; rows are checked (all zeros, NaN, Inf) by the
 //! engine's normalisation, whose errors name the 0-based row.
 
@@ -9,8 +9,8 @@ use crate::error::Failure;
 use crate::progress::Reporter;
 use std::path::{Path, PathBuf};
 use weft_compute::Rows;
-use weft_core::npy::{self, NpyError};
 use weft_core::{Array, DType};
+use weft_npy::{self as npy, NpyError};
 
 /// Embeddings read from a file: N rows of d f32 values.
 pub struct Embeddings {

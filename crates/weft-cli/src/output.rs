@@ -1,9 +1,10 @@
 //! Writing `.npy` outputs so that a failed or interrupted run never leaves one that looks
 //! complete.
 //!
-//! Each output is saved by `weft_core::npy::save` (temporary file, fsync, rename) under a
-//! hidden pending name beside its target; only when every output of the command is saved
-//! are they renamed into place, together. A symbolic link is followed (its target is
+//! Each output is written by `weft_npy::write_to` into a
+//! [`StagedFile`](weft_core::files::StagedFile) (a hidden temporary beside its target) and
+//! flushed to disk; only when every output of the command is written are they renamed into
+//! place, together (one rename each, and the folder flushed). A symbolic link is followed (its target is
 //! replaced, the link stays); a FIFO or character device (`/dev/null`) is written in place
 //! at commit, never renamed over. Targets are checked before the work starts
 //! ([`check_writable`], [`check_not_input`]), so a missing folder, a directory or an
@@ -12,9 +13,9 @@
 use crate::error::Failure;
 use bytemuck::Pod;
 use std::path::{Path, PathBuf};
-use weft_core::files::{output_target, FileId, OutputTarget};
-use weft_core::npy::{self, NpyError};
+use weft_core::files::{self, output_target, FileId, OutputTarget, StagedFile};
 use weft_core::{Array, DType};
+use weft_npy::{self as npy, NpyError};
 
 /// A new `rows × cols` array of `dtype` whose elements `fill` writes (as `T`).
 pub fn matrix<T: Pod>(
@@ -32,44 +33,6 @@ pub fn matrix<T: Pod>(
         .map_err(|e| Failure::new(format!("internal: output array: {e}")))?;
     fill(values)?;
     Ok(a)
-}
-
-/// The folder holding `path` (`.` for a bare file name).
-pub fn folder_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// The hidden name an output is staged under until the command commits.
-pub fn pending_name(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_string_lossy();
-    Some(folder_of(path).join(format!(".{name}.weft-pending-{}", std::process::id())))
-}
-
-/// Removes pending files of `path` left by weft processes that were killed (their pid no
-/// longer runs); best effort, Linux (`/proc`) only.
-pub fn remove_stale_pending(path: &Path) {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let prefix = format!(".{name}.weft-pending-");
-    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
-        return;
-    };
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file.strip_prefix(&prefix) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// Where `path` is written, or a failure naming it.
@@ -128,25 +91,17 @@ pub fn check_writable(path: &Path) -> Result<(), Failure> {
         OutputTarget::Replace(end) => end,
         _ => return Ok(()),
     };
-    let folder = folder_of(&end);
+    let folder = files::folder_of(&end);
     if !folder.is_dir() {
         return Err(Failure::npy(NpyError::NoFolder {
             path: path.to_path_buf(),
             folder,
         }));
     }
-    let probe = pending_name(&end)
-        .ok_or_else(|| Failure::new(format!("{}: names no file", path.display())))?;
-    remove_stale_pending(&end);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe);
-    match created {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
+    files::remove_stale_temporaries(&end);
+    // A probe: the temporary an output would be written to, removed when dropped.
+    match StagedFile::create(&end) {
+        Ok(_probe) => Ok(()),
         Err(source) => Err(Failure::npy(NpyError::Io {
             path: path.to_path_buf(),
             action: "write",
@@ -155,13 +110,13 @@ pub fn check_writable(path: &Path) -> Result<(), Failure> {
     }
 }
 
-/// Outputs saved under pending names, renamed into place by [`Outputs::commit`]; dropped
-/// without a commit, the pending files are removed. Outputs that are FIFOs or character
+/// Outputs written to temporaries, renamed into place by [`Outputs::commit`]; dropped
+/// without a commit, the temporaries are removed. Outputs that are FIFOs or character
 /// devices are written in place at commit.
 #[derive(Default)]
 pub struct Outputs {
-    /// (pending file, where it is renamed to, the path the user gave).
-    staged: Vec<(PathBuf, PathBuf, PathBuf)>,
+    /// (the written temporary, the path the user gave).
+    staged: Vec<(StagedFile, PathBuf)>,
     /// Arrays to write in place, and where.
     through: Vec<(Array, PathBuf)>,
 }
@@ -172,7 +127,7 @@ impl Outputs {
         Outputs::default()
     }
 
-    /// Saves `array` for `target` under its pending name (beside the end of any symbolic
+    /// Writes `array` for `target` to a synced temporary (beside the end of any symbolic
     /// link), or keeps it to be written in place at commit.
     pub fn stage(&mut self, array: &Array, target: &Path) -> Result<(), Failure> {
         let end = match target_of(target)? {
@@ -182,15 +137,17 @@ impl Outputs {
                 return Ok(());
             }
         };
-        let pending = pending_name(&end)
-            .ok_or_else(|| Failure::new(format!("{}: names no file", target.display())))?;
-        npy::save(array, &pending).map_err(|e| {
-            // save names the file it wrote, the pending one: name the target instead.
-            let text = e.to_string();
-            let shown = pending.display().to_string();
-            Failure::new(text.replace(&shown, &target.display().to_string()))
-        })?;
-        self.staged.push((pending, end, target.to_path_buf()));
+        let cannot = |e: std::io::Error| {
+            Failure::npy(NpyError::Io {
+                path: target.to_path_buf(),
+                action: "write",
+                source: e,
+            })
+        };
+        let mut staged = StagedFile::create(&end).map_err(cannot)?;
+        npy::write_to(array, staged.file()).map_err(cannot)?;
+        staged.sync().map_err(cannot)?;
+        self.staged.push((staged, target.to_path_buf()));
         Ok(())
     }
 
@@ -199,29 +156,12 @@ impl Outputs {
         for (array, target) in std::mem::take(&mut self.through) {
             npy::save(&array, &target).map_err(Failure::npy)?;
         }
-        let staged = std::mem::take(&mut self.staged);
-        for (i, (pending, end, target)) in staged.iter().enumerate() {
-            if let Err(e) = std::fs::rename(pending, end) {
-                for (left, _, _) in &staged[i..] {
-                    let _ = std::fs::remove_file(left);
-                }
-                return Err(Failure::new(format!(
-                    "{}: cannot write: {e}",
-                    target.display()
-                )));
-            }
-            if let Ok(dir) = std::fs::File::open(folder_of(end)) {
-                let _ = dir.sync_all();
-            }
+        // On a failure the outputs not yet in place are dropped, which removes them.
+        for (staged, target) in std::mem::take(&mut self.staged) {
+            staged
+                .persist()
+                .map_err(|e| Failure::new(format!("{}: cannot write: {e}", target.display())))?;
         }
         Ok(())
-    }
-}
-
-impl Drop for Outputs {
-    fn drop(&mut self) {
-        for (pending, _, _) in &self.staged {
-            let _ = std::fs::remove_file(pending);
-        }
     }
 }

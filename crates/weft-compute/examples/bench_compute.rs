@@ -153,9 +153,9 @@ fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     v[runs / 2]
 }
 
-/// Reads a 2-D f32 .npy file with weft-core's reader: (data, rows, cols).
+/// Reads a 2-D f32 .npy file with weft-npy's reader: (data, rows, cols).
 fn read_npy_f32(path: &str) -> (Vec<f32>, usize, usize) {
-    let a = weft_core::npy::load(std::path::Path::new(path))
+    let a = weft_npy::load(std::path::Path::new(path))
         .unwrap_or_else(|e| panic!("{e}"))
         .array;
     let (n, d) = (a.rows(), a.row_len());

@@ -16,6 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use weft_core::files::StagedFile;
 
 /// The 8 bytes a cache file starts with.
 pub const MAGIC: &[u8; 8] = b"WEFTDIVC";
@@ -328,46 +329,27 @@ impl<'a> CacheWriter<'a> {
             complete: false,
             hash: hash(emb),
         };
-        // Laid out under a hidden name and put in place in one step, so a run killed while
-        // creating the file never leaves something at `path` that is not a cache.
-        let name = end
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = end.with_file_name(format!(".{name}.weft-pending-{}", std::process::id()));
+        // Laid out under a hidden name and put in place in one step (weft-core's one
+        // routine for this), so a run killed while creating the file never leaves
+        // something at `path` that is not a cache.
         let io = |e| ComputeError::io(&path, e);
-        let laid_out = (|| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temp)?;
-            file.set_len(file_len(n, info.id_width))?;
-            file.write_all_at(&header(&info), 0)?;
-            file.sync_all()?;
-            Ok(file)
-        })();
-        let file = laid_out.map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            io(e)
-        })?;
+        let mut staged = StagedFile::create(&end).map_err(io)?;
+        let file = staged.file();
+        file.set_len(file_len(n, info.id_width)).map_err(io)?;
+        file.write_all_at(&header(&info), 0).map_err(io)?;
         let placed = if force {
-            std::fs::rename(&temp, &end)
+            staged.persist()
         } else {
             // link(2) never replaces: it fails if the name exists.
-            std::fs::hard_link(&temp, &end).map(|()| {
-                let _ = std::fs::remove_file(&temp);
-            })
+            staged.persist_new()
         };
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&temp);
+        let file = placed.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                return Err(refuse_existing());
+                refuse_existing()
+            } else {
+                io(e)
             }
-            return Err(io(e));
-        }
-        sync_dir(&end);
+        })?;
         Ok(CacheWriter {
             file,
             path,
@@ -737,16 +719,5 @@ fn decode_ids(buf: &[u8], w: usize) -> Vec<u32> {
         buf.chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
-    }
-}
-
-/// Syncs the directory holding `path` so a new file's name is durable (best effort).
-fn sync_dir(path: &Path) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }

@@ -10,39 +10,26 @@
 //! - [`handle`]: the shared objects a message carries by reference.
 //! - [`frozen`]: immutable snapshots of tables, read from any thread without a lock.
 //! - [`counter`]: atomic integers; [`shared_table`]: the locked, mutable shared table.
-//! - [`array`](mod@array): typed off-heap arrays shared by reference; [`npy`]: numpy's file format;
-//!   [`memory`]: how many bytes weft holds.
+//! - [`array`](mod@array): typed off-heap arrays shared by reference (numpy's `.npy` file
+//!   format for them is the weft-npy crate); [`memory`]: how many bytes weft holds.
 //! - [`files`]: file identity (device, inode) and how an output path is written.
 //! - [`key`]: hashable table keys, normalised as Lua normalises them.
-//! - [`jsonl`]: JSON Lines files read into a message (a corpus as a table).
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
 //!
 //! # Examples
 //!
-//! An off-heap array, written element by element and saved to a `.npy` file that
-//! [`npy::load`] (a copy) and [`npy::load_mmap`] (a read-only mapping) read back:
+//! An off-heap array, written element by element:
 //!
 //! ```
 //! use weft_core::array::{Array, DType, Scalar};
-//! use weft_core::npy;
 //!
 //! let a = Array::zeros(DType::F32, 2, Some(3))?; // 2 rows × 3 columns, zero-filled
 //! a.set(4, Scalar::Num(2.5))?; // row 1, column 1 (row-major, 0-based)
 //! assert_eq!(a.shape(), (2, Some(3)));
 //! assert_eq!(a.get(4), Some(Scalar::Num(2.5)));
 //! assert_eq!(a.get(6), None); // past the end
-//!
-//! let path = std::env::temp_dir().join(format!("weft-core-doc-{}.npy", std::process::id()));
-//! npy::save(&a, &path)?;
-//! let loaded = npy::load(&path)?;
-//! assert_eq!(loaded.note, None); // nothing had to be converted
-//! assert_eq!(loaded.array.get(4), Some(Scalar::Num(2.5)));
-//! // SAFETY: nothing writes or truncates the file while `mapped` lives.
-//! let mapped = unsafe { npy::load_mmap(&path) }?;
-//! assert_eq!((mapped.dtype(), mapped.shape()), (DType::F32, (2, Some(3))));
-//! std::fs::remove_file(&path)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -85,11 +72,9 @@ pub mod deadline;
 pub mod files;
 pub mod frozen;
 pub mod handle;
-pub mod jsonl;
 pub mod key;
 pub mod memory;
 pub mod message;
-pub mod npy;
 pub mod pool;
 pub mod shared_table;
 pub mod task;

@@ -424,7 +424,7 @@ unsafe extern "C-unwind" fn save_npy(state: *mut ffi::lua_State) -> c_int {
         guard(state, |state| {
             let a = &arg::<LuaArray>(state, 1, "a:save_npy")?.0;
             let path = path_arg(state, 2, "a:save_npy")?;
-            weft_core::npy::save(a, std::path::Path::new(&path))
+            weft_npy::save(a, std::path::Path::new(&path))
                 .map_err(|e| format!("a:save_npy: {e}"))?;
             Ok(0)
         })
@@ -477,9 +477,9 @@ pub(crate) unsafe extern "C-unwind" fn load_npy(state: *mut ffi::lua_State) -> c
                 // SAFETY: the script asked for a mapping ({mmap = true}); keeping the file
                 // unchanged while it is mapped is the user's duty, as documented for
                 // weft.load_npy (weft's own writers refuse to replace a mapped file).
-                weft_core::npy::load_mmap(path)
+                weft_npy::load_mmap(path)
             } else {
-                weft_core::npy::load(path).map(|loaded| loaded.array)
+                weft_npy::load(path).map(|loaded| loaded.array)
             }
             .map_err(|e| format!("weft.load_npy: {e}"))?;
             rawud::push(state, LuaArray(array))?;

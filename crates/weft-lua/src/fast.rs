@@ -10,7 +10,7 @@
 
 use crate::codec::decode::push_all;
 use crate::codec::{Encoder, Label};
-use crate::runtime::{fail_mark, StateData};
+use crate::runtime::{fail_mark, state_data};
 use mlua::ffi;
 use std::ffi::c_int;
 use std::mem::ManuallyDrop;
@@ -18,20 +18,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use weft_core::channel::{PopError, PushError};
 use weft_core::{cancel, Channel, Deadline};
-
-/// Registry key of the light userdata pointing at this state's [`StateData`].
-pub(crate) const STATE_KEY: &std::ffi::CStr = c"weft.state";
-
-pub(crate) unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
-    // SAFETY: prepare_state stored a pointer to the StateData boxed in this state's app
-    // data, which lives (at a fixed address) as long as the state.
-    unsafe {
-        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, STATE_KEY.as_ptr());
-        let p = ffi::lua_touserdata(state, -1) as *const StateData;
-        ffi::lua_pop(state, 1);
-        &*p
-    }
-}
 
 unsafe fn fail(state: *mut ffi::lua_State, msg: &str, level: ffi::lua_Integer) -> c_int {
     // SAFETY: pushes three values on a valid state.

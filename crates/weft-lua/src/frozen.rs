@@ -149,7 +149,7 @@ pub(crate) unsafe fn decode_one(
     // under protect; on a memory error its values are dropped by LuaJIT's unwinding (PUC
     // Lua's longjmp would leak them; it cannot reach a catch_unwind either way).
     unsafe {
-        let codec = &crate::fast::state_data(state).codec;
+        let codec = &crate::runtime::state_data(state).codec;
         let mut result = Ok(());
         rawud::protect(state, 0, 1, &mut |state| {
             result = Decoder::new(state, codec, msg).and_then(|decoder| {
@@ -183,7 +183,7 @@ pub(crate) unsafe extern "C-unwind" fn freeze(state: *mut ffi::lua_State) -> c_i
                     rawud::type_of(state, 1)
                 ));
             }
-            let codec = &crate::fast::state_data(state).codec;
+            let codec = &crate::runtime::state_data(state).codec;
             let mut encoder = Encoder::new(codec);
             rawud::encode(state, &mut encoder, 1, Label::Argument).map_err(|e| {
                 e.replacen(

@@ -1,10 +1,13 @@
-//! The userdata types Lua sees for weft objects, and their crossing by reference.
+//! The userdata types Lua sees for weft objects, and their crossing by reference: every
+//! `Handle` ⇄ userdata mapping is here, for the mlua kinds (tasks, channels, pools:
+//! [`import`], [`export`]) and the raw-userdata kinds built on `rawud` ([`push_handle`]).
 //!
 //! Each type's metatable takes its `__index` from a methods table built by `lua/weft.lua`
 //! (so methods raise plain string errors), and carries `__weft_export`, which the codec
 //! calls to learn which shared object a userdata stands for.
 
-use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
+use crate::rawud;
+use mlua::{ffi, AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use std::sync::Arc;
 use weft_core::{Channel, Handle, Pool, Task};
 
@@ -108,9 +111,32 @@ pub(crate) fn import(lua: &Lua, h: Handle) -> mlua::Result<AnyUserData> {
         Handle::Task(t) => lua.create_userdata(LuaTask(t)),
         Handle::Channel(c) => lua.create_userdata(LuaChannel(c)),
         Handle::Pool(p) => lua.create_userdata(LuaPool(p)),
-        // The codec pushes the shared-data handles itself (see `rawud::push_handle`).
+        // The codec pushes the shared-data handles itself (see [`push_handle`]).
         _ => Err(mlua::Error::runtime(
             "a shared-data handle reached the mlua import path",
         )),
     }
+}
+
+/// Push a handle of one of the raw-userdata kinds (frozen table, array, counter, shared
+/// table) as its userdata, the way the codec receives one; false for the other handle
+/// kinds, which [`import`] makes through mlua. A memory
+/// error comes back as `Err`, with nothing pushed.
+///
+/// # Safety
+/// A valid state with 4 free slots.
+pub(crate) unsafe fn push_handle(state: *mut ffi::lua_State, h: &Handle) -> Result<bool, String> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match h {
+            Handle::Frozen(f) => crate::frozen::push_view(state, (**f).clone())?,
+            Handle::Array(a) => rawud::push(state, crate::arrays::LuaArray((**a).clone()))?,
+            Handle::Counter(c) => rawud::push(state, crate::counters::LuaCounter(c.clone()))?,
+            Handle::Table(t) => {
+                rawud::push(state, crate::shared_tables::LuaSharedTable(t.clone()))?
+            }
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }

@@ -5,17 +5,46 @@
 //! as a library the `weft` CLI embeds with a vendored LuaJIT (feature `vendored`).
 //!
 //! - [`codec`]: Lua values ⇄ `weft_core::Message`, on the raw C API.
-//! - `runtime`: per-state data and the error convention (binding functions return
-//!   failures; `lua/weft.lua` raises them as plain Lua errors).
+//! - `runtime`: per-state data (`StateData`, and `state_data` for raw C functions) and
+//!   the error convention (binding functions return failures; `lua/weft.lua` raises them
+//!   as plain Lua errors).
 //! - `worker`: building worker states and running one call in them; `spawner`: the parked
 //!   threads behind `weft.spawn`; `interrupt`: how cancellation reaches running Lua code.
-//! - `tasks`, `pools`, `channels`: the API functions; `handles`: their userdata types;
-//!   `fast`: the hot channel paths as raw C functions and LuaJIT FFI entry points.
-//! - `frozen`, `arrays`, `counters`: the shared-data handles (frozen tables, off-heap
-//!   arrays and .npy files, counters and shared tables), on `rawud`: raw-C-API userdata
-//!   whose reads cost tens of nanoseconds; `jit_reads`: LuaJIT's FFI path for them.
+//! - `tasks`, `pools`, `channels`: the API functions; `fast`: the hot channel paths as raw
+//!   C functions and LuaJIT FFI entry points.
+//! - `handles`: every `Handle` ⇄ userdata mapping: the mlua userdata of tasks, channels
+//!   and pools, and the raw userdata of the shared-data kinds when the codec receives one.
+//! - `rawud`: raw-C-API userdata whose reads cost tens of nanoseconds (the `RawType` trait,
+//!   the checked slot, `guard`/`protect` for raising safely). It knows no kind: each kind
+//!   implements `RawType`.
+//! - The shared-data kinds, each a `RawType`: `frozen` (frozen tables), `arrays` (off-heap
+//!   arrays and their `.npy` files, through weft-npy), `counters`, `shared_tables`;
+//!   `jit_reads`: LuaJIT's FFI path for array and frozen-table reads.
 //! - `compute`: the compute engine (weft-compute) on arrays; `progress`: its progress bar.
 //! - `jsonl`: JSON Lines files read in Rust, as Lua tables or a frozen table.
+//!
+//! # Module graph
+//!
+//! Arrows point from a module to what it uses; lower layers never name higher ones.
+//!
+//! ```text
+//! lib (open) ──► tasks, pools, channels, compute, jsonl, fast, worker, spawner
+//!                  │
+//!                  ▼
+//! handles ───────► frozen, arrays, counters, shared_tables, jit_reads   (the kinds)
+//!   ▲                  │
+//!   │                  ▼
+//! codec::decode      rawud ──► codec (encoder, raw strings), stack
+//!   (a received handle)
+//! runtime ◄── every raw binding (state_data, fail_mark)
+//! ```
+//!
+//! `rawud` is a leaf among the kinds: it names none of them, they build on it. The one
+//! loop left is by design: the codec turns a received handle into its kind's userdata
+//! (through `handles`), and the kinds that hold values (frozen and shared tables) use the
+//! codec to push those values; a shared table can hold a frozen table and the other way
+//! round, so each side must reach the other. `jit_reads` and `arrays`/`frozen` name each
+//! other (the FFI read path is registered with the metatables it reads).
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
 #![deny(missing_docs)]
@@ -36,6 +65,7 @@ mod pools;
 mod progress;
 mod rawud;
 mod runtime;
+mod shared_tables;
 mod spawner;
 mod stack;
 mod tasks;
@@ -110,7 +140,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     unsafe {
         core.set("freeze", lua.create_c_function(frozen::freeze)?)?;
         core.set("counter", lua.create_c_function(counters::new_counter)?)?;
-        core.set("table", lua.create_c_function(counters::new_table)?)?;
+        core.set("table", lua.create_c_function(shared_tables::new_table)?)?;
         core.set("array", lua.create_c_function(arrays::new_array)?)?;
         core.set("load_npy", lua.create_c_function(arrays::load_npy)?)?;
         core.set("memory", lua.create_c_function(arrays::memory)?)?;

@@ -663,22 +663,3 @@ unsafe extern "C-unwind" fn export<T: RawType>(state: *mut ffi::lua_State) -> c_
         })
     }
 }
-
-/// Push a handle of one of the raw types; false for the other handle kinds. A memory
-/// error comes back as `Err`, with nothing pushed.
-///
-/// # Safety
-/// A valid state with 4 free slots.
-pub(crate) unsafe fn push_handle(state: *mut ffi::lua_State, h: &Handle) -> Result<bool, String> {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match h {
-            Handle::Frozen(f) => crate::frozen::push_view(state, (**f).clone())?,
-            Handle::Array(a) => push(state, crate::arrays::LuaArray((**a).clone()))?,
-            Handle::Counter(c) => push(state, crate::counters::LuaCounter(c.clone()))?,
-            Handle::Table(t) => push(state, crate::counters::LuaSharedTable(t.clone()))?,
-            _ => return Ok(false),
-        }
-    }
-    Ok(true)
-}

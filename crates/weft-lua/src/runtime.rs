@@ -21,6 +21,24 @@ pub(crate) struct StateData {
     pub codec: CodecState,
 }
 
+/// Registry key of the light userdata pointing at this state's [`StateData`].
+pub(crate) const STATE_KEY: &std::ffi::CStr = c"weft.state";
+
+/// This state's [`StateData`], from a raw C function (mlua code uses `app_data_ref`).
+///
+/// # Safety
+/// A valid state that [`prepare_state`] prepared; the reference must not outlive it.
+pub(crate) unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
+    // SAFETY: prepare_state stored a pointer to the StateData boxed in this state's app
+    // data, which lives (at a fixed address) as long as the state.
+    unsafe {
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, STATE_KEY.as_ptr());
+        let p = ffi::lua_touserdata(state, -1) as *const StateData;
+        ffi::lua_pop(state, 1);
+        &*p
+    }
+}
+
 static FAIL_MARK: u8 = 0;
 
 /// The sentinel that starts a failure return.
@@ -212,7 +230,10 @@ pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
     }
     lua.set_app_data(StateData::default());
     let data: *const StateData = &*lua.app_data_ref::<StateData>().expect("just set");
-    lua.set_named_registry_value("weft.state", LightUserData(data as *mut c_void))?;
+    lua.set_named_registry_value(
+        STATE_KEY.to_str().expect("ascii"),
+        LightUserData(data as *mut c_void),
+    )?;
     lua.set_named_registry_value(
         "weft.export",
         lua.create_function(|_, ud: mlua::AnyUserData| {

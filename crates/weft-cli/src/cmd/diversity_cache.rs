@@ -107,7 +107,7 @@ pub fn run(a: Args) -> Outcome {
         CacheWriter::resume(path, view.rows).map_err(engine_error)?
     } else {
         // Under the path's write lock; a pending file of a killed run is cleared first.
-        output::remove_stale_pending(path);
+        weft_core::files::remove_stale_temporaries(path);
         CacheWriter::create(path, view.rows, a.force).map_err(engine_error)?
     };
     let mut writer = match a.budget {

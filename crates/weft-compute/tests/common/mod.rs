@@ -8,11 +8,9 @@ use std::path::Path;
 mod reference;
 pub use reference::*;
 
-/// Reads a 2-D f32 .npy file with weft-core's reader: (data, rows, cols).
+/// Reads a 2-D f32 .npy file with weft-npy's reader: (data, rows, cols).
 pub fn read_npy_f32(path: &Path) -> (Vec<f32>, usize, usize) {
-    let a = weft_core::npy::load(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .array;
+    let a = weft_npy::load(path).unwrap_or_else(|e| panic!("{e}")).array;
     let (n, d) = (a.rows(), a.row_len());
     // SAFETY: nothing else holds the freshly loaded array, so nothing writes it.
     let data = unsafe { a.as_slice::<f32>() }

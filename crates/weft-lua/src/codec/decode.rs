@@ -259,7 +259,7 @@ unsafe fn push_leaf_unchecked(state: *mut ffi::lua_State, v: &Value) -> Result<(
                 push_module_value(state, m, true).map_err(|e| format!("weft: {e}"))?
             }
             Value::Handle(h) => {
-                if !crate::rawud::push_handle(state, h)? {
+                if !crate::handles::push_handle(state, h)? {
                     push_named(state, c"weft.import");
                     super::stash_handle(h.clone());
                     pcall(state, 0, 1)

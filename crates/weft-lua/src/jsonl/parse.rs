@@ -6,13 +6,13 @@
 //! `null` inside an array leaves a hole; in an object the key is absent). Blank lines are
 //! skipped. The result is one table whose items are the lines' values, in file order.
 
-use crate::message::{smallvec, Message, Node, TableNode, Value};
 use std::io::BufRead;
 use std::path::Path;
+use weft_core::message::{smallvec, Message, Node, TableNode, Value};
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum JsonlError {
+pub(crate) enum JsonlError {
     /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Io {
@@ -34,7 +34,7 @@ pub enum JsonlError {
 }
 
 /// Read every line of `path`.
-pub fn read(path: &Path) -> Result<Message, JsonlError> {
+pub(crate) fn read(path: &Path) -> Result<Message, JsonlError> {
     let name = path.display().to_string();
     let io = |source| JsonlError::Io {
         path: name.clone(),
@@ -69,7 +69,7 @@ pub fn read(path: &Path) -> Result<Message, JsonlError> {
 
 #[derive(Default)]
 struct Builder {
-    nodes: crate::message::Nodes,
+    nodes: weft_core::message::Nodes,
 }
 
 impl Builder {

@@ -1,15 +1,15 @@
 //! Reading `.npy` files: [`load`] (read and convert: byte-swap, transpose, widen
 //! float16) and [`load_mmap`] (map files that need no conversion).
 
-use super::header::{read_header, Header, Source};
-use super::{io_error, Loaded, NpyError};
-use crate::array::Array;
+use crate::header::{read_header, Header, Source};
+use crate::{io_error, Loaded, NpyError};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use weft_core::array::Array;
 
 /// Open `path` for reading and return it with its length.
-pub(super) fn open(path: &Path) -> Result<(File, u64), NpyError> {
+pub(crate) fn open(path: &Path) -> Result<(File, u64), NpyError> {
     let file = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             NpyError::NotFound {
@@ -36,7 +36,7 @@ pub(super) fn open(path: &Path) -> Result<(File, u64), NpyError> {
 }
 
 /// Read into `buf` until it is full or the file ends; the count read.
-pub(super) fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match file.read(&mut buf[got..]) {
@@ -50,7 +50,7 @@ pub(super) fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usi
 }
 
 /// Read a whole `.npy` file into a new owned array, converting big-endian, Fortran-order
-/// and float16 data (see the module documentation).
+/// and float16 data (see the crate documentation).
 pub fn load(path: &Path) -> Result<Loaded, NpyError> {
     let (mut file, file_len) = open(path)?;
     let header = read_header(&mut file, path, file_len)?;
@@ -255,7 +255,7 @@ pub unsafe fn load_mmap(path: &Path) -> Result<Array, NpyError> {
     }
     // data_offset ≤ map.len(), which is a usize.
     let offset = header.data_offset as usize;
-    let source = crate::files::FileId::of_file(&file).ok();
+    let source = weft_core::files::FileId::of_file(&file).ok();
     Array::from_file_mapping(
         map,
         path.display().to_string(),

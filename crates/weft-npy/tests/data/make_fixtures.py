@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Regenerate the .npy fixtures that crates/weft-core/tests/npy.rs reads.
+"""Regenerate the .npy fixtures that crates/weft-npy/tests/npy.rs reads.
 
 Run from anywhere with a python3 that has numpy (Debian: python3-numpy):
 
-    python3 crates/weft-core/tests/data/make_fixtures.py
+    python3 crates/weft-npy/tests/data/make_fixtures.py
 
 Every fixture is written by numpy itself, so the tests check weft against the real
 format rather than against weft's own idea of it. The values follow formulas that the

@@ -1,19 +1,19 @@
 //! The `.npy` header: the preamble (magic, version, header length) and the dict that
 //! describes the data, read and checked against the file's length.
 
-use super::literal::{parse_header, quote, Lit};
-use super::read::read_up_to;
-use super::{io_error, NpyError, MAGIC};
-use crate::array::DType;
+use crate::literal::{parse_header, quote, Lit};
+use crate::read::read_up_to;
+use crate::{io_error, NpyError, MAGIC};
 use std::io::{self, Read, Seek};
 use std::path::Path;
+use weft_core::array::DType;
 
 /// The byte order of this machine, which arrays in memory use.
 const HOST_BIG_ENDIAN: bool = cfg!(target_endian = "big");
 
 /// How elements are stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Source {
+pub(crate) enum Source {
     /// Stored as the dtype itself (possibly in the other byte order).
     Plain(DType),
     /// IEEE half precision, loaded as f32.
@@ -22,7 +22,7 @@ pub(super) enum Source {
 
 impl Source {
     /// Bytes per element in the file.
-    pub(super) fn size(self) -> usize {
+    pub(crate) fn size(self) -> usize {
         match self {
             Source::Plain(d) => d.size(),
             Source::F16 => 2,
@@ -30,7 +30,7 @@ impl Source {
     }
 
     /// The dtype of the array it loads as.
-    pub(super) fn target(self) -> DType {
+    pub(crate) fn target(self) -> DType {
         match self {
             Source::Plain(d) => d,
             Source::F16 => DType::F32,
@@ -40,29 +40,29 @@ impl Source {
 
 /// A validated header: everything needed to read the data.
 #[derive(Debug)]
-pub(super) struct Header {
+pub(crate) struct Header {
     /// The dtype as written, for messages.
-    pub(super) descr: String,
-    pub(super) source: Source,
+    pub(crate) descr: String,
+    pub(crate) source: Source,
     /// The file's bytes are big-endian (irrelevant for one-byte elements).
-    pub(super) big_endian: bool,
-    pub(super) fortran_order: bool,
-    pub(super) rows: usize,
-    pub(super) cols: Option<usize>,
+    pub(crate) big_endian: bool,
+    pub(crate) fortran_order: bool,
+    pub(crate) rows: usize,
+    pub(crate) cols: Option<usize>,
     /// Where the data starts.
-    pub(super) data_offset: u64,
+    pub(crate) data_offset: u64,
     /// How many bytes of data follow (checked against the file's length).
-    pub(super) data_bytes: u64,
+    pub(crate) data_bytes: u64,
 }
 
 impl Header {
     /// Whether the file's byte order differs from memory's.
-    pub(super) fn needs_swap(&self) -> bool {
+    pub(crate) fn needs_swap(&self) -> bool {
         self.source.size() > 1 && self.big_endian != HOST_BIG_ENDIAN
     }
 
     /// Whether the file's element order differs from row-major.
-    pub(super) fn needs_transpose(&self) -> bool {
+    pub(crate) fn needs_transpose(&self) -> bool {
         self.fortran_order && matches!(self.cols, Some(c) if c > 1 && self.rows > 1)
     }
 }
@@ -70,7 +70,7 @@ impl Header {
 /// Read and check the preamble and header; leaves `file` at the start of the data.
 /// Generic over the reader so the checks are tested on bytes in memory (and under Miri);
 /// `path` only names the input in errors.
-pub(super) fn read_header(
+pub(crate) fn read_header(
     file: &mut (impl Read + Seek),
     path: &Path,
     file_len: u64,

@@ -2,14 +2,13 @@
 //! file beside the target, flushes it and renames it into place (or, for a FIFO or a
 //! character device, writes them in place).
 
-use super::{io_error, NpyError, MAGIC};
-use crate::array::{Array, DType};
-use crate::files::{output_target, OutputTarget};
-use std::fmt::Write as _;
+use crate::{io_error, NpyError, MAGIC};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use weft_core::array::{Array, DType};
+use weft_core::files::{folder_of, output_target, OutputTarget, StagedFile};
 
 /// numpy pads headers so the data starts at a multiple of this.
 const HEADER_ALIGN: usize = 64;
@@ -100,30 +99,12 @@ fn append_le(array: &Array, first: usize, last: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// A name for the temporary file beside `path`, unique within this process.
-fn temporary_name(path: &Path, attempt: u32) -> Option<PathBuf> {
-    use std::sync::atomic::AtomicU64 as Counter;
-    static NEXT: Counter = Counter::new(0);
-    let name = path.file_name()?;
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    let mut suffix = String::new();
-    let _ = write!(
-        suffix,
-        ".weft-tmp-{}-{}-{attempt}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    tmp.push(suffix);
-    Some(path.with_file_name(tmp))
-}
-
 /// Write `array` to `path` as a `.npy` file (format 1.0, little-endian, C order). Errors
 /// name `path`.
 ///
 /// A regular file (or nothing) at `path` is replaced atomically: the file is written under
-/// a temporary name in the same folder, synced and renamed into place, so `path` never
-/// holds a partial file. A symbolic link is followed and its target replaced that way (the
+/// a temporary name in the same folder, synced and renamed into place, and the folder
+/// synced, so `path` never holds a partial file. A symbolic link is followed and its target replaced that way (the
 /// link stays). A FIFO or a character device (`/dev/null`) is opened and written in place,
 /// never renamed over. A directory, block device or socket is refused.
 pub fn save(array: &Array, path: &Path) -> Result<(), NpyError> {
@@ -135,7 +116,7 @@ pub fn save(array: &Array, path: &Path) -> Result<(), NpyError> {
                 .write(true)
                 .open(path)
                 .map_err(io_error(path, "write"))?;
-            write_elements(array, &mut file).map_err(io_error(path, "write"))
+            write_to(array, &mut file).map_err(io_error(path, "write"))
         }
         OutputTarget::Refuse(what) => Err(NpyError::NotWritable {
             path: path.to_path_buf(),
@@ -144,9 +125,12 @@ pub fn save(array: &Array, path: &Path) -> Result<(), NpyError> {
     }
 }
 
-/// The header and the elements, in chunks.
-fn write_elements(array: &Array, file: &mut std::fs::File) -> io::Result<()> {
-    file.write_all(&header_bytes(array))?;
+/// Writes `array` as a whole `.npy` file (header, then the elements, in chunks) to `out`,
+/// which should be positioned at its start; nothing is synced or renamed. [`save`] is this
+/// plus the atomic replacement; a caller that puts several files in place together writes
+/// each into a [`weft_core::files::StagedFile`] with this.
+pub fn write_to(array: &Array, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&header_bytes(array))?;
     let size = array.dtype().size();
     let per_chunk = (1 << 20) / size;
     let mut buf = Vec::with_capacity(per_chunk * size);
@@ -155,48 +139,28 @@ fn write_elements(array: &Array, file: &mut std::fs::File) -> io::Result<()> {
         let last = (first + per_chunk).min(array.len());
         buf.clear();
         append_le(array, first, last, &mut buf);
-        file.write_all(&buf)?;
+        out.write_all(&buf)?;
         first = last;
     }
     Ok(())
 }
 
-/// Writes a temporary file beside `end` (where `path` leads) and renames it over `end`.
+/// Writes a temporary file beside `end` (where `path` leads) and puts it in place over
+/// `end` (weft-core's one atomic-replacement routine).
 fn save_replacing(array: &Array, path: &Path, end: &Path) -> Result<(), NpyError> {
-    let write_error = io_error(path, "write");
-    let folder = match end.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-
-    // Create the temporary (a fresh name if a stale one is in the way).
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = temporary_name(end, attempt).ok_or_else(|| NpyError::Io {
-            path: path.to_path_buf(),
-            action: "write",
-            source: io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
-        })?;
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !folder.is_dir() => {
-                return Err(NpyError::NoFolder {
-                    path: path.to_path_buf(),
-                    folder,
-                })
+    let mut staged = StagedFile::create(end).map_err(|e| {
+        let folder = folder_of(end);
+        if e.kind() == io::ErrorKind::NotFound && !folder.is_dir() {
+            NpyError::NoFolder {
+                path: path.to_path_buf(),
+                folder,
             }
-            Err(e) => return Err(write_error(e)),
+        } else {
+            io_error(path, "write")(e)
         }
-    };
-
-    let written = write_elements(array, &mut file).and_then(|()| file.sync_all());
-    drop(file);
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, end));
-    if let Err(e) = renamed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(write_error(e));
-    }
+    })?;
+    write_to(array, staged.file()).map_err(io_error(path, "write"))?;
+    staged.persist().map_err(io_error(path, "write"))?;
     Ok(())
 }
 

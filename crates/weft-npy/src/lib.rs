@@ -1,4 +1,11 @@
-//! numpy's `.npy` file format, for weft's off-heap [`Array`]s.
+//! weft-npy: numpy's `.npy` file format, for weft's off-heap [`Array`]s.
+//!
+//! Its role in the workspace: the one file format for arrays. It builds on weft-core
+//! (the [`Array`] it reads into and writes from, and [`weft_core::files`] for how an
+//! output path is written) and nothing else of weft; weft-core does not know it. The Lua
+//! binding (`weft.load_npy`, `a:save_npy`), the CLI's inputs and outputs and the compute
+//! engine's tests use it; the compute engine itself takes rows in memory and never reads
+//! a file format.
 //!
 //! A `.npy` file is the magic string `\x93NUMPY`, a major and a minor version byte, the
 //! header length (2 bytes little-endian in version 1.0, 4 bytes in 2.0 and 3.0), a header
@@ -39,13 +46,16 @@
 //! no 1-D or 2-D shape reaches), little-endian, C order, with numpy's header
 //! `{'descr': '<f4', 'fortran_order': False, 'shape': (N, M), }` padded with spaces and
 //! a newline so the data starts on a 64-byte boundary, as numpy pads. The file is written
-//! under a temporary name in the same folder, flushed to disk (`fsync`) and renamed over
-//! `path`, so `path` never holds a partial file: on any error the temporary is removed
+//! under a temporary name in the same folder, flushed to disk (`fsync`), renamed over
+//! `path` and the folder flushed ([`weft_core::files::StagedFile`], weft's one routine for
+//! this), so `path` never holds a partial file: on any error the temporary is removed
 //! and whatever was at `path` before is untouched (a process killed mid-save leaves at
-//! most a hidden `.NAME.weft-tmp-…` file beside it). A symbolic link at `path` is followed:
+//! most a hidden `.NAME.weft-pending-…` file beside it). [`write_to`] writes the same
+//! bytes to any writer, for callers that stage several files and put them in place
+//! together. A symbolic link at `path` is followed:
 //! its target is replaced that way and the link stays. A FIFO or a character device
 //! (`/dev/null`) is opened and written in place, never renamed over; a directory, a block
-//! device or a socket is refused (see [`crate::files`]). Elements are read with relaxed atomic loads, the
+//! device or a socket is refused (see [`weft_core::files`]). Elements are read with relaxed atomic loads, the
 //! same as [`Array::get`], so saving an array that other threads are writing is defined
 //! behaviour (the saved values are then whichever each element held when it was read).
 //!
@@ -60,6 +70,29 @@
 //!
 //! No input makes these functions panic: the tests flip and truncate bytes of valid
 //! files at random and check that each load returns `Ok` or `Err`.
+//!
+//! # Examples
+//!
+//! An off-heap array saved to a `.npy` file that [`load`] (a copy) and [`load_mmap`] (a
+//! read-only mapping) read back:
+//!
+//! ```
+//! use weft_core::array::{Array, DType, Scalar};
+//!
+//! let a = Array::zeros(DType::F32, 2, Some(3))?; // 2 rows × 3 columns, zero-filled
+//! a.set(4, Scalar::Num(2.5))?; // row 1, column 1 (row-major, 0-based)
+//! let path = std::env::temp_dir().join(format!("weft-npy-doc-{}.npy", std::process::id()));
+//! weft_npy::save(&a, &path)?;
+//! let loaded = weft_npy::load(&path)?;
+//! assert_eq!(loaded.note, None); // nothing had to be converted
+//! assert_eq!(loaded.array.get(4), Some(Scalar::Num(2.5)));
+//! // SAFETY: nothing writes or truncates the file while `mapped` lives.
+//! let mapped = unsafe { weft_npy::load_mmap(&path) }?;
+//! assert_eq!((mapped.dtype(), mapped.shape()), (DType::F32, (2, Some(3))));
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
 
 mod header;
 mod literal;
@@ -67,11 +100,11 @@ mod read;
 mod write;
 
 pub use read::{f16_to_f32, load, load_mmap};
-pub use write::save;
+pub use write::{save, write_to};
 
-use crate::array::{Array, ArrayError};
 use std::io;
 use std::path::{Path, PathBuf};
+use weft_core::array::{Array, ArrayError};
 
 /// The first six bytes of every `.npy` file.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_core::array::{Array, DType, Scalar};
-use weft_core::npy::{self, NpyError};
+use weft_npy::{self as npy, NpyError};
 
 // ---------------------------------------------------------------------------------------
 // Helpers

@@ -1,5 +1,8 @@
 //! `weft.read_jsonl(path [, {frozen = true}])`: a JSON Lines file as a Lua list of
-//! values, or straight into a frozen table (no Lua tables built at all), parsed in Rust.
+//! values, or straight into a frozen table (no Lua tables built at all), parsed in Rust
+//! by [`parse`] (the file into one `Message`, which no other crate reads).
+
+mod parse;
 
 use crate::rawud::{self, guard};
 use mlua::ffi;
@@ -31,8 +34,8 @@ pub(crate) unsafe extern "C-unwind" fn read_jsonl(state: *mut ffi::lua_State) ->
                     ))
                 }
             };
-            let msg = weft_core::jsonl::read(std::path::Path::new(&path))
-                .map_err(|e| format!("{WHAT}: {e}"))?;
+            let msg =
+                parse::read(std::path::Path::new(&path)).map_err(|e| format!("{WHAT}: {e}"))?;
             if frozen {
                 let view = Frozen::new(msg).map_err(|e| format!("{WHAT}: {e}"))?;
                 crate::frozen::push_view(state, view)?;
