@@ -14,6 +14,7 @@
 mod cmd;
 mod error;
 mod input;
+mod mpi_guard;
 mod opts;
 mod output;
 mod progress;
@@ -102,6 +103,14 @@ fn install_panic_hook() {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: P copies of a build without MPI would overwrite each other.
+    if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("{}\n", mpi_guard::refusal(&name, &value)).as_bytes(),
+        );
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     if let Command::Run { script, args } = &cli.command {
         return run::run(script, args);

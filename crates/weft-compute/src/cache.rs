@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use weft_core::files::StagedFile;
 
+mod merge;
+mod shard;
+pub use merge::merge;
+pub use shard::Shard;
+
 /// The 8 bytes a cache file starts with.
 pub const MAGIC: &[u8; 8] = b"WEFTDIVC";
 /// The format version this build writes and reads.
@@ -38,16 +43,23 @@ pub struct CacheInfo {
     pub id_width: usize,
     /// Orderings complete on disk.
     pub done: usize,
-    /// Whether all n are.
+    /// Whether every ordering the file is for is: all n, or all of its shard's starts.
     pub complete: bool,
     /// SHA-256 of the raw embeddings (see docs/cache-format.md).
     pub hash: [u8; 32],
+    /// `Some` for a part file that holds only one shard's starts (`--shard K/M`).
+    pub shard: Option<Shard>,
 }
 
 impl CacheInfo {
     /// The hash as 64 lowercase hex digits.
     pub fn hash_hex(&self) -> String {
         self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The starts this file is for: all n, or its shard's.
+    pub fn starts(&self) -> std::ops::Range<usize> {
+        self.shard.map_or(0..self.n, |s| s.starts(self.n))
     }
 }
 
@@ -293,7 +305,21 @@ impl<'a> CacheWriter<'a> {
         emb: Rows<'a>,
         force: bool,
     ) -> Result<Self, ComputeError> {
+        Self::create_part(path, emb, force, None)
+    }
+
+    /// [`create`](Self::create) for a part file that holds only the starts of `shard`
+    /// (`None`: a full cache). The shard count must be at most N.
+    pub fn create_part(
+        path: impl AsRef<Path>,
+        emb: Rows<'a>,
+        force: bool,
+        shard: Option<Shard>,
+    ) -> Result<Self, ComputeError> {
         let path = path.as_ref().to_path_buf();
+        if let Some(Err(reason)) = shard.map(|s| s.check(emb.n())) {
+            return Err(ComputeError::CacheRefused { path, reason });
+        }
         let end = cache_path(&path)?;
         let lock = CacheLock::acquire(&end, &path)?;
         let normalised = prepare(emb)?;
@@ -328,6 +354,7 @@ impl<'a> CacheWriter<'a> {
             done: 0,
             complete: false,
             hash: hash(emb),
+            shard,
         };
         // Laid out under a hidden name and put in place in one step (weft-core's one
         // routine for this), so a run killed while creating the file never leaves
@@ -367,6 +394,16 @@ impl<'a> CacheWriter<'a> {
     /// path's write lock. Refuses a file that is not a cache, has another format version or
     /// size, or was written for other embeddings.
     pub fn resume(path: impl AsRef<Path>, emb: Rows<'a>) -> Result<Self, ComputeError> {
+        Self::resume_part(path, emb, None)
+    }
+
+    /// [`resume`](Self::resume) of a part file: `shard` must be the shard the file was
+    /// created for (`None`: the file must be a full cache), or the file is refused.
+    pub fn resume_part(
+        path: impl AsRef<Path>,
+        emb: Rows<'a>,
+        shard: Option<Shard>,
+    ) -> Result<Self, ComputeError> {
         let path = path.as_ref().to_path_buf();
         let end = cache_path(&path)?;
         let lock = CacheLock::acquire(&end, &path)?;
@@ -380,6 +417,9 @@ impl<'a> CacheWriter<'a> {
             path: path.clone(),
             reason,
         };
+        if info.shard != shard {
+            return Err(refuse(shard_mismatch(info.shard, shard)));
+        }
         if (info.n, info.d) != (emb.n(), emb.d()) {
             return Err(refuse(format!(
                 "the cache is for {}×{} embeddings, these are {}×{}",
@@ -453,7 +493,7 @@ impl<'a> CacheWriter<'a> {
         cancel: &AtomicBool,
     ) -> Result<CacheInfo, ComputeError> {
         let t = threads::resolve(threads)?;
-        let missing: Vec<usize> = (0..self.info.n)
+        let missing: Vec<usize> = (self.info.starts())
             .filter(|&s| !bit(&self.bitmap, s))
             .collect();
         if missing.is_empty() || cancel.load(Ordering::Relaxed) {
@@ -519,13 +559,30 @@ impl<'a> CacheWriter<'a> {
             .map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.info.done += wrote.len();
-        self.info.complete = self.info.done == n;
+        self.info.complete = self.info.done == self.info.starts().len();
         Ok(())
     }
 
     /// The raw embeddings this cache is for.
     pub fn embeddings(&self) -> Rows<'a> {
         self.raw
+    }
+}
+
+/// Why a file of one shard (or none) is not resumed as another.
+fn shard_mismatch(file: Option<Shard>, asked: Option<Shard>) -> String {
+    match (file, asked) {
+        (Some(f), Some(a)) => format!(
+            "the file is the part for shard {f}, not {a}; resume it with --shard {f}, or \
+             name another file for shard {a}"
+        ),
+        (Some(f), None) => format!(
+            "the file is the part for shard {f}, not a full cache; resume it with --shard {f}"
+        ),
+        (None, Some(a)) => {
+            format!("the file is a full cache, not a part for shard {a}; resume it without --shard")
+        }
+        (None, None) => "internal: no shard mismatch".into(),
     }
 }
 
@@ -575,6 +632,12 @@ fn header(info: &CacheInfo) -> [u8; HEADER_LEN as usize] {
     h[32..64].copy_from_slice(&info.hash);
     h[64..72].copy_from_slice(&HEADER_LEN.to_le_bytes());
     h[72..80].copy_from_slice(&bitmap_offset(info.n, info.id_width).to_le_bytes());
+    // A part says which shard it holds (a full cache leaves these zero, as in every
+    // earlier file; readers that predate shards refuse a part for its non-zero bytes).
+    if let Some(s) = info.shard {
+        h[80..88].copy_from_slice(&(s.count() as u64).to_le_bytes());
+        h[88..96].copy_from_slice(&(s.index() as u64).to_le_bytes());
+    }
     h
 }
 
@@ -665,9 +728,19 @@ fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), Compute
             format!("{} for N = {n} and {w}-byte ids", bitmap_offset(n, w)),
         ));
     }
-    if let Some(i) = (80..HEADER_LEN as usize).find(|&i| h[i] != 0) {
+    let shard = match (u64_at(80), u64_at(88)) {
+        (0, 0) => None,
+        (m, k) if m <= n as u64 && k < m => Some(Shard::new(k as usize, m as usize).map_err(bad)?),
+        (m, k) => {
+            return Err(bad(format!(
+                "corrupt header: the shard (bytes 80..96) is {k}/{m}, expected K < M ≤ N = {n} \
+                 or 0/0 for a full cache"
+            )))
+        }
+    };
+    if let Some(i) = (96..HEADER_LEN as usize).find(|&i| h[i] != 0) {
         return Err(bad(format!(
-            "corrupt header: byte {i} is {:#04x}, expected 0 (bytes 80..128 are reserved)",
+            "corrupt header: byte {i} is {:#04x}, expected 0 (bytes 96..128 are reserved)",
             h[i]
         )));
     }
@@ -688,6 +761,16 @@ fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), Compute
             bitmap_offset(n, w) + (n / 8) as u64
         )));
     }
+    let starts = shard.map_or(0..n, |s| s.starts(n));
+    if let Some(s) = (0..n).find(|&s| bit(&bitmap, s) && !starts.contains(&s)) {
+        return Err(bad(format!(
+            "corrupt completion bitmap: start {s} is marked complete, but the file is the \
+             part for shard {} (starts {}..{})",
+            shard.map(|s| s.to_string()).unwrap_or_default(),
+            starts.start,
+            starts.end
+        )));
+    }
     let done = (0..n).filter(|&s| bit(&bitmap, s)).count();
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&h[32..64]);
@@ -696,8 +779,9 @@ fn read_layout(file: &File, path: &Path) -> Result<(CacheInfo, Vec<u8>), Compute
         d: d as usize,
         id_width: w,
         done,
-        complete: done == n,
+        complete: done == starts.len(),
         hash,
+        shard,
     };
     Ok((info, bitmap))
 }

@@ -1,5 +1,6 @@
 //! `weft cache info CACHE` and `weft cache export CACHE --starts LIST -o SEQS.npy`: read a
-//! diversity cache (weft_compute::Cache).
+//! diversity cache (weft_compute::Cache). `weft cache merge PART... -o CACHE` joins the
+//! part files of a sharded run (weft_compute::cache::merge).
 
 use crate::error::{Failure, Outcome};
 use crate::output::{self, Outputs};
@@ -31,14 +32,15 @@ pub struct Args {
 /// The `cache` subcommands.
 #[derive(Subcommand)]
 pub enum CacheCommand {
-    /// Print one JSON object: n, d, done, complete, id_width, hash.
+    /// Print one JSON object: n, d, done, complete, id_width, hash, shard.
     #[command(after_help = "Example:
   $ weft cache info fortunes.cache
   {\"n\":2000,\"d\":384,\"done\":416,\"complete\":false,\"id_width\":2,\"hash\":\"5b0f…\"}
 
 n: items (and orderings); d: embedding width; done: orderings complete on disk;
 id_width: bytes per id in the file (2 when n ≤ 65535, else 4); hash: SHA-256 of the
-raw embeddings (docs/cache-format.md).")]
+raw embeddings (docs/cache-format.md); shard: null for a cache, \"K/M\" for the part file
+of a sharded run (then done and complete count that shard's starts only).")]
     Info {
         /// The cache file.
         #[arg(value_name = "CACHE")]
@@ -64,6 +66,30 @@ Every requested ordering must be complete in the cache; finish an unfinished cac
         #[command(flatten)]
         common: Common,
     },
+    /// Join the finished part files of a sharded run (`weft diversity-cache --shard K/M`)
+    /// into the full cache, byte-identical to one unsharded run.
+    #[command(after_help = "Example:
+  $ weft diversity-cache emb.npy -o part0.cache --shard 0/2
+  $ weft diversity-cache emb.npy -o part1.cache --shard 1/2
+  $ weft cache merge part0.cache part1.cache -o fortunes.cache
+  weft: wrote fortunes.cache: 2000 orderings of 2000 items from 2 parts (0.41 s)
+
+Refused, with nothing written: a part of other embeddings, an unfinished part, a full cache,
+a part given twice, parts that overlap, starts no part holds. Parts of different shard
+counts are accepted when together they hold every start once. See docs/cluster.md.")]
+    Merge {
+        /// The part files, in any order.
+        #[arg(value_name = "PART", required = true)]
+        parts: Vec<PathBuf>,
+        /// The cache file to write.
+        #[arg(short, long, value_name = "CACHE")]
+        output: PathBuf,
+        /// Replace an existing file at CACHE (never one of the parts).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Runs the command.
@@ -76,7 +102,28 @@ pub fn run(a: Args) -> Outcome {
             output,
             common,
         } => export(&cache, &starts, &output, &common),
+        CacheCommand::Merge {
+            parts,
+            output,
+            force,
+            common,
+        } => merge(&parts, &output, force, &common),
     }
+}
+
+fn merge(parts: &[PathBuf], out: &Path, force: bool, common: &Common) -> Outcome {
+    let t0 = Instant::now();
+    let rep = Reporter::new(common);
+    let info = weft_compute::cache::merge(parts, out, force).map_err(Failure::compute)?;
+    rep.summary(&format!(
+        "wrote {}: {} of {} from {} ({})",
+        out.display(),
+        weft_compute::count(info.n, "ordering"),
+        weft_compute::count(info.n, "item"),
+        weft_compute::count(parts.len(), "part"),
+        cmd::secs(t0)
+    ));
+    Ok(())
 }
 
 fn info(path: &Path) -> Outcome {
@@ -89,6 +136,7 @@ fn info(path: &Path) -> Outcome {
         "complete": i.complete,
         "id_width": i.id_width,
         "hash": i.hash_hex(),
+        "shard": i.shard.map(|s| s.to_string()),
     });
     writeln!(std::io::stdout().lock(), "{line}")
         .map_err(|e| Failure::new(format!("cannot write to standard output: {e}")))

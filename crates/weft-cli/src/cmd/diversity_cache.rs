@@ -6,6 +6,9 @@
 //! current batch with one line giving the count saved and the command that resumes (exit
 //! 130/143). A finished cache is never replaced without `--force`; an unfinished one is
 //! continued only with `--resume`, and only for the same embeddings.
+//!
+//! `--shard K/M` fills a part file with only shard K's starts (weft_compute::cache::Shard),
+//! for batch systems; `weft cache merge` joins the parts (docs/cluster.md).
 
 use crate::error::{Failure, Outcome};
 use crate::opts::{parse_budget, Common};
@@ -15,6 +18,7 @@ use crate::signals::Interrupt;
 use crate::{cmd, input};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use weft_compute::cache::Shard;
 use weft_compute::{count, Budget, Cache, CacheWriter, ComputeError};
 
 const EXAMPLE: &str = "\
@@ -50,6 +54,10 @@ pub struct Args {
     /// computed from the embeddings (slow, same file). Default: half of physical memory.
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
+    /// Compute only shard K of M (0-based K < M ≤ N): the starts ⌊K·N/M⌋..⌊(K+1)·N/M⌋,
+    /// into a part file for `weft cache merge`. --resume of a part needs the same K/M.
+    #[arg(long, value_name = "K/M", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -90,6 +98,23 @@ pub fn run(a: Args) -> Outcome {
     let mut emb = input::load(&a.emb, &rep)?;
     let view = emb.view()?;
     let (n, emb_path) = (view.rows.n(), view.path);
+    if let Some(Err(e)) = a.shard.map(|s| s.check(n)) {
+        return Err(Failure::with_code(format!("--shard: {e}"), 2));
+    }
+    // What the file is for: all n starts, or one shard's (named in the messages).
+    let (total, what) = match a.shard {
+        Some(s) => {
+            let r = s.starts(n);
+            let what = format!(
+                "{} (the part for shard {s}, starts {}..{})",
+                path.display(),
+                r.start,
+                r.end
+            );
+            (r.len(), what)
+        }
+        None => (n, path.display().to_string()),
+    };
     let engine_error = |e: ComputeError| match e {
         ComputeError::BadRow { .. }
         | ComputeError::TooFewRows { .. }
@@ -104,11 +129,11 @@ pub fn run(a: Args) -> Outcome {
         return Err(interrupted(&interrupt, 0, n, path, "nothing was written"));
     }
     let writer = if exists && a.resume {
-        CacheWriter::resume(path, view.rows).map_err(engine_error)?
+        CacheWriter::resume_part(path, view.rows, a.shard).map_err(engine_error)?
     } else {
         // Under the path's write lock; a pending file of a killed run is cleared first.
         weft_core::files::remove_stale_temporaries(path);
-        CacheWriter::create(path, view.rows, a.force).map_err(engine_error)?
+        CacheWriter::create_part(path, view.rows, a.force, a.shard).map_err(engine_error)?
     };
     let mut writer = match a.budget {
         Some(b) => writer.budget(b),
@@ -117,14 +142,13 @@ pub fn run(a: Args) -> Outcome {
     let done0 = writer.info().done;
     if writer.info().complete {
         rep.summary(&format!(
-            "{} is already complete: {} of {}",
-            path.display(),
-            count(n, "ordering"),
+            "{what} is already complete: {} of {}",
+            count(total, "ordering"),
             count(n, "item")
         ));
         return Ok(());
     }
-    let mut phase = rep.phase("orderings", done0 as u64, n as u64);
+    let mut phase = rep.phase("orderings", done0 as u64, total as u64);
     let result = writer.run(
         a.common.threads(),
         &mut |p| phase.set(p.done as u64),
@@ -141,7 +165,7 @@ pub fn run(a: Args) -> Outcome {
             return Err(Failure::new(format!(
                 "{}; {done} of {} are saved in {}; resume with: {}",
                 engine_error(e),
-                count(n, "ordering"),
+                count(total, "ordering"),
                 path.display(),
                 resume_command()
             )));
@@ -149,16 +173,15 @@ pub fn run(a: Args) -> Outcome {
     };
     if info.complete {
         rep.summary(&format!(
-            "{} is complete: {} of {} ({} computed now, {})",
-            path.display(),
-            count(n, "ordering"),
+            "{what} is complete: {} of {} ({} computed now, {})",
+            count(total, "ordering"),
             count(n, "item"),
             info.done - done0,
             cmd::secs(t0)
         ));
         return Ok(());
     }
-    Err(interrupted(&interrupt, info.done, n, path, ""))
+    Err(interrupted(&interrupt, info.done, total, path, ""))
 }
 
 /// The line and exit code of a run stopped by a signal (or, defensively, stopped early
