@@ -240,7 +240,12 @@ fn info_is_one_json_object() {
     let (_dir, _, cache, n) = small();
     let v = info(&cache).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys.len(), 6, "{v}");
+    assert_eq!(keys.len(), 7, "{v}");
+    assert_eq!(
+        v["shard"],
+        serde_json::Value::Null,
+        "a full cache is no part"
+    );
     assert_eq!(v["n"], n);
     assert_eq!(v["d"], 8);
     assert_eq!(v["done"], n);

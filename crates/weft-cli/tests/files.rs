@@ -361,15 +361,15 @@ fn damaged_caches_are_refused_naming_the_damage() {
     );
     // Reserved bytes must be zero.
     let mut bytes = good.clone();
-    bytes[90] = 1;
+    bytes[100] = 1;
     std::fs::write(&cache, &bytes).unwrap();
     fails(
         &weft(&["cache", "info", &cache]),
-        &["byte 90 is 0x01, expected 0 (bytes 80..128 are reserved)"],
+        &["byte 100 is 0x01, expected 0 (bytes 96..128 are reserved)"],
     );
     fails(
         &weft(&["diversity-cache", &emb, "-o", &cache, "--resume"]),
-        &["byte 90 is 0x01"],
+        &["byte 100 is 0x01"],
     );
     // A directory is a directory, not "bad magic".
     std::fs::create_dir(dir.join("folder")).unwrap();

@@ -299,7 +299,10 @@ fn damaged_headers_name_the_field_and_its_expected_value() {
             "corrupt header: N (bytes 16..24) is 0, expected 1 to 4294967295".into()),
         (24, 0u64.to_le_bytes().to_vec(),
             "corrupt header: d (bytes 24..32) is 0, expected at least 1".into()),
-        (100, vec![7], "corrupt header: byte 100 is 0x07, expected 0 (bytes 80..128 are reserved)".into()),
+        (100, vec![7], "corrupt header: byte 100 is 0x07, expected 0 (bytes 96..128 are reserved)".into()),
+        // The shard (bytes 80..96): an index without a count, and a count above N.
+        (88, vec![1], "corrupt header: the shard (bytes 80..96) is 1/0, expected K < M ≤ N = 203 or 0/0 for a full cache".into()),
+        (80, 204u64.to_le_bytes().to_vec(), "corrupt header: the shard (bytes 80..96) is 0/204".into()),
         (bitmap_at as usize + 25, vec![0xff],
             "corrupt completion bitmap: its last byte".into()),
     ];
