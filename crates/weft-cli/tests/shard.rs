@@ -271,6 +271,36 @@ fn merge_refuses_bad_parts_and_writes_nothing() {
         ]),
         &[&p[1], "is the part"],
     );
+    // A link to a part is the part; a cache must be a regular file.
+    let link = dir.path("link-to-p2");
+    std::os::unix::fs::symlink(&p[2], &link).unwrap();
+    fails(
+        &weft(&[
+            "cache", "merge", &p[0], &p[1], &p[2], "-o", &link, "--force",
+        ]),
+        &[&link, "is the part"],
+    );
+    std::fs::remove_file(&link).unwrap();
+    let folder = dir.path("folder");
+    std::fs::create_dir(&folder).unwrap();
+    fails(
+        &weft(&["cache", "merge", &p[0], &p[1], &p[2], "-o", &folder]),
+        &[&folder, "is a directory"],
+    );
+    std::fs::remove_dir(&folder).unwrap();
+    fails(
+        &weft(&[
+            "cache",
+            "merge",
+            &p[0],
+            &p[1],
+            &p[2],
+            "-o",
+            "/dev/null",
+            "--force",
+        ]),
+        &["/dev/null", "not a regular file"],
+    );
     assert_eq!(dir.entries(), before);
     ok(&weft(&[
         "cache", "merge", &p[0], &p[1], &p[2], "-o", &kept, "--force",
