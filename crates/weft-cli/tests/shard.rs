@@ -147,6 +147,15 @@ fn a_part_killed_mid_run_and_resumed_merges_byte_identical() {
     let before = info(&p0);
     assert_eq!(before["complete"], false);
     assert_eq!(before["shard"], "0/2");
+    // Without --resume the part is refused, named as the unfinished part it is.
+    fails(
+        &weft(&["diversity-cache", &e, "-o", &p0, "--shard", "0/2"]),
+        &[
+            "unfinished cache part (shard 0/2)",
+            "of 250 orderings",
+            "--resume",
+        ],
+    );
     // Resuming under another shard, or as a full cache, is refused and changes nothing.
     let saved = std::fs::read(&p0).unwrap();
     for other in [&["--shard", "1/2"][..], &["--shard", "0/3"], &[]] {

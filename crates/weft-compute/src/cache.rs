@@ -493,7 +493,9 @@ impl<'a> CacheWriter<'a> {
         cancel: &AtomicBool,
     ) -> Result<CacheInfo, ComputeError> {
         let t = threads::resolve(threads)?;
-        let missing: Vec<usize> = (self.info.starts())
+        let missing: Vec<usize> = self
+            .info
+            .starts()
             .filter(|&s| !bit(&self.bitmap, s))
             .collect();
         if missing.is_empty() || cancel.load(Ordering::Relaxed) {

@@ -209,16 +209,23 @@ fn interrupted(interrupt: &Interrupt, done: usize, n: usize, path: &Path, extra:
 /// Why an existing file is not replaced without --resume or --force.
 fn refuse_existing(path: &Path) -> Failure {
     let shown = path.display();
+    // A part file of --shard K/M is named as such, with its shard's count.
+    let kind = |c: &Cache| match c.info().shard {
+        Some(s) => format!("cache part (shard {s})"),
+        None => "cache".into(),
+    };
     match Cache::open(path) {
         Ok(c) if c.info().complete => Failure::new(format!(
-            "{shown} is a finished cache ({}); refusing to overwrite it (--force replaces it)",
-            count(c.info().n, "ordering")
+            "{shown} is a finished {} ({}); refusing to overwrite it (--force replaces it)",
+            kind(&c),
+            count(c.info().starts().len(), "ordering")
         )),
         Ok(c) => Failure::new(format!(
-            "{shown} is an unfinished cache ({} of {}); continue it with --resume, or \
+            "{shown} is an unfinished {} ({} of {}); continue it with --resume, or \
              replace it with --force",
+            kind(&c),
             c.info().done,
-            count(c.info().n, "ordering")
+            count(c.info().starts().len(), "ordering")
         )),
         Err(e) => Failure::new(format!(
             "{shown} already exists and is not a usable cache ({}); refusing to overwrite it \
