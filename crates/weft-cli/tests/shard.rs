@@ -89,8 +89,25 @@ fn parts_of_different_shard_counts_that_cover_every_start_once_merge() {
     part(&e, &b, "2/4"); // 25..37
     part(&e, &c, "3/4"); // 37..50
     let out = dir.path("m.cache");
-    ok(&weft(&["cache", "merge", &c, &a, &b, "-o", &out]));
+    let err = ok(&weft(&[
+        "cache",
+        "merge",
+        &c,
+        &a,
+        &b,
+        "-o",
+        &out,
+        "--progress",
+        "json",
+    ]));
     assert!(std::fs::read(&out).unwrap() == want);
+    // Progress counts the orderings copied, ending at N.
+    let last = err.lines().rfind(|l| l.starts_with('{')).unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(
+        (v["phase"].as_str(), v["done"].as_u64(), v["total"].as_u64()),
+        (Some("merge"), Some(50), Some(50))
+    );
 }
 
 /// Polls `cache info` until the part at `path` has some but not all of its `total`

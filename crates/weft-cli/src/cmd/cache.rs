@@ -2,11 +2,12 @@
 //! diversity cache (weft_compute::Cache). `weft cache merge PART... -o CACHE` joins the
 //! part files of a sharded run (weft_compute::cache::merge).
 
+use crate::cmd;
 use crate::error::{Failure, Outcome};
+use crate::opts::{Common, ProgressMode};
 use crate::output::{self, Outputs};
 use crate::progress::Reporter;
 use crate::starts::{self, Starts};
-use crate::{cmd, opts::Common};
 use clap::Subcommand;
 use serde_json::json;
 use std::io::Write;
@@ -87,8 +88,13 @@ counts are accepted when together they hold every start once. See docs/cluster.m
         /// Replace an existing file at CACHE (never one of the parts).
         #[arg(long)]
         force: bool,
-        #[command(flatten)]
-        common: Common,
+        /// Print nothing on stderr but the error line of a failure.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Progress on stderr: `bar` (only when stderr is a terminal), `json` (one object
+        /// per line), `none`.
+        #[arg(long, value_enum, value_name = "MODE", default_value = "bar")]
+        progress: ProgressMode,
     },
 }
 
@@ -106,15 +112,34 @@ pub fn run(a: Args) -> Outcome {
             parts,
             output,
             force,
-            common,
-        } => merge(&parts, &output, force, &common),
+            quiet,
+            progress,
+        } => {
+            // No --threads: a merge is one sequential copy.
+            let common = Common {
+                threads: None,
+                quiet,
+                progress,
+            };
+            merge(&parts, &output, force, &common)
+        }
     }
 }
 
 fn merge(parts: &[PathBuf], out: &Path, force: bool, common: &Common) -> Outcome {
     let t0 = Instant::now();
     let rep = Reporter::new(common);
-    let info = weft_compute::cache::merge(parts, out, force).map_err(Failure::compute)?;
+    let mut phase = None;
+    let merged = weft_compute::cache::merge(parts, out, force, &mut |p| {
+        phase
+            .get_or_insert_with(|| rep.phase("merge", 0, p.total as u64))
+            .set(p.done as u64)
+    });
+    // Finished only on success: a failed merge must not show 100 %.
+    if let (Some(phase), true) = (phase, merged.is_ok()) {
+        phase.finish();
+    }
+    let info = merged.map_err(Failure::compute)?;
     rep.summary(&format!(
         "wrote {}: {} of {} from {} ({})",
         out.display(),

@@ -7,7 +7,7 @@
 
 use super::{
     bitmap_offset, cache_path, check_ordering, decode_ids, file_len, header, record_offset, Cache,
-    CacheInfo, CacheLock,
+    CacheInfo, CacheLock, Progress,
 };
 use crate::error::ComputeError;
 use std::os::unix::fs::FileExt;
@@ -25,8 +25,14 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// whose starts overlap, and starts no part holds. Parts of different shard counts are
 /// accepted when together they hold every start exactly once. An existing file at `out`
 /// is replaced only with `force`, and never when it is one of the parts. Each record is
-/// checked to be an ordering from its start while it is copied.
-pub fn merge(parts: &[PathBuf], out: &Path, force: bool) -> Result<CacheInfo, ComputeError> {
+/// checked to be an ordering from its start while it is copied; `progress` is called with
+/// the orderings copied so far.
+pub fn merge(
+    parts: &[PathBuf],
+    out: &Path,
+    force: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CacheInfo, ComputeError> {
     let refuse = |path: &Path, reason: String| ComputeError::CacheRefused {
         path: path.to_path_buf(),
         reason,
@@ -72,7 +78,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, force: bool) -> Result<CacheInfo, Co
             "already exists; refusing to overwrite it (--force replaces it)".into(),
         ));
     }
-    write(&order, &first, &end, out, force)
+    write(&order, &first, &end, out, force, progress)
 }
 
 /// A part must be a finished part (not a full cache) of the same embeddings as `first`.
@@ -200,8 +206,10 @@ fn write(
     end: &Path,
     out: &Path,
     force: bool,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<CacheInfo, ComputeError> {
     let (n, w) = (first.n, first.id_width);
+    let mut copied = 0;
     let info = CacheInfo {
         done: n,
         complete: true,
@@ -232,6 +240,11 @@ fn write(
                 })?;
             }
             file.write_all_at(&buf, at).map_err(io)?;
+            copied += chunk.len();
+            progress(Progress {
+                done: copied,
+                total: n,
+            });
         }
     }
     // Every bit of 0..n set; the unused bits of the last byte stay zero, as a run leaves them.
