@@ -226,6 +226,12 @@ fn merge_refuses_bad_parts_and_writes_nothing() {
     let bitmap = 128 + n * n * 2;
     bytes[bitmap + 13 / 8] &= !(1 << (13 % 8));
     std::fs::write(&unfinished, &bytes).unwrap();
+    // A finished part whose record for start 14 does not begin with 14.
+    let damaged = dir.path("damaged");
+    let mut bytes = std::fs::read(&p[1]).unwrap();
+    let record = 128 + 14 * n * 2;
+    bytes[record..record + 2].copy_from_slice(&0u16.to_le_bytes());
+    std::fs::write(&damaged, &bytes).unwrap();
     let junk = dir.path("junk");
     std::fs::write(&junk, b"not a cache").unwrap();
     let linked = dir.path("p0-linked");
@@ -281,6 +287,18 @@ fn merge_refuses_bad_parts_and_writes_nothing() {
             assert_eq!(dir.entries(), before, "{args:?} left something behind");
             assert_eq!(std::fs::read(&kept).unwrap(), b"an existing file");
         }
+    }
+    // Records are checked while they are copied (after the output's own checks): a
+    // damaged one stops the merge with nothing placed, even with --force.
+    let fresh = dir.path("new.cache");
+    for (out, force) in [(&fresh, false), (&kept, true)] {
+        let mut args = vec!["cache", "merge", &p[0], &damaged, &p[2], "-o", out];
+        if force {
+            args.push("--force");
+        }
+        fails(&weft(&args), &[&damaged, "start 14 is damaged"]);
+        assert_eq!(dir.entries(), before, "{args:?} left something behind");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"an existing file");
     }
     // Good parts: an existing output needs --force, and the output may not be a part.
     fails(
