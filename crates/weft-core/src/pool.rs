@@ -9,6 +9,7 @@
 //! what lets a task submit to its own pool and join the result on a pool of any size,
 //! including one worker, without deadlock.
 
+use crate::backoff::{self, Backoff};
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::task::{Task, WaitEnd};
@@ -76,8 +77,6 @@ impl Interrupt for Shared {
 thread_local! {
     static WORKER_OF: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
 }
-
-const SPIN_ROUNDS: u32 = 4_000;
 
 /// A pool of worker threads. Dropping the last reference closes it: queued jobs still
 /// run, then the workers exit (nobody waits for them).
@@ -231,12 +230,14 @@ impl Shared {
     }
 
     fn next_job(&self) -> Option<Job> {
-        for _ in 0..SPIN_ROUNDS {
-            if self.queued.load(Ordering::Acquire) > 0 {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        // Spin briefly (the next job of a submit/join loop is microseconds away), unless the
+        // likely submitter, the last job's joiner, is on this CPU: then spinning only keeps
+        // it off the core (`backoff.rs`). Then sleep.
+        let mut backoff = Backoff::new();
+        let submitter = backoff::take_last_joiner();
+        let partner = || submitter.as_ref().map_or(backoff::NO_CPU, |h| h.get());
+        while self.queued.load(Ordering::Acquire) == 0 && backoff.snooze(partner(), true) {}
+        drop(submitter);
         let mut s = self.state.lock();
         loop {
             if let Some(job) = s.queue.pop_front() {
