@@ -13,14 +13,16 @@
 //!   a futex sleep and wake-up on a VM costs more), then parks;
 //! - spins only [`BRIEF_SPIN`] when the partner has not even started (a joiner whose task is
 //!   still queued): a polling worker takes a job within a microsecond, so a longer wait
-//!   means the worker slept and is being woken, maybe onto the joiner's own CPU.
+//!   means the worker slept and is being woken, maybe onto the joiner's own CPU. The
+//!   joiner then judges by where its previous task ran (parking at once if that was its
+//!   own CPU).
 //!
 //! No `yield` step (rayon-core and crossbeam's `Backoff` yield before sleeping): measured
 //! here with busy processes on the cores, a yield handed the core to a busy process for
 //! its whole slice (several milliseconds on Linux's EEVDF scheduler), while a sleeper
 //! woken by its partner gets the core back with the scheduler's wake-up priority.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +112,22 @@ thread_local! {
     static LAST_JOINER: RefCell<Option<CpuHint>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// The CPU of the worker that ran the last task this thread joined: the likely runner
+    /// of its next one, which it waits for while that is still queued.
+    static LAST_RUNNER: Cell<i32> = const { Cell::new(NO_CPU) };
+}
+
+/// Record where the task this thread just joined ran.
+pub(crate) fn set_last_runner(cpu: i32) {
+    LAST_RUNNER.with(|c| c.set(cpu));
+}
+
+/// The CPU recorded by [`set_last_runner`], or [`NO_CPU`].
+pub(crate) fn last_runner() -> i32 {
+    LAST_RUNNER.with(|c| c.get())
+}
+
 /// Remember `joiner` as the likely partner of this thread's next wait.
 pub(crate) fn set_last_joiner(joiner: &CpuHint) {
     LAST_JOINER.with(|c| *c.borrow_mut() = Some(joiner.clone()));
@@ -145,6 +163,13 @@ mod tests {
                 assert!(!b.snooze(partner, started));
             }
         }
+    }
+
+    #[test]
+    fn the_last_runner_is_remembered_per_thread() {
+        set_last_runner(3);
+        assert_eq!(last_runner(), 3);
+        assert_eq!(std::thread::spawn(last_runner).join().unwrap(), NO_CPU);
     }
 
     #[test]

@@ -209,12 +209,16 @@ impl Task {
     /// so cancelling the waiter interrupts the wait.
     pub fn wait(self: &Arc<Self>, deadline: Deadline, waiter: Option<&CancelToken>) -> WaitEnd {
         if let Some(end) = self.spin_until_finished(deadline, waiter) {
+            if end == WaitEnd::Finished {
+                self.note_runner();
+            }
             return end;
         }
         let _blocked = waiter.map(|w| w.blocked_on(self.clone()));
         let mut guard = self.watchers.lock();
         loop {
             if self.status().is_finished() {
+                self.note_runner();
                 return WaitEnd::Finished;
             }
             if waiter.is_some_and(|w| w.is_cancelled()) {
@@ -256,10 +260,22 @@ impl Task {
                 return Some(WaitEnd::TimedOut);
             }
             let started = self.status() != Status::Pending;
-            if !backoff.snooze(self.runner_cpu.load(Ordering::Relaxed), started) {
+            let runner = if started {
+                self.runner_cpu.load(Ordering::Relaxed)
+            } else {
+                // Queued: the worker that ran this thread's last joined task will likely
+                // take it; if it was on our CPU, spinning only keeps it waiting.
+                backoff::last_runner()
+            };
+            if !backoff.snooze(runner, started) {
                 return None;
             }
         }
+    }
+
+    /// Remember where this task ran, for this thread's next wait (see above).
+    fn note_runner(&self) {
+        backoff::set_last_runner(self.runner_cpu.load(Ordering::Relaxed));
     }
 
     /// Have `watcher` interrupted when this task finishes (used by pool workers that help
