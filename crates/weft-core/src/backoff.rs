@@ -37,8 +37,10 @@ const SPIN_TIME: Duration = Duration::from_micros(50);
 /// The poll for a partner that has not started (see the module comment).
 const BRIEF_SPIN: Duration = Duration::from_micros(3);
 
-/// Pause instructions between two looks at the clock and the partner's CPU.
-const SPINS_PER_CHECK: u32 = 16;
+/// Calls of [`Backoff::snooze`] (one pause instruction each) between two looks at the
+/// clock and the CPUs: the caller re-checks its condition after every pause, so it sees
+/// the partner's progress within tens of nanoseconds, as a plain spin loop would.
+const CHECK_EVERY: u32 = 16;
 
 /// The CPU this thread runs on now, or [`NO_CPU`].
 pub(crate) fn current_cpu() -> i32 {
@@ -57,29 +59,34 @@ pub(crate) fn current_cpu() -> i32 {
 /// The state of one wait (a fresh one per wait).
 pub(crate) struct Backoff {
     started: Option<Instant>,
+    rounds: u32,
 }
 
 impl Backoff {
     /// A wait that has not polled yet.
     pub(crate) fn new() -> Backoff {
-        Backoff { started: None }
+        Backoff {
+            started: None,
+            rounds: 0,
+        }
     }
 
     /// Spin a little before the caller checks its condition again, given the CPU its
     /// partner last ran on and whether the partner has started at all. Returns false when
     /// the caller should park instead.
     pub(crate) fn snooze(&mut self, partner: i32, started: bool) -> bool {
-        if partner != NO_CPU && partner == current_cpu() {
-            return false;
+        if self.rounds.is_multiple_of(CHECK_EVERY) {
+            if partner != NO_CPU && partner == current_cpu() {
+                return false;
+            }
+            let limit = if started { SPIN_TIME } else { BRIEF_SPIN };
+            let now = Instant::now();
+            if now.duration_since(*self.started.get_or_insert(now)) >= limit {
+                return false;
+            }
         }
-        let limit = if started { SPIN_TIME } else { BRIEF_SPIN };
-        let now = Instant::now();
-        if now.duration_since(*self.started.get_or_insert(now)) >= limit {
-            return false;
-        }
-        for _ in 0..SPINS_PER_CHECK {
-            std::hint::spin_loop();
-        }
+        self.rounds = self.rounds.wrapping_add(1);
+        std::hint::spin_loop();
         true
     }
 }

@@ -248,8 +248,8 @@ impl Task {
     ) -> Option<WaitEnd> {
         // Spin while the runner is on another CPU (`backoff.rs`), then sleep.
         let mut backoff = Backoff::new();
+        self.joiner_cpu.publish();
         loop {
-            self.joiner_cpu.publish();
             if self.status().is_finished() {
                 return Some(WaitEnd::Finished);
             }
