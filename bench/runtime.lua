@@ -1,4 +1,5 @@
--- weft runtime benchmarks: threads, pools, channels, copying, parallel speedup.
+-- weft runtime benchmarks: threads, pools, channels, copying, parallel speedup, latency
+-- under load (busy-loop processes this run starts and kills).
 --
 --   LUA_CPATH="$PWD/target/lua/luajit/?.so;;" luajit bench/runtime.lua [--quick] [--json]
 --   LUA_CPATH="$PWD/target/lua/lua5.4/?.so;;" lua5.4 bench/runtime.lua [--quick]
@@ -69,7 +70,7 @@ local watchdog = weft.spawn(function(done, limit)
     io.stderr:write(string.format("bench/runtime.lua: watchdog: no result after %d s; aborting\n", limit))
     os.exit(3)
   end
-end, watchdog_done, (QUICK and 120 or 900) + 16 * WAIT_QUIET) -- 5 sections + CPU reps may each wait
+end, watchdog_done, (QUICK and 120 or 900) + 17 * WAIT_QUIET) -- 6 sections + CPU reps may each wait
 
 -- 1. spawn + join -----------------------------------------------------------------------
 
@@ -482,6 +483,10 @@ do
       stats(clean), nil, string.format("%d of %d reps were quiet", #clean, CPU_REPS))
   end
 end
+
+-- 7. latency with 0, 1 and 8 busy-loop processes on the cores (bench/busy_load.lua) -------
+
+require("busy_load").run(B, QUICK)
 
 section(nil)
 watchdog_done:push(true)

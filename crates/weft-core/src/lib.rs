@@ -65,6 +65,7 @@
 #![deny(missing_docs)]
 
 pub mod array;
+mod backoff;
 pub mod cancel;
 pub mod channel;
 pub mod counter;

@@ -9,6 +9,7 @@
 //! what lets a task submit to its own pool and join the result on a pool of any size,
 //! including one worker, without deadlock.
 
+use crate::backoff::{self, Backoff};
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::task::{Task, WaitEnd};
@@ -76,8 +77,6 @@ impl Interrupt for Shared {
 thread_local! {
     static WORKER_OF: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
 }
-
-const SPIN_ROUNDS: u32 = 4_000;
 
 /// A pool of worker threads. Dropping the last reference closes it: queued jobs still
 /// run, then the workers exit (nobody waits for them).
@@ -231,12 +230,14 @@ impl Shared {
     }
 
     fn next_job(&self) -> Option<Job> {
-        for _ in 0..SPIN_ROUNDS {
-            if self.queued.load(Ordering::Acquire) > 0 {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        // Spin briefly (the next job of a submit/join loop is microseconds away), unless the
+        // likely submitter, the last job's joiner, is on this CPU: then spinning only keeps
+        // it off the core (`backoff.rs`). Then sleep.
+        let mut backoff = Backoff::new();
+        let submitter = backoff::take_last_joiner();
+        let partner = || submitter.as_ref().map_or(backoff::NO_CPU, |h| h.get());
+        while self.queued.load(Ordering::Acquire) == 0 && backoff.snooze(partner(), true) {}
+        drop(submitter);
         let mut s = self.state.lock();
         loop {
             if let Some(job) = s.queue.pop_front() {
@@ -422,6 +423,70 @@ mod tests {
         );
         // A static pool is never dropped: end its worker (Miri refuses threads left running).
         pool.close_and_join().unwrap();
+    }
+
+    /// Pin the calling thread to `cpu`; false if the OS refused.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn pin_to_cpu(cpu: usize) -> bool {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set, CPU_SET writes inside it, and
+        // sched_setaffinity(0, ..) reads the set and changes only the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+
+    #[cfg(all(target_os = "linux", not(miri)))]
+    struct PinTo(usize);
+    #[cfg(all(target_os = "linux", not(miri)))]
+    impl WorkerLifecycle for PinTo {
+        fn start(&self, _: usize) -> Result<(), String> {
+            if pin_to_cpu(self.0) {
+                Ok(())
+            } else {
+                Err(format!("cannot pin to CPU {}", self.0))
+            }
+        }
+        fn stop(&self, _: usize) {}
+    }
+
+    /// Worker and joiner on one CPU: each side sees its partner there and parks at once
+    /// instead of spinning (backoff.rs). Every round trip must still complete.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn round_trips_with_worker_and_joiner_pinned_to_one_cpu() {
+        let cpu = crate::backoff::current_cpu();
+        assert!(cpu >= 0, "sched_getcpu failed");
+        let cpu = cpu as usize;
+        std::thread::spawn(move || {
+            assert!(pin_to_cpu(cpu));
+            let pool = Pool::new(1, "pinned", Arc::new(PinTo(cpu))).unwrap();
+            for i in 0..300 {
+                let task = Task::new(false);
+                let t2 = task.clone();
+                pool.submit(Box::new(move || {
+                    if t2.start() {
+                        let here = crate::backoff::current_cpu() as i64;
+                        t2.finish(Outcome::Returned(Message::single(Value::Int(here + i))));
+                    }
+                }))
+                .unwrap();
+                // A hang guard, not a speed check: a lost wake-up would stop here.
+                let end = task.wait(Deadline::after_secs(Some(60.0)), None);
+                assert_eq!(end, WaitEnd::Finished, "round trip {i}");
+                match task.outcome() {
+                    // The job ran on the pinned CPU, so both sides were on it.
+                    Some(Outcome::Returned(m)) => {
+                        assert!(matches!(m.values[0], Value::Int(v) if v == cpu as i64 + i))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            pool.close_and_join().unwrap();
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //!
 //! The outcome is written once and then read without locking by any number of joiners
 //! (a handle may be shared with other threads). Waiting spins briefly before sleeping,
-//! because a pool round trip is a few microseconds and a futex sleep/wake costs more.
+//! because a pool round trip is a few microseconds and a futex sleep/wake costs more, but
+//! only while the finishing thread runs on another core (`backoff.rs`).
 
+use crate::backoff::{self, Backoff, CpuHint, NO_CPU};
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::message::Message;
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,10 +108,13 @@ pub struct Task {
     watchers: Mutex<Vec<Arc<dyn Interrupt>>>,
     finished: Condvar,
     cancel: Arc<CancelToken>,
+    /// The CPU of the worker that started the task ([`NO_CPU`]: not started by a pool
+    /// worker): a joiner spins only while this differs from its own (`backoff.rs`).
+    runner_cpu: AtomicI32,
+    /// The CPU a joiner last ran on: the worker that finishes the task, polling for its
+    /// next job (likely from that joiner), parks at once when that is its own CPU.
+    joiner_cpu: CpuHint,
 }
-
-/// How long a waiter spins before sleeping on the condition variable.
-const SPIN_TIME: Duration = Duration::from_micros(200);
 
 impl Task {
     /// A task that is already running (a spawned thread) or queued (a pool job).
@@ -126,6 +130,8 @@ impl Task {
             watchers: Mutex::new(Vec::new()),
             finished: Condvar::new(),
             cancel: CancelToken::new(),
+            runner_cpu: AtomicI32::new(NO_CPU),
+            joiner_cpu: CpuHint::new(),
         })
     }
 
@@ -141,14 +147,21 @@ impl Task {
 
     /// Claim a queued task for running; false if it was cancelled while queued.
     pub fn start(&self) -> bool {
-        self.status
+        let started = self
+            .status
             .compare_exchange(
                 Status::Pending as u8,
                 Status::Running as u8,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
-            .is_ok()
+            .is_ok();
+        if started {
+            // A hint only (a stale value costs a spin or a sleep, never correctness).
+            self.runner_cpu
+                .store(backoff::current_cpu(), Ordering::Relaxed);
+        }
+        started
     }
 
     /// Record the outcome and wake every waiter. Only the first call has an effect.
@@ -170,6 +183,7 @@ impl Task {
         for w in watchers {
             w.interrupt();
         }
+        backoff::set_last_joiner(&self.joiner_cpu);
     }
 
     /// The outcome, once finished.
@@ -195,12 +209,16 @@ impl Task {
     /// so cancelling the waiter interrupts the wait.
     pub fn wait(self: &Arc<Self>, deadline: Deadline, waiter: Option<&CancelToken>) -> WaitEnd {
         if let Some(end) = self.spin_until_finished(deadline, waiter) {
+            if end == WaitEnd::Finished {
+                self.note_runner();
+            }
             return end;
         }
         let _blocked = waiter.map(|w| w.blocked_on(self.clone()));
         let mut guard = self.watchers.lock();
         loop {
             if self.status().is_finished() {
+                self.note_runner();
                 return WaitEnd::Finished;
             }
             if waiter.is_some_and(|w| w.is_cancelled()) {
@@ -218,6 +236,8 @@ impl Task {
                     }
                 }
             }
+            // Awake, maybe on another CPU: tell the worker polling for its next job.
+            self.joiner_cpu.publish();
         }
     }
 
@@ -226,11 +246,9 @@ impl Task {
         deadline: Deadline,
         waiter: Option<&CancelToken>,
     ) -> Option<WaitEnd> {
-        // Spin by time, not by count (a pause instruction costs from ~10 to ~150 cycles
-        // depending on the CPU): long enough to cover a pool round trip or a spawn
-        // hand-off, short enough not to matter to a long join.
-        let started = Instant::now();
-        let mut round = 0u32;
+        // Spin while the runner is on another CPU (`backoff.rs`), then sleep.
+        let mut backoff = Backoff::new();
+        self.joiner_cpu.publish();
         loop {
             if self.status().is_finished() {
                 return Some(WaitEnd::Finished);
@@ -238,17 +256,26 @@ impl Task {
             if waiter.is_some_and(|w| w.is_cancelled()) {
                 return Some(WaitEnd::Cancelled);
             }
-            round += 1;
-            if round.is_multiple_of(64) {
-                if deadline.expired() {
-                    return Some(WaitEnd::TimedOut);
-                }
-                if started.elapsed() >= SPIN_TIME {
-                    return None;
-                }
+            if deadline.expired() {
+                return Some(WaitEnd::TimedOut);
             }
-            std::hint::spin_loop();
+            let started = self.status() != Status::Pending;
+            let runner = if started {
+                self.runner_cpu.load(Ordering::Relaxed)
+            } else {
+                // Queued: the worker that ran this thread's last joined task will likely
+                // take it; if it was on our CPU, spinning only keeps it waiting.
+                backoff::last_runner()
+            };
+            if !backoff.snooze(runner, started) {
+                return None;
+            }
         }
+    }
+
+    /// Remember where this task ran, for this thread's next wait (see above).
+    fn note_runner(&self) {
+        backoff::set_last_runner(self.runner_cpu.load(Ordering::Relaxed));
     }
 
     /// Have `watcher` interrupted when this task finishes (used by pool workers that help
