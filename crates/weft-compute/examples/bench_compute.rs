@@ -4,7 +4,7 @@
 //! ordering (S built), and all N orderings — projected from a measured subset of starts, or
 //! with `--full` run from every start. Medians of several runs, threads 1 and 2.
 //!
-//!     cargo run --release -p weft-compute --example bench_compute -- [EMB.npy] [--starts 256]
+//!     cargo run --release -p weft-compute --example bench_compute -- [EMB.npy] [--starts 256] [--threads T]
 //!         [--full] [--only normalize|similarity|topk|diversity|all]
 
 use std::time::Instant;
@@ -16,14 +16,18 @@ fn main() {
     let mut subset = 256usize;
     let mut only = None;
     let mut full = false;
+    let mut counts = vec![1, 2];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--starts" => subset = it.next().and_then(|s| s.parse().ok()).expect("--starts N"),
             "--only" => only = it.next().cloned(),
             "--full" => full = true,
+            "--threads" => {
+                counts = vec![it.next().and_then(|s| s.parse().ok()).expect("--threads N")]
+            }
             "-h" | "--help" => {
-                println!("bench_compute [EMB.npy] [--starts N] [--full] [--only normalize|similarity|topk|diversity|all]");
+                println!("bench_compute [EMB.npy] [--starts N] [--threads T] [--full] [--only normalize|similarity|topk|diversity|all]");
                 return;
             }
             p => path = p.to_string(),
@@ -96,7 +100,7 @@ fn main() {
         }
     }
     if want("all") {
-        for t in [1, 2] {
+        for &t in &counts {
             let t0 = Instant::now();
             let ord = Orderings::new(er, Some(t), Budget::default()).unwrap();
             let build = t0.elapsed().as_secs_f64();
@@ -119,19 +123,33 @@ fn main() {
                 continue;
             }
             let starts: Vec<usize> = (0..subset.min(n)).map(|i| i * n / subset.min(n)).collect();
+            let cpu0 = cpu_secs();
             let secs = median(3, || drop(ord.run(&starts).unwrap()));
+            let cpu = (cpu_secs() - cpu0) / 3.0 * n as f64 / starts.len() as f64;
             let total = build + secs * n as f64 / starts.len() as f64;
             report(
                 &format!("all orderings ({} starts measured)", starts.len()),
                 t,
                 total,
                 Some(format!(
-                    "build {build:.2} s; {:.1} GB/s of full i16 rows; projected",
+                    "build {build:.2} s; {:.1} GB/s of full i16 rows; projected; CPU {cpu:.1} s",
                     bytes / (total - build) / 1e9
                 )),
             );
         }
     }
+}
+
+/// CPU seconds this process has used (user + system), all threads.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage writes one rusage struct, which lives on this stack.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn report(what: &str, threads: usize, secs: f64, extra: Option<String>) {
