@@ -100,6 +100,11 @@ fn main() {
         }
     }
     if want("all") {
+        println!("caches: {}", probe::cache_sizes());
+        for &t in &counts {
+            let gbs = probe::stream_read_gbs(512 << 20, t, 3).unwrap();
+            println!("streaming read, 512 MiB, {t} thread(s): {gbs:.1} GB/s");
+        }
         for &t in &counts {
             let t0 = Instant::now();
             let ord = Orderings::new(er, Some(t), Budget::default()).unwrap();
@@ -108,15 +113,20 @@ fn main() {
             if full {
                 let starts: Vec<usize> = (0..n).collect();
                 let t1 = Instant::now();
+                let cpu0 = cpu_secs();
                 let seqs = ord.run(&starts).unwrap();
                 let secs = t1.elapsed().as_secs_f64();
+                let cpu = cpu_secs() - cpu0;
                 assert_eq!(seqs.len(), n);
+                let read = ord.s_bytes_read() as f64;
                 report(
                     &format!("all orderings ({n} starts, full run)"),
                     t,
                     build + secs,
                     Some(format!(
-                        "build {build:.2} s + orderings {secs:.2} s; {:.1} GB/s of full i16 rows",
+                        "build {build:.2} s + orderings {secs:.2} s (CPU {cpu:.1} s); S read {:.1} GB = {:.1} GB/s ({:.1} GB/s as full i16 rows)",
+                        read / 1e9,
+                        read / secs / 1e9,
                         bytes / secs / 1e9
                     )),
                 );
@@ -125,14 +135,19 @@ fn main() {
             let starts: Vec<usize> = (0..subset.min(n)).map(|i| i * n / subset.min(n)).collect();
             let cpu0 = cpu_secs();
             let secs = median(3, || drop(ord.run(&starts).unwrap()));
-            let cpu = (cpu_secs() - cpu0) / 3.0 * n as f64 / starts.len() as f64;
-            let total = build + secs * n as f64 / starts.len() as f64;
+            let scale = n as f64 / starts.len() as f64;
+            let cpu = (cpu_secs() - cpu0) / 3.0 * scale;
+            // Bytes per run (three runs), projected to all starts like the time.
+            let read = ord.s_bytes_read() as f64 / 3.0 * scale;
+            let total = build + secs * scale;
             report(
                 &format!("all orderings ({} starts measured)", starts.len()),
                 t,
                 total,
                 Some(format!(
-                    "build {build:.2} s; {:.1} GB/s of full i16 rows; projected; CPU {cpu:.1} s",
+                    "build {build:.2} s; projected: CPU {cpu:.1} s, S read {:.1} GB = {:.1} GB/s ({:.1} GB/s as full i16 rows)",
+                    read / 1e9,
+                    read / (total - build) / 1e9,
                     bytes / (total - build) / 1e9
                 )),
             );

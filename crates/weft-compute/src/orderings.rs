@@ -9,7 +9,7 @@ use crate::error::ComputeError;
 use crate::rows::Rows;
 use crate::rule::{add_row, entry_bound_f32, rule_slack, score};
 use crate::threads;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Where the rows of S come from.
@@ -24,6 +24,8 @@ pub(crate) enum Store {
 pub(crate) struct Engine<'a> {
     e: Rows<'a>,
     store: Store,
+    /// Bytes of the compact copy's rows read by the orderings run so far (benchmarks).
+    read: AtomicU64,
 }
 
 /// Added to a chosen item's i32 sum so it never looks like a candidate (real sums stay
@@ -46,12 +48,14 @@ impl<'a> Engine<'a> {
             return Ok(Engine {
                 e,
                 store: Store::Direct,
+                read: AtomicU64::new(0),
             });
         }
         let identity: Vec<u32> = (0..n as u32).collect();
         let first = Engine {
             e,
             store: Store::I16(Compact::build(e, identity, threads)?),
+            read: AtomicU64::new(0),
         };
         if n < 128 {
             return Ok(first);
@@ -71,12 +75,18 @@ impl<'a> Engine<'a> {
         Ok(Engine {
             e,
             store: Store::I16(Compact::build(e, perm, threads)?),
+            read: AtomicU64::new(0),
         })
     }
 
     /// The normalised rows.
     pub(crate) fn rows(&self) -> Rows<'a> {
         self.e
+    }
+
+    /// Bytes of rows of the compact copy read by the orderings run so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
     /// True when no matrix is held (the slow path).
@@ -104,6 +114,9 @@ impl<'a> Engine<'a> {
                         w.step(t);
                     }
                 }
+                let lines: u64 = walks.iter().map(|w| w.lines_read).sum();
+                let line_bytes = (LINE * std::mem::size_of::<i16>()) as u64;
+                self.read.fetch_add(lines * line_bytes, Ordering::Relaxed);
                 walks.into_iter().map(|w| w.st.seq).collect()
             }
             Store::Direct => starts
@@ -169,6 +182,8 @@ struct Walk<'c, 'a> {
     left: Vec<u8>,
     live: Vec<u32>,
     cands: Vec<(f64, u32, usize)>,
+    /// Lines of S rows added so far.
+    lines_read: u64,
 }
 
 impl<'c, 'a> Walk<'c, 'a> {
@@ -190,6 +205,7 @@ impl<'c, 'a> Walk<'c, 'a> {
             left,
             live: (0..lines as u32).collect(),
             cands: Vec::new(),
+            lines_read: 0,
         };
         w.take(c.pos[start] as usize);
         w
@@ -212,6 +228,7 @@ impl<'c, 'a> Walk<'c, 'a> {
         let last = c.pos[self.st.last()] as usize;
         // An unchosen item remains (t < n), so `live` is not empty and gmin is a real sum.
         let gmin = compact::add_lines(&mut self.sums, c.row(last), &self.live, &mut self.mins);
+        self.lines_read += self.live.len() as u64;
         let mins = &self.mins;
         // |Σq/scale − Σ exact| ≤ t·(0.5/scale + β), plus the rule's own slack.
         let bound = t as f64 * (0.5 / c.scale + self.beta) + rule_slack(t, d);
@@ -282,8 +299,13 @@ impl<'a> State<'a> {
     /// Takes the best of `cands` — (approximate sum, item, slot), every approximate sum
     /// within `bound` of the item's rule score — by (score, item). Candidates are scored in
     /// order of their approximate sums, stopping once a sum minus `bound` exceeds the best
-    /// score found. Returns the item and its slot.
+    /// score found; a lone candidate is taken unscored. Returns the item and its slot.
     pub(crate) fn choose(&mut self, cands: &mut [(f64, u32, usize)], bound: f64) -> (usize, usize) {
+        // The rule's pick is always among `cands`; when it is the only one, no score is needed.
+        if let [(_, j, slot)] = *cands {
+            self.take(j as usize);
+            return (j as usize, slot);
+        }
         cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for &(_, j, _) in cands.iter().take(PREFETCH_ROWS) {
             prefetch_row(self.e.row(j as usize));
