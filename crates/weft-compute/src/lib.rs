@@ -44,6 +44,7 @@ mod rule;
 pub mod similarity;
 mod sums;
 pub mod threads;
+mod tile64;
 mod tiles;
 pub mod topk;
 

@@ -7,7 +7,7 @@ use crate::budget::Budget;
 use crate::compact::{self, Compact, LINE};
 use crate::error::ComputeError;
 use crate::rows::Rows;
-use crate::rule::{add_row, entry_bound_f32, rule_slack, score};
+use crate::rule::{add_row, rule_slack, score};
 use crate::threads;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -54,7 +54,7 @@ impl<'a> Engine<'a> {
         let identity: Vec<u32> = (0..n as u32).collect();
         let first = Engine {
             e,
-            store: Store::I16(Compact::build(e, identity, threads)?),
+            store: Store::I16(Compact::build(e, identity, threads, false)?),
             read: AtomicU64::new(0),
         };
         if n < 128 {
@@ -74,7 +74,7 @@ impl<'a> Engine<'a> {
         perm.sort_by_key(|&j| (total[j as usize], j));
         Ok(Engine {
             e,
-            store: Store::I16(Compact::build(e, perm, threads)?),
+            store: Store::I16(Compact::build(e, perm, threads, true)?),
             read: AtomicU64::new(0),
         })
     }
@@ -179,7 +179,6 @@ const GROUP: usize = 16;
 struct Walk<'c, 'a> {
     st: State<'a>,
     c: &'c Compact,
-    beta: f64,
     sums: Vec<i32>,
     mins: Vec<i32>,
     left: Vec<u8>,
@@ -202,7 +201,6 @@ impl<'c, 'a> Walk<'c, 'a> {
         let mut w = Walk {
             st: State::new(e, start),
             c,
-            beta: entry_bound_f32(e.d()),
             sums,
             mins: vec![0i32; lines],
             left,
@@ -233,8 +231,9 @@ impl<'c, 'a> Walk<'c, 'a> {
         let gmin = compact::add_lines(&mut self.sums, c.row(last), &self.live, &mut self.mins);
         self.lines_read += self.live.len() as u64;
         let mins = &self.mins;
-        // |Σq/scale − Σ exact| ≤ t·(0.5/scale + β), plus the rule's own slack.
-        let bound = t as f64 * (0.5 / c.scale + self.beta) + rule_slack(t, d);
+        // |Σq/scale − Σ exact| ≤ t·err (rounding plus the entries' own error), plus the
+        // rule's own slack.
+        let bound = t as f64 * c.err + rule_slack(t, d);
         let band = (2.0 * bound * c.scale).ceil() as i64 + 1;
         let thr = (i64::from(gmin) + band).min(i64::from(CHOSEN) / 2) as i32;
         self.cands.clear();
