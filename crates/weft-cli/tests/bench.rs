@@ -33,7 +33,29 @@ fn bench_quick_prints_the_markdown_table() {
     ] {
         assert!(table.contains(job), "no {job:?} in {table}");
     }
-    assert!(table.contains("GFLOP/s") && table.contains("GB/s of i16 S rows"));
+    assert!(table.contains("GFLOP/s") && table.contains("GB/s as full i16 rows"));
+    // The all-orderings rows give the bytes of S really read and the streaming bandwidth
+    // measured beside them; the machine line gives the instruction set and cache sizes.
+    for th in [1, 2] {
+        let row = table
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "| all 300 orderings, projected from 16 starts | {th} |"
+                ))
+            })
+            .expect("an all-orderings row");
+        assert!(row.contains("S read ") && row.contains(" GB = "), "{row}");
+        assert!(row.contains("; streaming "), "{row}");
+    }
+    let machine = table
+        .lines()
+        .find(|l| l.starts_with("- machine: "))
+        .unwrap();
+    assert!(
+        machine.contains("caches (per core / shared): "),
+        "{machine}"
+    );
     assert!(
         table.contains("numpy/OpenBLAS `E @ E.T` 0.28 s"),
         "the anchors are printed"

@@ -4,7 +4,7 @@
 //! ordering (S built), and all N orderings — projected from a measured subset of starts, or
 //! with `--full` run from every start. Medians of several runs, threads 1 and 2.
 //!
-//!     cargo run --release -p weft-compute --example bench_compute -- [EMB.npy] [--starts 256]
+//!     cargo run --release -p weft-compute --example bench_compute -- [EMB.npy] [--starts 256] [--threads T]
 //!         [--full] [--only normalize|similarity|topk|diversity|all]
 
 use std::time::Instant;
@@ -16,14 +16,18 @@ fn main() {
     let mut subset = 256usize;
     let mut only = None;
     let mut full = false;
+    let mut counts = vec![1, 2];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--starts" => subset = it.next().and_then(|s| s.parse().ok()).expect("--starts N"),
             "--only" => only = it.next().cloned(),
             "--full" => full = true,
+            "--threads" => {
+                counts = vec![it.next().and_then(|s| s.parse().ok()).expect("--threads N")]
+            }
             "-h" | "--help" => {
-                println!("bench_compute [EMB.npy] [--starts N] [--full] [--only normalize|similarity|topk|diversity|all]");
+                println!("bench_compute [EMB.npy] [--starts N] [--threads T] [--full] [--only normalize|similarity|topk|diversity|all]");
                 return;
             }
             p => path = p.to_string(),
@@ -96,7 +100,12 @@ fn main() {
         }
     }
     if want("all") {
-        for t in [1, 2] {
+        println!("caches: {}", probe::cache_sizes());
+        for &t in &counts {
+            let gbs = probe::stream_read_gbs(512 << 20, t, 3).unwrap();
+            println!("streaming read, 512 MiB, {t} thread(s): {gbs:.1} GB/s");
+        }
+        for &t in &counts {
             let t0 = Instant::now();
             let ord = Orderings::new(er, Some(t), Budget::default()).unwrap();
             let build = t0.elapsed().as_secs_f64();
@@ -104,34 +113,58 @@ fn main() {
             if full {
                 let starts: Vec<usize> = (0..n).collect();
                 let t1 = Instant::now();
+                let cpu0 = cpu_secs();
                 let seqs = ord.run(&starts).unwrap();
                 let secs = t1.elapsed().as_secs_f64();
+                let cpu = cpu_secs() - cpu0;
                 assert_eq!(seqs.len(), n);
+                let read = ord.s_bytes_read() as f64;
                 report(
                     &format!("all orderings ({n} starts, full run)"),
                     t,
                     build + secs,
                     Some(format!(
-                        "build {build:.2} s + orderings {secs:.2} s; {:.1} GB/s of full i16 rows",
+                        "build {build:.2} s + orderings {secs:.2} s (CPU {cpu:.1} s); S read {:.1} GB = {:.1} GB/s ({:.1} GB/s as full i16 rows)",
+                        read / 1e9,
+                        read / secs / 1e9,
                         bytes / secs / 1e9
                     )),
                 );
                 continue;
             }
             let starts: Vec<usize> = (0..subset.min(n)).map(|i| i * n / subset.min(n)).collect();
+            let cpu0 = cpu_secs();
             let secs = median(3, || drop(ord.run(&starts).unwrap()));
-            let total = build + secs * n as f64 / starts.len() as f64;
+            let scale = n as f64 / starts.len() as f64;
+            let cpu = (cpu_secs() - cpu0) / 3.0 * scale;
+            // Bytes per run (three runs), projected to all starts like the time.
+            let read = ord.s_bytes_read() as f64 / 3.0 * scale;
+            let total = build + secs * scale;
             report(
                 &format!("all orderings ({} starts measured)", starts.len()),
                 t,
                 total,
                 Some(format!(
-                    "build {build:.2} s; {:.1} GB/s of full i16 rows; projected",
+                    "build {build:.2} s; projected: CPU {cpu:.1} s, S read {:.1} GB = {:.1} GB/s ({:.1} GB/s as full i16 rows)",
+                    read / 1e9,
+                    read / (total - build) / 1e9,
                     bytes / (total - build) / 1e9
                 )),
             );
         }
     }
+}
+
+/// CPU seconds this process has used (user + system), all threads.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage writes one rusage struct, which lives on this stack.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn report(what: &str, threads: usize, secs: f64, extra: Option<String>) {

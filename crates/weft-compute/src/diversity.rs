@@ -183,6 +183,12 @@ impl<'a> Orderings<'a> {
             .many(starts, self.engine.rows().n(), self.threads, Some(cancel))
     }
 
+    /// Bytes of rows of the compact copy of S read by the orderings run so far (0 on the
+    /// slow path): what the benchmarks divide by time for the bandwidth actually used.
+    pub fn s_bytes_read(&self) -> u64 {
+        self.engine.bytes_read()
+    }
+
     /// Whether S is held in memory (false: the slow on-the-fly path).
     pub fn in_memory(&self) -> bool {
         !self.engine.is_direct()

@@ -23,6 +23,7 @@
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
 //! - [`threads`]: thread counts and pools.
+//! - [`probe`]: the machine's streaming bandwidth and cache sizes, for the benchmarks.
 //! - [`error`]: the error type, [`ComputeError`].
 #![deny(missing_docs)]
 
@@ -37,11 +38,13 @@ mod isa_check;
 mod matrix;
 pub mod normalize;
 mod orderings;
+pub mod probe;
 pub mod rows;
 mod rule;
 pub mod similarity;
 mod sums;
 pub mod threads;
+mod tile64;
 mod tiles;
 pub mod topk;
 

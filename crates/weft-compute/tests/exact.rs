@@ -97,6 +97,38 @@ fn every_ordering_equals_reference_on_every_path() {
     }
 }
 
+/// Orderings over the compact copy run in lockstep groups (`diversity_many`) and alone
+/// (`diversity` with a budget that holds the i16 copy but not f32 S): both equal the f64
+/// reference on exact data with ties and duplicates, at sizes on either side of a 32-item
+/// line and of the 128 items above which the copy is rebuilt in a learned order, with one
+/// and two workers (groups of different sizes and boundaries).
+#[test]
+fn lockstep_groups_equal_lone_orderings_at_line_edges() {
+    let d = 12;
+    for n in [17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 161] {
+        let mut raw = exact_set(n, d, 11 + n as u64);
+        // Many equal scores: the last third of the rows repeat the first few.
+        for i in 2 * n / 3..n {
+            let src = i % 5;
+            raw.copy_within(src * d..(src + 1) * d, i * d);
+        }
+        let s64 = sim64(&normalize64(&raw, n, d), n, d);
+        let rows = Rows::new(&raw, n, d).unwrap();
+        let starts: Vec<usize> = (0..n).collect();
+        // Room for the i16 copy (n rounded up to whole lines of 32), none for f32 S.
+        let compact_only = Budget::bytes((n * n.div_ceil(32) * 32 * 2) as u64);
+        let one_worker = diversity_many(rows, &starts, Some(1), compact_only).unwrap();
+        let two_workers = diversity_many(rows, &starts, Some(2), compact_only).unwrap();
+        for &st in &starts {
+            let want = ordering64(&s64, n, st);
+            assert_eq!(one_worker[st], want, "n = {n}, start {st}, 1 worker");
+            assert_eq!(two_workers[st], want, "n = {n}, start {st}, 2 workers");
+            let alone = diversity(rows, None, st, Some(2), compact_only).unwrap();
+            assert_eq!(alone, want, "n = {n}, start {st}, alone");
+        }
+    }
+}
+
 /// Over the caller's f32 S the sums run in chunks of 512 with block and chunk minima: a set
 /// spanning several chunks (the last one partial) gives the reference orderings exactly.
 #[test]

@@ -75,3 +75,24 @@ fn orderings_pick_the_f64_minimum_within_1e7() {
         );
     }
 }
+
+/// The cache's engine on real data: 34 orderings run as lockstep groups (16, 16 and 2 over
+/// two workers, as a cache batch runs them) equal the same orderings computed one at a time
+/// over f32 S, a path that shares neither the i16 copy nor the grouping.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "heavy: run with --release")]
+fn grouped_orderings_equal_lone_ones_over_f32_s() {
+    let Data { e, n, d, .. } = data();
+    let (n, d) = (*n, *d);
+    let rows = Rows::new(e, n, d).unwrap();
+    let starts: Vec<usize> = (0..34).map(|i| i * n / 34).collect();
+    let engine = Orderings::new(rows, Some(2), Budget::default()).unwrap();
+    assert!(engine.in_memory());
+    let grouped = engine.run(&starts).unwrap();
+    assert!(engine.s_bytes_read() > 0);
+    let s = similarity(rows, None, Budget::default()).unwrap();
+    for (i, &st) in starts.iter().enumerate() {
+        let one = diversity(rows, Some(&s), st, Some(1), Budget::default()).unwrap();
+        assert_eq!(grouped[i], one, "start {st}");
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Each figure is the median of several runs (with the range), at 1 thread and at all
 //! threads: normalize, similarity, top-10, one diversity ordering with S built, and all N
-//! orderings projected from a subset of starts (with the GB/s of S rows streamed). The
+//! orderings projected from a subset of starts (with the bytes of S rows really read, their
+//! GB/s, and the machine's own read-only streaming bandwidth beside them). The
 //! numpy/faiss anchors need Python and are printed as recorded, not measured.
 
 use crate::error::{Failure, Outcome};
@@ -167,6 +168,14 @@ pub fn run(a: Args) -> Outcome {
     table.add("one diversity ordering, S built", 1, &t, &rate, None);
     drop(s);
     let starts: Vec<usize> = (0..subset).map(|i| i * n / subset).collect();
+    // What the machine streams, read-only, from a buffer far larger than its caches: the
+    // floor the all-orderings rows are compared with.
+    let mut stream = Vec::new();
+    for &th in &counts {
+        let gbs =
+            weft_compute::probe::stream_read_gbs(if a.quick { 64 << 20 } else { 512 << 20 }, th, 3);
+        stream.push(gbs.map_err(fail)?);
+    }
     for &th in &counts {
         let t0 = Instant::now();
         let engine = Orderings::new(rows, Some(th), budget).map_err(fail)?;
@@ -184,8 +193,14 @@ pub fn run(a: Args) -> Outcome {
         let up = (th > 1).then(|| base / t.median);
         base = if th == 1 { t.median } else { base };
         let streamed = nf * nf * nf * 2.0 / (t.median - build) / 1e9;
+        // Bytes of S the runs really read (chosen items' lines are skipped), per run, projected.
+        let read = engine.s_bytes_read() as f64 / reps(3) as f64 * scale;
         let rate = format!(
-            "{streamed:.1} GB/s of i16 S rows; build {}{}",
+            "S read {:.1} GB = {:.1} GB/s ({streamed:.1} GB/s as full i16 rows; streaming \
+             {:.1} GB/s); build {}{}",
+            read / 1e9,
+            read / (t.median - build) / 1e9,
+            stream[if th == 1 { 0 } else { stream.len() - 1 }],
             human(build),
             if engine.in_memory() {
                 ""
@@ -240,8 +255,10 @@ fn machine(all: usize) -> String {
     let cpus = threads::default_threads();
     let mem = weft_compute::budget::physical_memory() as f64 / (1u64 << 30) as f64;
     format!(
-        "{model}, {cpus} CPUs available (all-thread rows use {all}), {mem:.1} GiB memory, {}",
-        simd()
+        "{model}, {cpus} CPUs available (all-thread rows use {all}), {mem:.1} GiB memory, {}; \
+         caches (per core / shared): {}",
+        simd(),
+        weft_compute::probe::cache_sizes()
     )
 }
 
