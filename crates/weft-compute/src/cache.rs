@@ -12,7 +12,7 @@ use crate::threads;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,7 +110,13 @@ impl Cache {
     /// Opens and validates a cache file (magic, version, size).
     pub fn open(path: impl AsRef<Path>) -> Result<Cache, ComputeError> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| ComputeError::io(&path, e))?;
+        // Non-blocking, so that opening a FIFO returns and `read_layout` refuses it by type
+        // instead of waiting for a writer forever; reads of a regular file ignore the flag.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| ComputeError::io(&path, e))?;
         let (info, bitmap) = read_layout(&file, &path)?;
         Ok(Cache {
             file,

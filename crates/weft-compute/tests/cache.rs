@@ -356,3 +356,25 @@ fn a_symlinked_cache_path_writes_the_target_and_keeps_the_link() {
         .is_symlink());
     assert_eq!(std::fs::read(&target).unwrap(), good);
 }
+
+#[test]
+fn a_fifo_is_refused_as_a_cache_without_waiting_for_a_writer() {
+    let fifo = tmp("a-fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    let made = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo {fifo:?}");
+    // Opened on another thread: before the fix, open(2) of a FIFO blocked forever, and a
+    // hang must fail this test rather than the whole run.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Cache::open(&path).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("Cache::open of a FIFO did not return");
+    let err = got.expect_err("a FIFO opened as a cache");
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(err.contains("a-fifo"), "{err}");
+}
