@@ -336,6 +336,19 @@ describe("pool:range", function()
     assert.is_false(ok)
     assert.is_truthy(tostring(e):find("range chunk exploded", 1, true), tostring(e))
   end)
+
+  it("queues chunks as it goes: a failure early in a billion chunks ends it at once", function()
+    -- Queuing every chunk up front would need hundreds of GB before the first one ran.
+    local calls = weft.counter(0)
+    local ok, e = pcall(pool.range, pool, 1e9, function(first)
+      calls:add(1)
+      if first == 100 then error("stop at 100") end
+    end, { chunk = 1 })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(e):find("stop at 100", 1, true), tostring(e))
+    -- chunks 1..100 ran; at most a window (4 per worker) beyond the failure was queued
+    assert.is_true(calls:get() >= 100 and calls:get() <= 100 + 3 * 4, tostring(calls:get()))
+  end)
 end)
 
 describe("pool:close", function()

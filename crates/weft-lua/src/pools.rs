@@ -10,6 +10,7 @@ use crate::tasks::results;
 use crate::worker::{inherit, run_as_task, run_call, run_map_chunk, with_worker_state, LuaWorkers};
 use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use weft_core::message::smallvec;
 use weft_core::pool::wait_task;
@@ -242,29 +243,57 @@ fn shared_function(lua: &Lua, func: LuaValue, what: &str, position: usize) -> Re
     )?))
 }
 
-/// Wait for every task in order; on the first failure (in index order) cancel the rest.
-fn wait_all(tasks: &[Arc<Task>]) -> Ret<()> {
-    let me = cancel::current();
-    for (i, t) in tasks.iter().enumerate() {
-        if wait_task(t, Deadline::Never, me.as_deref()) != WaitEnd::Finished {
-            tasks.iter().for_each(|t| t.cancel());
-            return Err(Raise::Usage("cancelled".into()));
-        }
-        if !matches!(t.outcome(), Some(Outcome::Returned(_))) {
-            tasks[i + 1..].iter().for_each(|t| t.cancel());
-            return Ok(());
-        }
-    }
-    Ok(())
-}
+/// Chunks a `map`/`range` keeps queued or running at once, per worker: enough to keep
+/// every worker busy while the caller collects results in order, and bounded, so that
+/// `range(1e9, f, {chunk = 1})` does not create a billion tasks before the first one runs.
+const IN_FLIGHT_PER_WORKER: usize = 4;
 
-fn first_failure(lua: &Lua, tasks: &[Arc<Task>]) -> Ret<()> {
-    for t in tasks {
-        if !matches!(t.outcome(), Some(Outcome::Returned(_))) {
-            results(lua, t)?;
+/// The most slots a result table is created with; it grows past that as Lua tables do
+/// (a billion-chunk `range` must not ask for its whole table up front).
+const MAX_PRESIZE: usize = 1 << 16;
+
+/// Run `n` items through `pool` as chunks of `chunk`, at most a window of them in flight:
+/// `submit(first, last)` queues one chunk, `collect(task)` takes each finished chunk in
+/// chunk order. The first failure in chunk order (or a failure to queue) cancels the
+/// chunks in flight, queues no more, and is raised.
+fn run_chunks(
+    lua: &Lua,
+    pool: &Pool,
+    n: usize,
+    chunk: usize,
+    mut submit: impl FnMut(usize, usize) -> Ret<Arc<Task>>,
+    mut collect: impl FnMut(&Task) -> Ret<()>,
+) -> Ret<()> {
+    let window = pool.size().saturating_mul(IN_FLIGHT_PER_WORKER).max(1);
+    let me = cancel::current();
+    let mut queued = chunks(n, chunk);
+    let mut in_flight: VecDeque<Arc<Task>> = VecDeque::with_capacity(window);
+    let result = (|| {
+        loop {
+            while in_flight.len() < window {
+                let Some((first, last)) = queued.next() else {
+                    break;
+                };
+                in_flight.push_back(submit(first, last)?);
+            }
+            let Some(task) = in_flight.front() else {
+                return Ok(());
+            };
+            if wait_task(task, Deadline::Never, me.as_deref()) != WaitEnd::Finished {
+                return Err(Raise::Usage("cancelled".into()));
+            }
+            if !matches!(task.outcome(), Some(Outcome::Returned(_))) {
+                // Raises the chunk's error (or its cancellation).
+                results(lua, task)?;
+            }
+            collect(task)?;
+            in_flight.pop_front();
         }
+    })();
+    if result.is_err() {
+        in_flight.iter().for_each(|t| t.cancel());
     }
-    Ok(())
+    result
 }
 
 fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Table>) -> Ret<Table> {
@@ -274,34 +303,38 @@ fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Tab
         .map_err(|_| Raise::Usage("map: argument 2: #items is negative".into()))?;
     let chunk = chunk_option(opts, n, pool.size())?;
     let func = shared_function(lua, func, "map: argument 1", 1)?;
-    let mut tasks = Vec::with_capacity(n.div_ceil(chunk));
-    for (first, last) in chunks(n, chunk) {
-        let slice: MultiValue = (first..=last)
-            .map(|i| items.get::<LuaValue>(i))
-            .collect::<mlua::Result<_>>()?;
-        let msg = encode(lua, slice, Label::Item, first)?;
-        let task = Task::new(false);
-        let (job_task, func) = (task.clone(), func.clone());
-        pool.submit(Box::new(move || {
-            if job_task.start() {
-                run_as_task(&job_task, || {
-                    with_worker_state(|lua| run_map_chunk(lua, &func, &msg, first, &job_task))
-                });
-            }
-        }))
-        .map_err(|e| Raise::Usage(format!("weft: {e}")))?;
-        tasks.push(task);
-    }
-    wait_all(&tasks)?;
-    first_failure(lua, &tasks)?;
-    let out = lua.create_table_with_capacity(n, 0)?;
+    let out = lua.create_table_with_capacity(n.min(MAX_PRESIZE), 0)?;
     let mut index = 1;
-    for t in &tasks {
-        if let Some(Outcome::Returned(m)) = t.outcome() {
-            set_values(lua, &out, m, index)?;
-            index += m.values.len();
-        }
-    }
+    run_chunks(
+        lua,
+        pool,
+        n,
+        chunk,
+        |first, last| {
+            let slice: MultiValue = (first..=last)
+                .map(|i| items.get::<LuaValue>(i))
+                .collect::<mlua::Result<_>>()?;
+            let msg = encode(lua, slice, Label::Item, first)?;
+            let task = Task::new(false);
+            let (job_task, func) = (task.clone(), func.clone());
+            pool.submit(Box::new(move || {
+                if job_task.start() {
+                    run_as_task(&job_task, || {
+                        with_worker_state(|lua| run_map_chunk(lua, &func, &msg, first, &job_task))
+                    });
+                }
+            }))
+            .map_err(|e| Raise::Usage(format!("weft: {e}")))?;
+            Ok(task)
+        },
+        |task| {
+            if let Some(Outcome::Returned(m)) = task.outcome() {
+                set_values(lua, &out, m, index)?;
+                index += m.values.len();
+            }
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -348,28 +381,34 @@ fn range_on(
     };
     let chunk = chunk_option(opts, n, pool.size())?;
     let func = shared_function(lua, func, "range: argument 2", 2)?;
-    let mut tasks = Vec::new();
-    for (first, last) in chunks(n, chunk) {
-        let args = Message {
-            values: smallvec![Value::Int(first as i64), Value::Int(last as i64)],
-            nodes: Default::default(),
-        };
-        tasks.push(submit_call(pool, func.clone(), args)?);
-    }
-    wait_all(&tasks)?;
-    first_failure(lua, &tasks)?;
-    let out = lua.create_table_with_capacity(tasks.len(), 0)?;
-    for (i, t) in tasks.iter().enumerate() {
-        if let Some(Outcome::Returned(m)) = t.outcome() {
-            if let Some(v) = m.values.first() {
-                let single = Message {
-                    values: smallvec![v.clone()],
-                    nodes: m.nodes.clone(),
-                };
-                set_values(lua, &out, &single, i + 1)?;
+    let out = lua.create_table_with_capacity(n.div_ceil(chunk).min(MAX_PRESIZE), 0)?;
+    let mut index = 1;
+    run_chunks(
+        lua,
+        pool,
+        n,
+        chunk,
+        |first, last| {
+            let args = Message {
+                values: smallvec![Value::Int(first as i64), Value::Int(last as i64)],
+                nodes: Default::default(),
+            };
+            submit_call(pool, func.clone(), args)
+        },
+        |task| {
+            if let Some(Outcome::Returned(m)) = task.outcome() {
+                if let Some(v) = m.values.first() {
+                    let single = Message {
+                        values: smallvec![v.clone()],
+                        nodes: m.nodes.clone(),
+                    };
+                    set_values(lua, &out, &single, index)?;
+                }
             }
-        }
-    }
+            index += 1;
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
