@@ -78,6 +78,9 @@ pub fn diversity_many(
 ) -> Result<Vec<Vec<u32>>, ComputeError> {
     check(e, starts)?;
     let t = threads::resolve(threads)?;
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
     let engine = Engine::compact(e, t, budget)?;
     let seqs = engine.many(starts, e.n(), t, None)?;
     Ok(seqs
@@ -105,16 +108,20 @@ pub fn diversity_prefixes(
     check(e, starts)?;
     let t = threads::resolve(threads)?;
     let n = e.n();
+    if let Some(s) = s.filter(|s| s.len() != n * n) {
+        return Err(ComputeError::SimilarityShape {
+            len: s.len(),
+            n,
+            expected: n * n,
+        });
+    }
+    if starts.is_empty() {
+        // Nothing to order: no S to build.
+        return Ok(Vec::new());
+    }
     let len = len.clamp(1, n);
     let owned;
     let s = match s {
-        Some(s) if s.len() != n * n => {
-            return Err(ComputeError::SimilarityShape {
-                len: s.len(),
-                n,
-                expected: n * n,
-            })
-        }
         Some(s) => s,
         None if budget.fits((n as u64) * (n as u64) * 4) => {
             owned = similarity(e, Some(t), budget)?;

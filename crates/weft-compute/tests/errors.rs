@@ -124,3 +124,28 @@ fn a_tiny_budget_gives_the_same_results() {
         assert!(replay_excess(&s64, n, seq) <= 1e-7);
     }
 }
+
+#[test]
+fn no_starts_give_no_orderings_but_bad_input_is_still_refused() {
+    let data: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    let rows = Rows::new(&data, 10, 4).unwrap();
+    assert!(diversity_many(rows, &[], Some(1), Budget::default())
+        .unwrap()
+        .is_empty());
+    let prefixes = diversity_prefixes(rows, None, &[], 3, Some(1), Budget::default());
+    assert!(prefixes.unwrap().is_empty());
+    let mut bad = data.clone();
+    bad[5] = f32::NAN;
+    let bad = Rows::new(&bad, 10, 4).unwrap();
+    let err = diversity_prefixes(bad, None, &[], 3, Some(1), Budget::default()).unwrap_err();
+    assert_eq!(err.to_string(), "embeddings: row 1 contains NaN");
+    let short_s = [0.0f32; 99];
+    assert!(matches!(
+        diversity_prefixes(rows, Some(&short_s), &[], 3, Some(1), Budget::default()),
+        Err(ComputeError::SimilarityShape { len: 99, n: 10, .. })
+    ));
+    assert!(matches!(
+        diversity_many(rows, &[10], Some(1), Budget::default()),
+        Err(ComputeError::StartOutOfRange { start: 10, n: 10 })
+    ));
+}
