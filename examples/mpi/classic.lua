@@ -11,7 +11,7 @@
 -- its own threads with weft.range. With one rank (no mpirun), rank 0 does all the work.
 --
 -- Prints (rank 0): the pieces, π and its error, the histogram's total (= N), and each
--- rank's share of the histogram reduced with "max".
+-- largest count any one rank had in each bin (a reduction with "max").
 local weft = require "weft"
 local mpi = weft.mpi
 
@@ -75,7 +75,7 @@ local reports = mpi.gather({ rank = rank, first = job.first, last = job.last, pa
                              seconds = seconds }, 0)
 local pi = mpi.reduce(part, "sum", 0)
 local total_hist = mpi.allreduce(hist, "sum")        -- every rank gets the sum
-local busiest = mpi.reduce(hist, "max", 0)           -- the largest count of any rank, per bin
+local busiest = mpi.reduce(hist, "max", 0)           -- the largest count on any one rank, per bin
 
 if rank == 0 then
   for _, r in ipairs(reports) do
@@ -89,7 +89,7 @@ if rank == 0 then
     counted = counted + total_hist[b]
     max[b] = string.format("%d", busiest[b])
   end
-  print(string.format("histogram total %d  busiest rank per bin: %s", counted, table.concat(max, " ")))
+  print(string.format("histogram total %d  largest count on one rank, per bin: %s", counted, table.concat(max, " ")))
 end
 -- every rank checks what every rank holds
 local counted = 0

@@ -157,7 +157,9 @@ mpi.barrier()
 for root = 0, size - 1 do
   local want = values_of(root)
   for i, v in ipairs(want) do
-    local got = mpi.bcast(rank == root and v or nil, root)
+    local mine = nil
+    if rank == root then mine = v end -- (`rank == root and v or nil` loses a false)
+    local got = mpi.bcast(mine, root)
     check_value(i, got, v, root)
   end
 end

@@ -104,7 +104,10 @@ fn install_panic_hook() {
 
 fn main() -> ExitCode {
     // Before anything else: P copies of a build without MPI would overwrite each other.
-    if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
+    // (A build with MPI runs as ranks: `weft run` scripts through weft.mpi.)
+    if let Some((name, value)) =
+        mpi_guard::several_ranks(|v| std::env::var(v).ok()).filter(|_| !cfg!(feature = "mpi"))
+    {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
             format!("{}\n", mpi_guard::refusal(&name, &value)).as_bytes(),

@@ -169,10 +169,19 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         core.set("mpi_recv", export(lua, "weft.mpi.recv", mpi::recv)?)?;
         core.set("mpi_bcast", export(lua, "weft.mpi.bcast", mpi::bcast)?)?;
         core.set("mpi_gather", export(lua, "weft.mpi.gather", mpi::gather)?)?;
-        core.set("mpi_allgather", export(lua, "weft.mpi.allgather", mpi::allgather)?)?;
+        core.set(
+            "mpi_allgather",
+            export(lua, "weft.mpi.allgather", mpi::allgather)?,
+        )?;
         core.set("mpi_reduce", export(lua, "weft.mpi.reduce", mpi::reduce)?)?;
-        core.set("mpi_allreduce", export(lua, "weft.mpi.allreduce", mpi::allreduce)?)?;
-        core.set("mpi_barrier", export(lua, "weft.mpi.barrier", mpi::barrier)?)?;
+        core.set(
+            "mpi_allreduce",
+            export(lua, "weft.mpi.allreduce", mpi::allreduce)?,
+        )?;
+        core.set(
+            "mpi_barrier",
+            export(lua, "weft.mpi.barrier", mpi::barrier)?,
+        )?;
     }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;

@@ -26,7 +26,7 @@ use weft_core::array::{Array, DType};
 use weft_core::message::{Message, Value};
 use weft_core::{wire, Handle};
 use weft_mpi::mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
-use weft_mpi::mpi::datatype::{Partition, PartitionMut};
+use weft_mpi::mpi::datatype::PartitionMut;
 use weft_mpi::mpi::point_to_point::{Destination, Source};
 use weft_mpi::mpi::topology::{Communicator, SimpleCommunicator};
 use weft_mpi::mpi::traits::Equivalence;
@@ -60,7 +60,7 @@ fn at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         weft_mpi::finalize_at_exit();
-        extern "C" fn on_exit(status: std::ffi::c_int, _: *mut std::ffi::c_void) {
+        extern "C" fn on_exit_handler(status: std::ffi::c_int, _: *mut std::ffi::c_void) {
             if status != 0 && !weft_mpi::mpi::environment::is_finalized() {
                 weft_mpi::abort(
                     status,
@@ -71,9 +71,16 @@ fn at_exit() {
                 );
             }
         }
+        extern "C" {
+            // glibc (not in the libc crate): like atexit, and the handler gets the status.
+            fn on_exit(
+                handler: extern "C" fn(std::ffi::c_int, *mut std::ffi::c_void),
+                arg: *mut std::ffi::c_void,
+            ) -> std::ffi::c_int;
+        }
         // SAFETY: glibc's on_exit with a plain extern "C" function that ignores its
         // argument; registered after finalize_at_exit, so it runs before it.
-        unsafe { libc::on_exit(on_exit, std::ptr::null_mut()) };
+        unsafe { on_exit(on_exit_handler, std::ptr::null_mut()) };
     });
 }
 
@@ -128,7 +135,10 @@ fn tag_arg(f: &str, v: &LuaValue) -> Ret<Option<i32>> {
     }
     let t = integer(f, "tag", v)?;
     if !(0..=MAX_TAG).contains(&t) {
-        return Err(usage(f, format!("tag must be from 0 to {MAX_TAG} (got {t})")));
+        return Err(usage(
+            f,
+            format!("tag must be from 0 to {MAX_TAG} (got {t})"),
+        ));
     }
     Ok(Some(t as i32))
 }
@@ -288,7 +298,13 @@ fn displacements(f: &str, counts: &[Count]) -> Ret<Vec<Count>> {
 }
 
 /// The parts in `buf` as a Lua sequence (rank r at index r + 1).
-fn parts_table(lua: &Lua, f: &str, buf: &[u8], counts: &[Count], displs: &[Count]) -> Ret<LuaValue> {
+fn parts_table(
+    lua: &Lua,
+    f: &str,
+    buf: &[u8],
+    counts: &[Count],
+    displs: &[Count],
+) -> Ret<LuaValue> {
     let t = lua.create_table_with_capacity(counts.len(), 0)?;
     for (r, (c, d)) in counts.iter().zip(displs).enumerate() {
         let v = unpart(lua, f, r, &buf[*d as usize..(*d + *c) as usize])?;
@@ -379,7 +395,9 @@ fn operand(lua: &Lua, f: &str, x: LuaValue) -> Ret<Operand> {
         LuaValue::Integer(i) => return Ok(Operand::Int(*i as i64)),
         LuaValue::Number(n) => return Ok(Operand::Num(*n)),
         LuaValue::UserData(_) | LuaValue::LightUserData(_) => {
-            runtime::encode(lua, MultiValue::from_iter([x]), Label::Value, 1).ok().unwrap_or_default()
+            runtime::encode(lua, MultiValue::from_iter([x]), Label::Value, 1)
+                .ok()
+                .unwrap_or_default()
         }
         _ => Message::default(),
     };
@@ -395,7 +413,9 @@ fn operand(lua: &Lua, f: &str, x: LuaValue) -> Ret<Operand> {
 /// An array as a Lua value.
 fn push_array(lua: &Lua, a: Array) -> Ret<LuaValue> {
     let msg = Message::single(Value::Handle(Handle::Array(Box::new(a))));
-    Ok(runtime::decode(lua, &msg)?.pop_front().unwrap_or(LuaValue::Nil))
+    Ok(runtime::decode(lua, &msg)?
+        .pop_front()
+        .unwrap_or(LuaValue::Nil))
 }
 
 /// The MPI operation for an op name.

@@ -31,7 +31,9 @@ type Descriptor = [u64; 5];
 fn describe(d: &Descriptor) -> String {
     match d[0] {
         INT | NUM => "a number".to_string(),
-        ARRAY if d[4] == NO_COLS => format!("a {} array of {} elements", dtype_at(d[2]).name(), d[3]),
+        ARRAY if d[4] == NO_COLS => {
+            format!("a {} array of {} elements", dtype_at(d[2]).name(), d[3])
+        }
         ARRAY => format!("a {} array of {}×{}", dtype_at(d[2]).name(), d[3], d[4]),
         _ => "something else".to_string(),
     }
@@ -62,7 +64,13 @@ pub(super) fn run(
         Ok(Operand::Array(a)) => {
             let dtype = DType::ALL.iter().position(|d| *d == a.dtype()).unwrap_or(0) as u64;
             let (rows, cols) = a.shape();
-            [ARRAY, op_code, dtype, rows as u64, cols.map_or(NO_COLS, |c| c as u64)]
+            [
+                ARRAY,
+                op_code,
+                dtype,
+                rows as u64,
+                cols.map_or(NO_COLS, |c| c as u64),
+            ]
         }
         Err(_) => [BAD, op_code, 0, 0, 0],
     };
@@ -80,14 +88,23 @@ pub(super) fn run(
             LuaValue::String(s) => format!("\"{}\"", s.to_string_lossy()),
             other => other.type_name().to_string(),
         };
-        return Err(usage(f, format!("op must be \"sum\", \"min\" or \"max\" (got {got})")));
+        return Err(usage(
+            f,
+            format!("op must be \"sum\", \"min\" or \"max\" (got {got})"),
+        ));
     }
     for (r, d) in all.iter().enumerate() {
         if d[0] == BAD {
-            return Err(usage(f, format!("rank {r}'s x is not a number or a weft array")));
+            return Err(usage(
+                f,
+                format!("rank {r}'s x is not a number or a weft array"),
+            ));
         }
         if d[1] == BAD_OP {
-            return Err(usage(f, format!("rank {r}'s op is not \"sum\", \"min\" or \"max\"")));
+            return Err(usage(
+                f,
+                format!("rank {r}'s op is not \"sum\", \"min\" or \"max\""),
+            ));
         }
         if d[1] != mine[1] {
             return Err(usage(
@@ -99,7 +116,11 @@ pub(super) fn run(
             ));
         }
         let numbers = |d: &Descriptor| d[0] == INT || d[0] == NUM;
-        let same = if numbers(d) { numbers(&mine) } else { d[2..] == mine[2..] && d[0] == mine[0] };
+        let same = if numbers(d) {
+            numbers(&mine)
+        } else {
+            d[2..] == mine[2..] && d[0] == mine[0]
+        };
         if !same {
             return Err(usage(
                 f,
@@ -116,10 +137,16 @@ pub(super) fn run(
     let on_root = root.is_none_or(|r| r == rank);
     match x {
         Operand::Int(_) | Operand::Num(_) if all.iter().all(|d| d[0] == INT) => {
-            let Operand::Int(v) = x else { unreachable!("every rank has an integer") };
+            let Operand::Int(v) = x else {
+                unreachable!("every rank has an integer")
+            };
             let mut out = 0i64;
             collective(world, root, &v, &mut out, op);
-            Ok(if on_root { LuaValue::Integer(out as _) } else { LuaValue::Nil })
+            Ok(if on_root {
+                LuaValue::Integer(out as _)
+            } else {
+                LuaValue::Nil
+            })
         }
         Operand::Int(_) | Operand::Num(_) => {
             let v = match x {
@@ -129,7 +156,11 @@ pub(super) fn run(
             };
             let mut out = 0f64;
             collective(world, root, &v, &mut out, op);
-            Ok(if on_root { LuaValue::Number(out) } else { LuaValue::Nil })
+            Ok(if on_root {
+                LuaValue::Number(out)
+            } else {
+                LuaValue::Nil
+            })
         }
         Operand::Array(a) => {
             let out = match a.dtype() {
@@ -176,7 +207,10 @@ fn reduce_array<T: Element + Equivalence>(
     let on_root = root.is_none_or(|r| r == world.rank());
     let (rows, cols) = a.shape();
     let out = if on_root {
-        Some(Array::zeros(a.dtype(), rows, cols).map_err(|e| Raise::Usage(format!("weft.mpi: {e}")))?)
+        Some(
+            Array::zeros(a.dtype(), rows, cols)
+                .map_err(|e| Raise::Usage(format!("weft.mpi: {e}")))?,
+        )
     } else {
         None
     };
