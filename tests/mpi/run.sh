@@ -87,6 +87,18 @@ for p in 1 2 3; do
 done
 echo "ok    examples/mpi: classic (pi and histogram) and wordcount (same counts) with 1, 2 and 3 ranks"
 
+# the site by P ranks: byte for byte the site one process builds (examples/data, 2,042 pages)
+export WEFT_SITE_PROGRESS=0
+timeout "$limit" "$weft" run examples/site/build.lua examples/data "$tmp/site1" >"$tmp/out" 2>&1 || { cat "$tmp/out" >&2; die "examples/site, one process"; }
+for p in 2 3; do
+  ranks "$p" "$weft" run examples/mpi/site.lua examples/data "$tmp/site$p" || { cat "$tmp/out" >&2; die "site.lua with $p ranks"; }
+  grep -q "^weft site: 2042 pages by $p ranks" "$tmp/out" || { cat "$tmp/out" >&2; die "site.lua with $p ranks: no summary"; }
+  [ "$(grep -c '^rank [0-9]*: [0-9]* pages rendered' "$tmp/out")" = "$p" ] || { cat "$tmp/out" >&2; die "site.lua: not $p shares"; }
+  diff -r "$tmp/site1" "$tmp/site$p" >&2 || die "the site built by $p ranks differs from one process's"
+done
+unset WEFT_SITE_PROGRESS
+echo "ok    examples/mpi/site.lua with 2 and 3 ranks writes the same site as one process"
+
 # 4. Debian's luajit loading weft.so built with MPI: the same calls; an error ends the job
 if [ -f "$module" ]; then
   mdir=$(dirname "$module")
