@@ -56,9 +56,25 @@ pub enum WireError {
 
 /// The message as bytes. Arrays' elements are copied; handles of other kinds are refused.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode`] into `out` (cleared first), reusing its memory: a caller sending many
+/// large values keeps one buffer instead of faulting in fresh pages for each.
+pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.clear();
+    out.reserve(64 + payload_hint(msg));
     let mut w = Writer {
-        out: Vec::with_capacity(64 + payload_hint(msg)),
+        out: std::mem::take(out),
     };
+    let result = write_message(&mut w, msg);
+    *out = w.out;
+    result
+}
+
+fn write_message(w: &mut Writer, msg: &Message) -> Result<(), WireError> {
     w.out.extend_from_slice(MAGIC);
     w.len(msg.values.len());
     for v in &msg.values {
@@ -100,7 +116,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, WireError> {
             }
         }
     }
-    Ok(w.out)
+    Ok(())
 }
 
 /// Bytes the arrays of a message's root values will take (to size the buffer once).

@@ -220,8 +220,8 @@ fn reduce_array<T: Element + Equivalence>(
     // out while MPI reads the elements.
     let send = unsafe { a.as_slice::<T>() }.expect("the caller matched the dtype");
     let mut none: [T; 0] = [];
-    // SAFETY: `out` was just created and is not shared: nothing else reads or writes it.
     let recv = match &out {
+        // SAFETY: `out` was just created and is not shared: nothing else reads or writes it.
         Some(o) => unsafe { o.as_mut_slice::<T>() }.expect("a fresh array of this dtype"),
         None => &mut none[..],
     };
