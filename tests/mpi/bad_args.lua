@@ -35,6 +35,11 @@ raises("weft.mpi.send: a weft channel cannot be sent to another process", mpi.se
   { weft.channel() })
 raises("weft.mpi.send: a weft counter cannot be sent to another process", mpi.send, other,
   weft.counter())
+local raising = setmetatable({}, { __index = function() error("raised") end,
+                                  __len = function() error("raised") end })
+raises("weft.mpi.send: cannot send value 1 (a table with a metatable", mpi.send, other, raising)
+raises("weft.mpi.send: dest must be an integer (got table)", mpi.send, raising, 1)
+raises("weft.mpi.bcast: root must be an integer (got table)", mpi.bcast, 1, raising)
 raises("weft.mpi.recv: source must be a rank from 0 to " .. last, mpi.recv, size)
 raises("weft.mpi.recv: source " .. rank .. " is this rank", mpi.recv, rank)
 raises("weft.mpi.recv: tag must be from 0 to 32767 (got -5)", mpi.recv, nil, -5)
@@ -48,6 +53,8 @@ raises("weft.mpi.allreduce: op must be \"sum\", \"min\" or \"max\" (got \"avg\")
 raises("weft.mpi.allreduce: op must be \"sum\", \"min\" or \"max\" (got nil)", mpi.allreduce, 1)
 raises("weft.mpi.allreduce: x must be a number or a weft array (got table)", mpi.allreduce, { 1, 2 }, "sum")
 raises("weft.mpi.reduce: x must be a number or a weft array (got string)", mpi.reduce, "1", "max", 0)
+raises("weft.mpi.allreduce: x must be a number or a weft array (got table)", mpi.allreduce, raising, "min")
+raises("weft.mpi.allreduce: op must be \"sum\", \"min\" or \"max\" (got table)", mpi.allreduce, 1, raising)
 
 -- collectives where one rank's argument is bad: every rank raises, none waits
 if rank == last then
