@@ -382,7 +382,7 @@ impl<'b> Reader<'b> {
                     .filter(|&b| b <= (self.bytes.len() - self.at) as u64)
                     .ok_or(WireError::Malformed("an array larger than the message"))?;
                 let data = self.take(len as usize)?;
-                let mut a = Array::zeros(dtype, rows as usize, cols.map(|c| c as usize))
+                let mut a = Array::zeros_resident(dtype, rows as usize, cols.map(|c| c as usize))
                     .map_err(|e| WireError::Array(e.to_string()))?;
                 a.bytes_mut()
                     .expect("a fresh array is unique and writable")

@@ -208,7 +208,7 @@ fn reduce_array<T: Element + Equivalence>(
     let (rows, cols) = a.shape();
     let out = if on_root {
         Some(
-            Array::zeros(a.dtype(), rows, cols)
+            Array::zeros_resident(a.dtype(), rows, cols)
                 .map_err(|e| Raise::Usage(format!("weft.mpi: {e}")))?,
         )
     } else {
