@@ -48,6 +48,9 @@ for p in 2 3; do
 done
 timeout "$limit" "$weft" run tests/mpi/calls.lua 1 >"$tmp/out" 2>&1 || { cat "$tmp/out" >&2; die "calls.lua without mpirun"; }
 all_ok 1 "calls.lua without mpirun"
+out=$(echo 'print(select(2, pcall(require("weft").mpi.recv)))' | timeout "$limit" "$weft" run - 2>&1) || die "recv alone: $out"
+[ "$out" = "weft.mpi.recv: this job has a single rank, so there is no other rank to receive from" ] \
+  || die "recv in a job of one rank: $out"
 echo "ok    weft.mpi calls and bad arguments with 2 and 3 ranks, and as one process"
 
 # 2. a rank that raises ends the job, with its message, whatever the others wait in

@@ -278,6 +278,13 @@ fn with_buffer<R>(
 /// `weft.mpi.recv([source [, tag]])` → value, source, tag.
 pub(crate) fn recv(lua: &Lua, (source, tag): (LuaValue, LuaValue)) -> Ret<(LuaValue, i64, i64)> {
     let (world, rank, size) = world("recv")?;
+    if size == 1 {
+        // Nobody could ever send it anything (a rank cannot send to itself).
+        return Err(usage(
+            "recv",
+            "this job has a single rank, so there is no other rank to receive from",
+        ));
+    }
     let source = match source {
         LuaValue::Nil => None,
         v => Some(rank_arg("recv", "source", &v, rank, size)?),
