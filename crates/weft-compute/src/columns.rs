@@ -1,7 +1,7 @@
 //! Orderings with S split by columns, for S too large for one process (the MPI cache's
 //! column split): each process keeps the block S[·, J] of the columns (items) J it owns,
 //! quantised to i16, and a batch of orderings advances in lock-step. At every step each
-//! process proposes its best unchosen item of J — the smallest [`crate::rule`] score
+//! process proposes its best unchosen item of J — the smallest score of the decision rule (`rule.rs`),
 //! `score(c, e_j)`, ties to the lowest j, where c is the f64 centroid sum every process
 //! keeps (the picks are global) — and the step's pick is the minimum of the proposals by
 //! (score, item): exactly the rule's choice over all items, so the orderings are the ones

@@ -154,6 +154,9 @@ impl Handout {
     }
 }
 
+/// A finished batch: its starts and their orderings (`None`: not computed).
+type Done = (Vec<usize>, Vec<Option<Vec<u32>>>);
+
 /// A finished batch on the wire: [k, k starts, then per start: 1 and its n ids, or 0 and
 /// n zeros when it was not computed (cancelled)].
 fn encode(starts: &[usize], seqs: &[Option<Vec<u32>>], n: usize) -> Vec<u32> {
@@ -175,7 +178,7 @@ fn encode(starts: &[usize], seqs: &[Option<Vec<u32>>], n: usize) -> Vec<u32> {
     m
 }
 
-fn decode(m: &[u32], n: usize) -> Option<(Vec<usize>, Vec<Option<Vec<u32>>>)> {
+fn decode(m: &[u32], n: usize) -> Option<Done> {
     let k = *m.first()? as usize;
     let starts: Vec<usize> = m.get(1..1 + k)?.iter().map(|&s| s as usize).collect();
     let body = m.get(1 + k..)?;
@@ -188,8 +191,6 @@ fn decode(m: &[u32], n: usize) -> Option<(Vec<usize>, Vec<Option<Vec<u32>>>)> {
         .collect();
     Some((starts, seqs))
 }
-
-type Done = (Vec<usize>, Vec<Option<Vec<u32>>>);
 
 fn batches(
     world: &SimpleCommunicator,

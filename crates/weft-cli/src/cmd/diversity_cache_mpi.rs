@@ -43,6 +43,7 @@ fn start(mpi: &Mpi, go: bool) {
 }
 
 fn leader(a: Args, mpi: &Mpi) -> Outcome {
+    let rep = Reporter::new(&a.common);
     let mut started = false;
     let result = run_with(a, &mut |writer, threads, progress, cancel| {
         started = true;
@@ -51,7 +52,7 @@ fn leader(a: Args, mpi: &Mpi) -> Outcome {
         let (raw, budget) = (writer.embeddings(), writer.budget_value());
         match fill(mpi, Some(writer), raw, threads, budget, progress, cancel) {
             Ok((mode, info)) => {
-                note_mode(mpi, mode);
+                rep.note(&mode_note(mpi, mode));
                 Ok(info.expect("rank 0 has the file"))
             }
             Err(Failed::Together(e)) => Err(e),
@@ -64,14 +65,13 @@ fn leader(a: Args, mpi: &Mpi) -> Outcome {
     result
 }
 
-fn note_mode(mpi: &Mpi, mode: Mode) {
+/// Rank 0's note on how the work was shared.
+fn mode_note(mpi: &Mpi, mode: Mode) -> String {
     let how = match mode {
-        Mode::Batches => "batches of starts handed out to whichever rank asks",
+        Mode::Batches => "batches of starts handed out to whichever rank asked",
         Mode::Columns => "S split by columns, every batch walked by all ranks together",
     };
-    if std::env::var_os("WEFT_MPI_VERBOSE").is_some() {
-        eprintln!("weft: {} ranks shared the work: {how}", mpi.size());
-    }
+    format!("{} MPI ranks shared the work: {how}", mpi.size())
 }
 
 fn worker(a: Args, mpi: &Mpi) -> Outcome {
