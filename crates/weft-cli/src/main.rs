@@ -104,8 +104,10 @@ fn install_panic_hook() {
 
 fn main() -> ExitCode {
     // Before anything else: P copies of a build without MPI would overwrite each other.
-    #[cfg(not(feature = "mpi"))]
-    if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
+    // (A build with MPI runs as ranks: `weft run` scripts through weft.mpi.)
+    if let Some((name, value)) =
+        mpi_guard::several_ranks(|v| std::env::var(v).ok()).filter(|_| !cfg!(feature = "mpi"))
+    {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
             format!("{}\n", mpi_guard::refusal(&name, &value)).as_bytes(),
@@ -113,11 +115,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    // With MPI, the commands that use it run as several ranks; the others would still be
-    // P copies of one command.
+    // With MPI, the commands that use it run as several ranks (scripts through weft.mpi,
+    // the cache); the others would still be P copies of one command.
     #[cfg(feature = "mpi")]
     if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
-        if !matches!(cli.command, Command::DiversityCache(_)) {
+        if !matches!(
+            cli.command,
+            Command::DiversityCache(_) | Command::Run { .. }
+        ) {
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 format!("{}\n", mpi_guard::single_rank_command(&name, &value)).as_bytes(),

@@ -10,14 +10,13 @@ pub use weft_mpi::launcher::several_ranks;
 #[cfg(feature = "mpi")]
 pub fn single_rank_command(name: &str, value: &str) -> String {
     format!(
-        "weft: only `weft diversity-cache` runs as several MPI ranks; this command was \
+        "weft: only `weft diversity-cache` and `weft run` run as several MPI ranks; this command was \
          started as one of several ({name}={value}) and each rank would run all of it, so \
          it stops. Run it without mpirun (or with -n 1)"
     )
 }
 
 /// The one line printed when [`several_ranks`] finds a launcher with several ranks.
-#[cfg_attr(feature = "mpi", allow(dead_code))]
 pub fn refusal(name: &str, value: &str) -> String {
     format!(
         "weft: this build of weft has no MPI support, but it was started as one of several \

@@ -243,6 +243,7 @@ fn rank_zeros_refusal_stops_every_rank_with_one_line() {
     // A command that does not use MPI refuses on each rank.
     let res = run(2, &["similarity", &emb, "-o", &dir.path("s.npy")]);
     assert_eq!(res.status.code(), Some(1));
-    assert!(text(&res.stderr).contains("only `weft diversity-cache` runs as several MPI ranks"));
+    assert!(text(&res.stderr)
+        .contains("only `weft diversity-cache` and `weft run` run as several MPI ranks"));
     assert_eq!(dir.entries(), vec!["c.cache", "emb.npy"]);
 }

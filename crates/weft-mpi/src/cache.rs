@@ -327,6 +327,11 @@ fn batches(
     writer.finish().map(Some).map_err(Failed::Together)
 }
 
+/// Orderings the ranks walk together over column blocks: one collective per step serves
+/// all of them, so many orderings per walk divide its latency (at N = 10⁶ on many nodes,
+/// latency, not arithmetic, would bound walks of 32); a proposal is 16 bytes.
+const WALK: usize = 8 * BATCH;
+
 /// A step's proposal on the wire: (score, item as f64, exact below 2⁵³).
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
@@ -382,7 +387,7 @@ fn columns(
     });
     let root = world.process_at_rank(0);
     let mut failure = None;
-    for starts in missing.chunks(BATCH) {
+    for starts in missing.chunks(WALK) {
         // Rank 0 says whether to go on (not cancelled, no failure), for everyone at once.
         let mut go = u8::from(failure.is_none() && !cancel.load(Ordering::Relaxed));
         root.broadcast_into(&mut go);
@@ -407,13 +412,17 @@ fn columns(
         if let Some(w) = writer.as_deref_mut() {
             let seqs: Vec<Option<Vec<u32>>> =
                 walks.into_orderings().into_iter().map(Some).collect();
-            match w.commit(starts, &seqs) {
-                Ok(()) => progress(Progress {
-                    done: w.info().done,
-                    total: w.info().starts().len(),
-                }),
-                Err(e) => failure = Some(e),
+            // Committed in the file's batches, each synced before its bits are set.
+            for (starts, seqs) in starts.chunks(BATCH).zip(seqs.chunks(BATCH)) {
+                if let Err(e) = w.commit(starts, seqs) {
+                    failure = Some(e);
+                    break;
+                }
             }
+            progress(Progress {
+                done: w.info().done,
+                total: w.info().starts().len(),
+            });
         }
     }
     match (failure, writer) {
