@@ -12,7 +12,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test
+.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test mpi-test
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -94,7 +94,13 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-test: deps lint doc rust-test isa-test miri loom lua-test example-test mpi-lua-test ffi-test python-test bench-smoke
+test: deps lint doc rust-test mpi-test isa-test miri loom lua-test example-test mpi-lua-test ffi-test python-test bench-smoke
+
+# weft built with MPI (`--features mpi`, Open MPI from .ci/install-deps) under real
+# `mpirun -n 1..3` on this machine (crates/weft-cli/tests/mpi.rs); crates/weft-mpi's own
+# mpirun tests run in rust-test.
+mpi-test:
+	$(CARGO) test -p weft-cli --features mpi --test mpi
 
 # weft.mpi (tests/mpi/run.sh): the weft binary and the LuaJIT module built with the `mpi`
 # feature (the module into target/lua-mpi, beside the plain one), run under mpirun with 1,

@@ -8,7 +8,8 @@
 //! (MPI_Abort), so a failing rank never leaves the others waiting; [`finalize`] ends MPI on
 //! the way out of a run that went well. [`launcher`] tells, from the environment and
 //! without MPI, whether an MPI launcher (`mpirun`, `mpiexec`, `srun`) started this
-//! process.
+//! process. [`cache`] fills a diversity cache with every rank of the job (`mpirun -n P weft
+//! diversity-cache`).
 //!
 //! Features: `mpi` (default) is the MPI layer, rsmpi over the system's MPI (Debian:
 //! `libopenmpi-dev`, and `libclang-dev` to generate the bindings). weft-cli and weft-lua
@@ -19,6 +20,8 @@
 
 pub mod launcher;
 
+#[cfg(feature = "mpi")]
+pub mod cache;
 #[cfg(feature = "mpi")]
 mod world;
 
