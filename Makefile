@@ -12,7 +12,7 @@ feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
 
-.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test
+.PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test mpi-test
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
@@ -41,7 +41,7 @@ rust-test:
 # mmap, which Miri's isolation refuses), and the Lua-facing unsafe code, which calls into C
 # (covered by the busted specs under three interpreters instead).
 MIRI_MODULES = array:: frozen:: key:: counter:: shared_table:: message:: channel:: task:: \
-	cancel:: pool:: handle:: deadline::
+	cancel:: pool:: handle:: deadline:: wire::
 miri:
 	rustup component add --toolchain nightly miri rust-src 2>/dev/null || \
 		rustup toolchain install nightly --profile minimal --component miri,rust-src
@@ -83,6 +83,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
+	# weft.mpi (weft-lua's `mpi` feature is off in the workspace build)
+	$(CARGO) clippy -p weft-cli --features mpi --all-targets -- -D warnings
 
 # The API documentation builds without a warning (broken or private links, and with
 # #![deny(missing_docs)] on the library crates, an undocumented public item). `make lint`
@@ -92,7 +94,25 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-test: deps lint doc rust-test isa-test miri loom lua-test example-test ffi-test python-test bench-smoke
+test: deps lint doc rust-test mpi-test isa-test miri loom lua-test example-test mpi-lua-test ffi-test python-test bench-smoke
+
+# weft built with MPI (`--features mpi`, Open MPI from .ci/install-deps) under real
+# `mpirun -n 1..3` on this machine (crates/weft-cli/tests/mpi.rs); crates/weft-mpi's own
+# mpirun tests run in rust-test.
+mpi-test:
+	$(CARGO) test -p weft-cli --features mpi --test mpi
+
+# weft.mpi (tests/mpi/run.sh): the weft binary and the LuaJIT module built with the `mpi`
+# feature (the module into target/lua-mpi, beside the plain one), run under mpirun with 1,
+# 2 and 3 ranks. The module shares target/module-luajit (only weft-lua and MPI rebuild).
+.PHONY: mpi-lua-test
+mpi-lua-test:
+	$(MAKE) module LUA=luajit
+	$(CARGO) build --release -p weft-lua --no-default-features --features luajit,module,mpi --target-dir target/module-luajit
+	mkdir -p target/lua-mpi/luajit
+	cp target/module-luajit/release/libweft_lua.so target/lua-mpi/luajit/weft.so
+	$(CARGO) build --release -p weft-cli --features mpi
+	bash tests/mpi/run.sh
 
 # The channel's no-lost-wake-up argument (crates/weft-core/src/channel/README.md) model-
 # checked by loom: every interleaving with up to LOOM_MAX_PREEMPTIONS preemptions. Its own

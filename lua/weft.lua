@@ -137,6 +137,19 @@ local Pool = {
 
 core.set_methods(Task, Channel, Pool)
 
+-- weft.mpi: the ranks of an MPI job (crates/weft-lua/src/mpi.rs; ranks are 0-based). In a
+-- weft built without the `mpi` feature it is still a table, whose every function raises
+-- saying so, so a script fails at its first MPI call with the reason.
+local mpi = {}
+for _, name in ipairs({ "rank", "size", "send", "recv", "bcast", "gather", "allgather",
+                        "reduce", "allreduce", "barrier" }) do
+  local f = core["mpi_" .. name]
+  mpi[name] = f and wrap(f) or function()
+    error("weft.mpi." .. name .. ": this weft was built without MPI support (build with "
+      .. "the cargo feature `mpi`; see docs/cluster.md)", 2)
+  end
+end
+
 return {
   version = core.version,
   cpus = core.cpus,
@@ -162,4 +175,5 @@ return {
   diversity_cache = core.diversity_cache,
   open_cache = core.open_cache,
   read_jsonl = core.read_jsonl,
+  mpi = mpi,
 }

@@ -142,21 +142,29 @@ for i = 1, n do
 end
 phase.orderings = now() - t0
 
--- 4. render: every page, by a pool of workers
+-- 4. render: every page, by a pool of workers. When several processes build one site
+-- (examples/mpi/site.lua sets SITE_SHARE), this one renders only its share: texts
+-- SITE_SHARE.range(n), plus the index and source pages if SITE_SHARE.first; the first
+-- also cleans up and writes style.css, and SITE_SHARE.ready() waits for that.
+local share = SITE_SHARE
+local lo, hi = 1, n
+if share then lo, hi = share.range(n) end
+local first_share = not share or share.first
 t0 = now()
 local mk = os.execute("mkdir -p " .. sh_quote(out .. "/t") .. " " .. sh_quote(out .. "/s"))
 if mk ~= 0 and mk ~= true then -- LuaJIT returns the status, Lua 5.2+ true
   fail("cannot create " .. out)
 end
--- temporary files of an earlier, interrupted build
-os.execute("find " .. sh_quote(out) .. " -maxdepth 2 -name '*.html.tmp-*' -type f -delete")
-do
+if first_share then
+  -- temporary files of an earlier, interrupted build
+  os.execute("find " .. sh_quote(out) .. " -maxdepth 2 -name '*.html.tmp-*' -type f -delete")
   local f = io.open(script_dir .. "/style.css", "rb")
   if not f then fail("cannot read " .. script_dir .. "/style.css") end
   local css = f:read("*a")
   f:close()
   pages.write_atomic(out .. "/style.css", css, tostring(pages.getpid()))
 end
+if share then share.ready() end
 
 local done, html_us, write_us = weft.counter(), weft.counter(), weft.counter()
 local D = {
@@ -173,17 +181,19 @@ local pool = weft.pool {
 -- tasks: the index and the source pages first (the index is the longest page), then the
 -- text pages in ranges small enough to keep every worker busy to the end
 local futures = {}
-futures[#futures + 1] = pool:submit(function(D) return require("site_pages").render_index(D) end, D)
-for s = 1, #sources do
-  futures[#futures + 1] = pool:submit(function(s, D) return require("site_pages").render_source(s, D) end, s, D)
+if first_share then
+  futures[#futures + 1] = pool:submit(function(D) return require("site_pages").render_index(D) end, D)
+  for s = 1, #sources do
+    futures[#futures + 1] = pool:submit(function(s, D) return require("site_pages").render_source(s, D) end, s, D)
+  end
 end
-local chunk = math.max(16, math.min(256, math.ceil(n / (workers * 8))))
-for first = 1, n, chunk do
+local chunk = math.max(16, math.min(256, math.ceil((hi - lo + 1) / (workers * 8))))
+for first = lo, hi, chunk do
   futures[#futures + 1] = pool:submit(function(first, last, D)
     return require("site_pages").render_texts(first, last, D)
-  end, first, math.min(n, first + chunk - 1), D)
+  end, first, math.min(hi, first + chunk - 1), D)
 end
-local total_pages = n + #sources + 1
+local total_pages = (hi - lo + 1) + (first_share and #sources + 1 or 0)
 
 local next_line = 0.25
 local function show(final)
@@ -217,6 +227,7 @@ local total = now() - t_start
 if done:get() ~= total_pages then
   fail(string.format("wrote %d pages, expected %d", done:get(), total_pages))
 end
+if share then return share.finish(total_pages, phase) end
 print(string.format("weft site: %d texts, %d sources -> %s (%d pages + style.css)",
   n, #sources, out, total_pages))
 print(string.format("  load       %7.3f s", phase.load))

@@ -104,7 +104,10 @@ fn install_panic_hook() {
 
 fn main() -> ExitCode {
     // Before anything else: P copies of a build without MPI would overwrite each other.
-    if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
+    // (A build with MPI runs as ranks: `weft run` scripts through weft.mpi.)
+    if let Some((name, value)) =
+        mpi_guard::several_ranks(|v| std::env::var(v).ok()).filter(|_| !cfg!(feature = "mpi"))
+    {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
             format!("{}\n", mpi_guard::refusal(&name, &value)).as_bytes(),
@@ -112,19 +115,46 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    // With MPI, the commands that use it run as several ranks (scripts through weft.mpi,
+    // the cache); the others would still be P copies of one command.
+    #[cfg(feature = "mpi")]
+    if let Some((name, value)) = mpi_guard::several_ranks(|v| std::env::var(v).ok()) {
+        if !matches!(
+            cli.command,
+            Command::DiversityCache(_) | Command::Run { .. }
+        ) {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("{}\n", mpi_guard::single_rank_command(&name, &value)).as_bytes(),
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     if let Command::Run { script, args } = &cli.command {
         return run::run(script, args);
     }
     install_panic_hook();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.command))) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(failure)) => {
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("{}\n", failure.line()).as_bytes(),
-            );
-            failure.code()
-        }
-        Err(_) => ExitCode::FAILURE,
-    }
+    let code =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.command))) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(failure)) => {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("{}\n", failure.line()).as_bytes(),
+                );
+                failure.code()
+            }
+            Err(_) => {
+                // Other ranks may wait for this one: end them all.
+                #[cfg(feature = "mpi")]
+                if weft_mpi::get().is_some() {
+                    weft_mpi::abort(1, "stopped by the internal error above");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    // Every rank ends MPI together once its command is over (nothing without MPI).
+    #[cfg(feature = "mpi")]
+    weft_mpi::finalize();
+    code
 }

@@ -74,8 +74,19 @@ pub fn run(script: &str, args: &[String]) -> ExitCode {
             .collect::<mlua::Variadic<_>>(),
     );
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => {
+            // Every rank ends MPI after its script (MPI_Finalize waits for the others).
+            #[cfg(feature = "mpi")]
+            weft_mpi::finalize();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            // Under MPI, the other ranks may be waiting for this one: end the whole job
+            // with this rank's message (MPI_Abort) instead of leaving them blocked.
+            #[cfg(feature = "mpi")]
+            if weft_mpi::get().is_some() {
+                weft_mpi::abort(1, &e.to_string());
+            }
             eprintln!("weft: {e}");
             ExitCode::FAILURE
         }

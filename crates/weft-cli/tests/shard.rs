@@ -378,6 +378,7 @@ fn bad_shard_specs_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
+#[cfg(not(feature = "mpi"))]
 fn under_mpirun_with_several_ranks_a_build_without_mpi_stops_before_anything() {
     let dir = TempDir::new("mpi");
     let e = emb(&dir, "emb.npy", 20, 2);
@@ -424,4 +425,26 @@ fn under_mpirun_with_several_ranks_a_build_without_mpi_stops_before_anything() {
     std::fs::remove_file(&out).unwrap();
     ok(&run(&[("PMI_SIZE", "1"), ("PMI_RANK", "0")]));
     assert_eq!(info(&out)["complete"], true);
+}
+
+/// The same refusal under a real `mpirun -n 2`: each rank says it once and the job fails.
+#[test]
+#[cfg(not(feature = "mpi"))]
+fn under_a_real_mpirun_a_build_without_mpi_refuses_on_every_rank() {
+    let dir = TempDir::new("mpirun");
+    let e = emb(&dir, "emb.npy", 20, 3);
+    let out = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-n", "2", WEFT])
+        .args(["diversity-cache", &e, "-o", &dir.path("c.cache")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mpirun (Open MPI: apt-get install openmpi-bin; make deps) could not start");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("this build of weft has no MPI support").count(),
+        2,
+        "{err}"
+    );
+    assert_eq!(dir.entries(), vec!["emb.npy"]);
 }

@@ -30,7 +30,7 @@ pub const VERSION: u32 = 1;
 /// Bytes before the first record.
 pub const HEADER_LEN: u64 = 128;
 /// Orderings computed and committed (synced, then marked) together.
-const BATCH: usize = 32;
+pub const BATCH: usize = 32;
 
 /// What a cache's header and bitmap say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,11 +499,7 @@ impl<'a> CacheWriter<'a> {
         cancel: &AtomicBool,
     ) -> Result<CacheInfo, ComputeError> {
         let t = threads::resolve(threads)?;
-        let missing: Vec<usize> = self
-            .info
-            .starts()
-            .filter(|&s| !bit(&self.bitmap, s))
-            .collect();
+        let missing = self.missing();
         if missing.is_empty() || cancel.load(Ordering::Relaxed) {
             self.check_still_in_place()?;
             return Ok(self.info.clone());
@@ -532,7 +528,7 @@ impl<'a> CacheWriter<'a> {
                 break;
             }
             let seqs = engine.run_cancellable(batch, cancel)?;
-            self.commit(batch, &seqs)?;
+            self.commit_batch(batch, &seqs)?;
             progress(Progress {
                 done: self.info.done,
                 total: n,
@@ -542,7 +538,11 @@ impl<'a> CacheWriter<'a> {
     }
 
     /// Writes the finished orderings of a batch, syncs them, then sets and syncs their bits.
-    fn commit(&mut self, batch: &[usize], seqs: &[Option<Vec<u32>>]) -> Result<(), ComputeError> {
+    fn commit_batch(
+        &mut self,
+        batch: &[usize],
+        seqs: &[Option<Vec<u32>>],
+    ) -> Result<(), ComputeError> {
         let (n, w) = (self.info.n, self.info.id_width);
         let io = |e| ComputeError::io(&self.path, e);
         let mut wrote = Vec::new();
@@ -574,6 +574,68 @@ impl<'a> CacheWriter<'a> {
     /// The raw embeddings this cache is for.
     pub fn embeddings(&self) -> Rows<'a> {
         self.raw
+    }
+
+    /// The normalised embeddings the orderings are computed from (for drivers that compute
+    /// them elsewhere, such as the MPI one, and [`commit`](Self::commit) them here).
+    pub fn normalised(&self) -> Rows<'_> {
+        Rows::new(&self.normalised, self.info.n, self.info.d).expect("checked when opened")
+    }
+
+    /// The memory budget set with [`budget`](Self::budget).
+    pub fn budget_value(&self) -> Budget {
+        self.budget
+    }
+
+    /// The starts of this file whose orderings are not complete yet, in order.
+    pub fn missing(&self) -> Vec<usize> {
+        self.info
+            .starts()
+            .filter(|&s| !bit(&self.bitmap, s))
+            .collect()
+    }
+
+    /// Commits orderings computed elsewhere, with the rule of [`run`](Self::run): the
+    /// records of `batch` (those whose `seqs` entry is `Some`) are written and synced, and
+    /// only then their bits set and synced. Each must be an ordering from its start, of
+    /// this file's starts (refused otherwise: nothing of the batch is written).
+    pub fn commit(
+        &mut self,
+        batch: &[usize],
+        seqs: &[Option<Vec<u32>>],
+    ) -> Result<(), ComputeError> {
+        let n = self.info.n;
+        let starts = self.info.starts();
+        if batch.len() != seqs.len() {
+            return Err(ComputeError::io(
+                &self.path,
+                std::io::Error::other("internal: a batch and its orderings differ in length"),
+            ));
+        }
+        for (&s, seq) in batch.iter().zip(seqs) {
+            let bad = |reason: String| ComputeError::CacheDamaged {
+                path: self.path.clone(),
+                start: s,
+                reason: format!("a computed ordering was refused: {reason}"),
+            };
+            if !starts.contains(&s) {
+                return Err(bad(format!("start {s} is not among {starts:?}")));
+            }
+            if let Some(seq) = seq {
+                if seq.len() != n {
+                    return Err(bad(format!("{} ids, expected {n}", seq.len())));
+                }
+                check_ordering(seq, s).map_err(bad)?;
+            }
+        }
+        self.commit_batch(batch, seqs)
+    }
+
+    /// The state reached, once the work is over: fails unless the file filled is still
+    /// the file at the path (as [`run`](Self::run) does at its end).
+    pub fn finish(&self) -> Result<CacheInfo, ComputeError> {
+        self.check_still_in_place()?;
+        Ok(self.info.clone())
     }
 }
 

@@ -166,6 +166,12 @@ impl<'a> Orderings<'a> {
         })
     }
 
+    /// Bytes the compact copy of S takes for `n` items: [`Orderings::new`] builds it when
+    /// they fit its budget (else every step is computed from the embeddings).
+    pub fn s_bytes(n: usize) -> u64 {
+        crate::compact::bytes(n)
+    }
+
     /// The orderings from `starts`.
     pub fn run(&self, starts: &[usize]) -> Result<Vec<Vec<u32>>, ComputeError> {
         check(self.engine.rows(), starts)?;

@@ -21,6 +21,7 @@
 //!   S or no S at all, and the pick state they share.
 //! - [`diversity`](mod@diversity): one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
+//! - [`columns`]: orderings over S split by columns across processes (the MPI cache).
 //! - [`budget`]: the memory budget that decides when S is computed on the fly.
 //! - [`threads`]: thread counts and pools.
 //! - [`probe`]: the machine's streaming bandwidth and cache sizes, for the benchmarks.
@@ -29,6 +30,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod columns;
 mod compact;
 pub mod diversity;
 pub mod error;

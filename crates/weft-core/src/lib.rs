@@ -14,6 +14,7 @@
 //!   format for them is the weft-npy crate); [`memory`]: how many bytes weft holds.
 //! - [`files`]: file identity (device, inode) and how an output path is written.
 //! - [`key`]: hashable table keys, normalised as Lua normalises them.
+//! - [`wire`]: a message as bytes, for another process (MPI ranks); arrays copied.
 //!
 //! The Lua binding (weft-lua) turns Lua values into [`message::Message`]s and back, and
 //! runs Lua states on the threads this crate manages.
@@ -79,6 +80,7 @@ pub mod message;
 pub mod pool;
 pub mod shared_table;
 pub mod task;
+pub mod wire;
 
 pub use array::{Array, DType};
 pub use cancel::CancelToken;

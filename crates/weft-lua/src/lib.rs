@@ -22,6 +22,8 @@
 //!   `jit_reads`: LuaJIT's FFI path for array and frozen-table reads.
 //! - `compute`: the compute engine (weft-compute) on arrays; `progress`: its progress bar.
 //! - `jsonl`: JSON Lines files read in Rust, as Lua tables or a frozen table.
+//! - `mpi` (feature `mpi`): `weft.mpi`, values between the ranks of an MPI job, as bytes
+//!   (`weft_core::wire`) over weft-mpi's world communicator.
 //!
 //! # Module graph
 //!
@@ -47,6 +49,8 @@
 //! other (the FFI read path is registered with the metatables it reads).
 //!
 //! Positions and ids Lua sees are 1-based; nothing in this crate exposes a 0-based index.
+//! MPI ranks (`weft.mpi`) are 0-based as MPI numbers them: a rank names a process, it is
+//! not a position (`gather` puts rank r's value at index r + 1).
 #![deny(missing_docs)]
 
 mod arrays;
@@ -61,6 +65,8 @@ mod interrupt;
 #[cfg(feature = "luajit")]
 mod jit_reads;
 mod jsonl;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod pools;
 mod progress;
 mod rawud;
@@ -154,6 +160,28 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         )?;
         core.set("open_cache", lua.create_c_function(compute::open_cache)?)?;
         core.set("read_jsonl", lua.create_c_function(jsonl::read_jsonl)?)?;
+    }
+    #[cfg(feature = "mpi")]
+    {
+        core.set("mpi_rank", export(lua, "weft.mpi.rank", mpi::rank)?)?;
+        core.set("mpi_size", export(lua, "weft.mpi.size", mpi::size)?)?;
+        core.set("mpi_send", export(lua, "weft.mpi.send", mpi::send)?)?;
+        core.set("mpi_recv", export(lua, "weft.mpi.recv", mpi::recv)?)?;
+        core.set("mpi_bcast", export(lua, "weft.mpi.bcast", mpi::bcast)?)?;
+        core.set("mpi_gather", export(lua, "weft.mpi.gather", mpi::gather)?)?;
+        core.set(
+            "mpi_allgather",
+            export(lua, "weft.mpi.allgather", mpi::allgather)?,
+        )?;
+        core.set("mpi_reduce", export(lua, "weft.mpi.reduce", mpi::reduce)?)?;
+        core.set(
+            "mpi_allreduce",
+            export(lua, "weft.mpi.allreduce", mpi::allreduce)?,
+        )?;
+        core.set(
+            "mpi_barrier",
+            export(lua, "weft.mpi.barrier", mpi::barrier)?,
+        )?;
     }
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;

@@ -17,9 +17,10 @@ use crate::progress::Reporter;
 use crate::signals::Interrupt;
 use crate::{cmd, input};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use weft_compute::cache::Shard;
-use weft_compute::{count, Budget, Cache, CacheWriter, ComputeError};
+use weft_compute::{count, Budget, Cache, CacheInfo, CacheWriter, ComputeError, Progress};
 
 const EXAMPLE: &str = "\
 Example:
@@ -62,8 +63,29 @@ pub struct Args {
     pub common: Common,
 }
 
+/// How the missing orderings get computed once the file is open: by this process
+/// (`CacheWriter::run`), or by every rank of an MPI job (`super::diversity_cache_mpi`).
+pub type Fill<'f> = dyn FnMut(
+        &mut CacheWriter<'_>,
+        Option<usize>,
+        &mut dyn FnMut(Progress),
+        &AtomicBool,
+    ) -> Result<CacheInfo, ComputeError>
+    + 'f;
+
 /// Runs the command.
 pub fn run(a: Args) -> Outcome {
+    #[cfg(feature = "mpi")]
+    if weft_mpi::launcher::several_ranks(|v| std::env::var(v).ok()).is_some() {
+        return super::diversity_cache_mpi::run(a);
+    }
+    run_with(a, &mut |w, threads, progress, cancel| {
+        w.run(threads, progress, cancel)
+    })
+}
+
+/// The command, with `fill` computing what is missing.
+pub fn run_with(a: Args, fill: &mut Fill<'_>) -> Outcome {
     let t0 = Instant::now();
     if a.resume && a.force {
         // One rule with weft.diversity_cache, in the same words; a usage error here.
@@ -149,7 +171,8 @@ pub fn run(a: Args) -> Outcome {
         return Ok(());
     }
     let mut phase = rep.phase("orderings", done0 as u64, total as u64);
-    let result = writer.run(
+    let result = fill(
+        &mut writer,
         a.common.threads(),
         &mut |p| phase.set(p.done as u64),
         interrupt.flag(),

@@ -4,6 +4,8 @@ pub mod bench;
 pub mod cache;
 pub mod diversity;
 pub mod diversity_cache;
+#[cfg(feature = "mpi")]
+pub mod diversity_cache_mpi;
 pub mod similarity;
 pub mod topk;
 
