@@ -1,7 +1,7 @@
 //! `weft diversity-cache` under a real `mpirun` (a build with `--features mpi`; `make
-//! mpi-test`): the cache of P = 1, 2, 3 ranks byte for byte the single-process one; a rank
-//! killed with SIGKILL mid-run ends the whole job, and `--resume` with another P finishes
-//! the same bytes; the column split of S (forced by a small --budget) gives the same
+//! mpi-test`): the cache of P = 1, 2, 3 ranks byte for byte the single-process one; a
+//! worker, then the writer (rank 0), killed with SIGKILL mid-run ends the whole job, and
+//! `--resume` with another P finishes the same bytes; the column split of S (forced by a small --budget) gives the same
 //! bytes; rank 0's refusal stops every rank; commands without MPI and --shard refuse to run
 //! as several ranks.
 #![cfg(feature = "mpi")]
@@ -196,8 +196,10 @@ fn a_killed_rank_ends_the_job_and_another_p_resumes_to_the_same_bytes() {
         err.contains("signal 9"),
         "Open MPI names the killed rank: {err}"
     );
-    // Whatever was committed holds; three ranks finish the rest.
-    assert!(done(&out, n) < n);
+    // Whatever was committed holds. Three ranks resume; this time rank 0, the writer, is
+    // killed once more is committed; then two ranks finish the rest.
+    let first = done(&out, n);
+    assert!(first < n);
     let args = [
         "diversity-cache",
         &emb,
@@ -208,7 +210,25 @@ fn a_killed_rank_ends_the_job_and_another_p_resumes_to_the_same_bytes() {
         "1",
         "--quiet",
     ];
-    ok(&run(3, &args));
+    let child = mpirun(3, &args).spawn().unwrap();
+    let t0 = Instant::now();
+    while done(&out, n) == first && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let writer = rank_pid(&out, 0).expect("rank 0 of the second job");
+    assert!(done(&out, n) < n, "the second job finished before the kill");
+    Command::new("kill")
+        .args(["-9", &writer.to_string()])
+        .status()
+        .unwrap();
+    let (ended, by_itself) = wait(child, Duration::from_secs(60));
+    assert!(by_itself, "the job hung after rank 0 was killed");
+    assert!(
+        text(&ended.stderr).contains("signal 9"),
+        "{}",
+        text(&ended.stderr)
+    );
+    ok(&run(2, &args));
     assert!(
         std::fs::read(&out).unwrap() == want,
         "the resumed bytes differ"

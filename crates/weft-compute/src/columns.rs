@@ -16,6 +16,10 @@ use std::ops::Range;
 /// The i16 quantisation: |S| ≤ 1 (+ rounding) for unit rows, so |q| ≤ 32,001 < 2¹⁵.
 const SCALE: f64 = 32_000.0;
 
+/// A chosen column's running sum: far above any real one (|sum| ≤ 32,001·n < 2⁴⁸), and
+/// far from overflow after n more additions.
+const CHOSEN: i64 = 1 << 60;
+
 /// The proposal of a process that has no unchosen item left: never the minimum.
 pub const NO_PROPOSAL: (f64, u32) = (f64::INFINITY, u32::MAX);
 
@@ -95,9 +99,9 @@ pub struct ColumnWalks<'b, 'a> {
 
 struct Walk {
     seq: Vec<u32>,
-    /// Per owned column: the running sum of its quantised entries over the picks, or
-    /// `None` once chosen.
-    sums: Vec<Option<i64>>,
+    /// Per owned column: the running sum of its quantised entries over the picks; a
+    /// chosen column's starts at [`CHOSEN`], so that it is never a candidate.
+    sums: Vec<i64>,
     /// The f64 centroid sum of the picks, in pick order.
     c: Vec<f64>,
 }
@@ -106,7 +110,7 @@ impl Walk {
     fn new(b: &ColumnBlock<'_>, start: usize) -> Walk {
         let mut w = Walk {
             seq: Vec::with_capacity(b.e.n()),
-            sums: vec![Some(0); b.cols.len()],
+            sums: vec![0; b.cols.len()],
             c: vec![0.0; b.e.d()],
         };
         w.take(b, start);
@@ -117,37 +121,45 @@ impl Walk {
         self.seq.push(j as u32);
         add_row(&mut self.c, b.e.row(j));
         if b.cols.contains(&j) {
-            self.sums[j - b.cols.start] = None;
+            self.sums[j - b.cols.start] = CHOSEN;
         }
         let w = b.cols.len();
         for (s, &q) in self.sums.iter_mut().zip(&b.q[j * w..(j + 1) * w]) {
-            if let Some(s) = s {
-                *s += i64::from(q);
-            }
+            *s += i64::from(q);
         }
     }
 
     /// The rule's best unchosen owned item and its score, or [`NO_PROPOSAL`].
     fn propose(&self, b: &ColumnBlock<'_>) -> (f64, u32) {
-        let Some(min) = self.sums.iter().flatten().min() else {
+        let min = self.sums.iter().copied().min().unwrap_or(CHOSEN);
+        if min >= CHOSEN / 2 {
             return NO_PROPOSAL;
-        };
+        }
         // Every approximate sum lies within t·err of its exact sum, and each score within
         // the rule's slack of it: the best item's sum is within twice both of the minimum.
         let t = self.seq.len();
         let bound = t as f64 * b.err() + rule_slack(t, b.e.d());
-        let thr = *min as f64 + (2.0 * bound * SCALE).ceil() + 1.0;
+        let thr = min as f64 + (2.0 * bound * SCALE).ceil() + 1.0;
+        let mut cands: Vec<(f64, u32)> = self
+            .sums
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &s)| {
+                let s = s as f64;
+                (s <= thr).then_some((s / SCALE, (b.cols.start + k) as u32))
+            })
+            .collect();
+        // Scored in order of their approximate sums, stopping once a sum minus the bound
+        // exceeds the best score (no later candidate can beat it), as the engine does.
+        cands.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
         let mut best = NO_PROPOSAL;
-        for (k, s) in self.sums.iter().enumerate() {
-            match s {
-                Some(s) if (*s as f64) <= thr => {
-                    let j = (b.cols.start + k) as u32;
-                    let r = score(&self.c, b.e.row(j as usize));
-                    if r < best.0 || (r == best.0 && j < best.1) {
-                        best = (r, j);
-                    }
-                }
-                _ => {}
+        for (approx, j) in cands {
+            if approx - bound > best.0 {
+                break;
+            }
+            let r = score(&self.c, b.e.row(j as usize));
+            if r < best.0 || (r == best.0 && j < best.1) {
+                best = (r, j);
             }
         }
         best

@@ -12,7 +12,7 @@
 //!   for messages.
 //! - **Columns** (S does not fit one rank's budget, but a block of its columns does):
 //!   every rank keeps the block of S of the items it owns ([`ColumnBlock`]); the ranks walk
-//!   each batch of starts together, one collective per step proposing every rank's best
+//!   each group of 256 starts together, one collective per step proposing every rank's best
 //!   item and taking the minimum by (score, item) — the rule's choice over all items.
 //!
 //! Either way the orderings are the ones one process computes, so the file is byte-
@@ -39,7 +39,7 @@ use crate::Mpi;
 pub enum Mode {
     /// Batches of starts handed out dynamically; every rank holds all of S (or none).
     Batches,
-    /// S split by columns; every batch is walked by all ranks in lock-step.
+    /// S split by columns; every group of starts is walked by all ranks in lock-step.
     Columns,
 }
 

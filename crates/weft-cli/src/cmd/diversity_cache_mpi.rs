@@ -69,7 +69,7 @@ fn leader(a: Args, mpi: &Mpi) -> Outcome {
 fn mode_note(mpi: &Mpi, mode: Mode) -> String {
     let how = match mode {
         Mode::Batches => "batches of starts handed out to whichever rank asked",
-        Mode::Columns => "S split by columns, every batch walked by all ranks together",
+        Mode::Columns => "S split by columns, each group of starts walked by all ranks together",
     };
     format!("{} MPI ranks shared the work: {how}", mpi.size())
 }
