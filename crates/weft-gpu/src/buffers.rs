@@ -112,6 +112,60 @@ impl Gpu {
         })
     }
 
+    /// A host-visible buffer of `bytes` that read-backs copy through; reuse it across blocks.
+    pub fn staging(&self, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let size = bytes.max(4).div_ceil(4) * 4;
+        self.checked("allocating a read-back buffer", || {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("weft readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// Copies `out.len()` values of `T` from `src` at byte `offset` (a multiple of 4) into
+    /// `out` through `staging` (at least that large), after every submitted job has finished.
+    pub fn read_into<T: bytemuck::Pod>(
+        &self,
+        what: &str,
+        staging: &wgpu::Buffer,
+        src: &wgpu::Buffer,
+        offset: u64,
+        out: &mut [T],
+    ) -> Result<(), GpuError> {
+        let bytes = std::mem::size_of_val(out) as u64;
+        if bytes == 0 {
+            return Ok(());
+        }
+        // Copies are whole 4-byte words: read the rounded span and cut.
+        let span = bytes.div_ceil(4) * 4;
+        self.checked(what, || {
+            let mut enc = self.device().create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(src, offset, staging, 0, span);
+            self.queue().submit([enc.finish()]);
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..span, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(what)?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.failed(what, e.to_string())),
+            Err(_) => return Err(self.failed(what, "the read-back was dropped".to_string())),
+        }
+        {
+            let view = staging
+                .get_mapped_range(0..span)
+                .map_err(|e| self.failed(what, e.to_string()))?;
+            bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(&view[..bytes as usize]);
+        }
+        staging.unmap();
+        self.take_uncaptured(what)
+    }
+
     /// Reads `count` values of type `T` from `buffer` starting at byte `offset` (a multiple
     /// of 4), after every submitted job has finished.
     pub fn download<T: bytemuck::Pod>(
@@ -121,47 +175,11 @@ impl Gpu {
         offset: u64,
         count: usize,
     ) -> Result<Vec<T>, GpuError> {
-        let bytes = (count * std::mem::size_of::<T>()) as u64;
-        if bytes == 0 {
-            return Ok(Vec::new());
+        let mut out = vec![T::zeroed(); count];
+        if count > 0 {
+            let staging = self.staging(std::mem::size_of_val(&out[..]) as u64)?;
+            self.read_into(what, &staging, buffer, offset, &mut out)?;
         }
-        // Copies must be multiples of 4 bytes; read the rounded span and cut.
-        let span = bytes.div_ceil(4) * 4;
-        let staging = self.checked(what, || {
-            self.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("weft readback"),
-                size: span,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        self.checked(what, || {
-            let mut enc = self
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("weft readback"),
-                });
-            enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, span);
-            self.queue().submit([enc.finish()]);
-        })?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait(what)?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.failed(what, e.to_string())),
-            Err(_) => return Err(self.failed(what, "the read-back was dropped".to_string())),
-        }
-        let out = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| self.failed(what, e.to_string()))?;
-            bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec()
-        };
-        staging.unmap();
-        self.take_uncaptured(what)?;
         Ok(out)
     }
 }

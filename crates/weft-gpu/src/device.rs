@@ -1,6 +1,7 @@
 //! Adapters and the opened device: listing them for `weft devices`, choosing one for
 //! `device = "gpu" | "auto"`, and the [`Gpu`] context every kernel runs on.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::choice::DeviceChoice;
@@ -165,6 +166,8 @@ pub struct Gpu {
     max_binding: u64,
     /// Errors wgpu reports outside an error scope (it would panic otherwise).
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Compiled compute pipelines by name (see [`Gpu::pipeline`]).
+    pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -272,6 +275,7 @@ impl Gpu {
             f64,
             max_binding,
             uncaptured,
+            pipelines: Mutex::default(),
         })
     }
 

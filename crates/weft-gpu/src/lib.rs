@@ -9,6 +9,11 @@
 //! - [`device`]: the adapters (`weft devices`), choosing one, and the [`Gpu`] context
 //!   (device, queue, limits, f64 support, error capture).
 //! - [`buffers`]: uploading a matrix split across storage bindings, allocating, reading back.
+//! - [`kernel`]: compiling WGSL pipelines once per device, uniforms, bind groups, dispatch.
+//! - `plan`: cutting a job into row blocks that fit the adapter's bindings.
+//! - [`similarity`](mod@similarity): S = E·Eᵀ, blocked.
+//! - [`topk`](mod@topk): nearest neighbours, shortlisted on the GPU and finished exactly on
+//!   the host ([`exact`]), so the ids and scores are the CPU engine's.
 //! - [`error`]: the error type, [`GpuError`].
 #![deny(missing_docs)]
 
@@ -16,8 +21,15 @@ pub mod buffers;
 pub mod choice;
 pub mod device;
 pub mod error;
+pub mod exact;
+pub mod kernel;
+mod plan;
+pub mod similarity;
+pub mod topk;
 
 pub use buffers::{rows_per_part, SplitRows};
 pub use choice::DeviceChoice;
 pub use device::{adapters, pick, AdapterKind, AdapterSummary, Gpu, GpuOptions, MAX_BINDING_ENV};
 pub use error::GpuError;
+pub use similarity::{similarity, similarity_into};
+pub use topk::topk;
