@@ -69,21 +69,25 @@ impl<'a> Picker<'a> {
     /// producer), never trusted.
     pub fn choose(&mut self, cands: &[(f64, u32)], bound: f64) -> Result<u32, BadShortlist> {
         let n = self.st.e_n();
-        let mut full: Vec<(f64, u32, usize)> = Vec::with_capacity(cands.len());
-        for &(a, j) in cands.iter() {
+        let start = self.st.seq[0];
+        let check = |&(a, j): &(f64, u32)| {
             if j as usize >= n || self.st.is_chosen(j as usize) || !a.is_finite() {
                 return Err(BadShortlist(format!(
-                    "ordering from {}: the shortlist producer gave item {j} (sum {a}), \
-                     which is out of range or already picked",
-                    self.st.seq[0]
+                    "ordering from {start}: the shortlist producer gave item {j} (sum {a}), \
+                     which is out of range or already picked"
                 )));
             }
-            full.push((a, j, 0));
+            Ok((a, j, 0))
+        };
+        // The common case, a lone candidate, without allocating.
+        if let [one] = cands {
+            let mut full = [check(one)?];
+            return Ok(self.st.choose(&mut full, bound).0 as u32);
         }
+        let mut full = cands.iter().map(check).collect::<Result<Vec<_>, _>>()?;
         if full.is_empty() {
             return Err(BadShortlist(format!(
-                "ordering from {}: the shortlist producer gave no candidate",
-                self.st.seq[0]
+                "ordering from {start}: the shortlist producer gave no candidate"
             )));
         }
         Ok(self.st.choose(&mut full, bound).0 as u32)

@@ -436,12 +436,13 @@ impl<'g> GpuOrderings<'g> {
                         p.choose_any();
                         return Ok(());
                     }
-                    let cands: Vec<(f64, u32)> = lists
-                        [2 * i * SLOTS..2 * (i * SLOTS + count.max(0) as usize)]
-                        .chunks_exact(2)
-                        .map(|c| (f64::from(c[1]) / scale, c[0] as u32))
-                        .collect();
-                    p.choose(&cands, bound).map(|_| ())
+                    let mut cands = [(0.0f64, 0u32); SLOTS];
+                    let list = &lists[2 * i * SLOTS..][..2 * count.max(0) as usize];
+                    for (c, pair) in cands.iter_mut().zip(list.chunks_exact(2)) {
+                        *c = (f64::from(pair[1]) / scale, pair[0] as u32);
+                    }
+                    let cands = &cands[..list.len() / 2];
+                    p.choose(cands, bound).map(|_| ())
                 })
                 .map_err(|e| gpu.failed(what, e.to_string()))?;
         }

@@ -196,3 +196,36 @@ fn bad_input_is_a_clear_error() {
     assert!(matches!(err, GpuError::LimitsTooSmall { .. }), "{err}");
     assert!(err.to_string().contains("storage binding"), "{err}");
 }
+
+/// Cancelling: set before the run, nothing is computed; set by another thread while a batch
+/// runs, the batch stops at its next step and each entry is either `None` or the full,
+/// correct ordering (never a partial one).
+#[test]
+fn cancel_stops_between_steps() {
+    let Some(g) = gpu(None) else { return };
+    let (n, d) = (120, 16);
+    let e = reference::exact_set(n, d, 9);
+    let starts: Vec<usize> = (0..n).collect();
+    let want = cpu_orderings(&e, n, d, &starts);
+    let options = OrderOptions {
+        batch: Some(30),
+        s_limit: None,
+    };
+    let o = GpuOrderings::new(&g, Rows::new(&e, n, d).unwrap(), &options).unwrap();
+    let got = o.run_cancellable(&starts, &AtomicBool::new(true)).unwrap();
+    assert!(got.iter().all(Option::is_none));
+    let cancel = AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            cancel.store(true, Ordering::Relaxed);
+        });
+        o.run_cancellable(&starts, &cancel).unwrap()
+    });
+    assert_eq!(got.len(), n);
+    for (s, seq) in got.iter().enumerate() {
+        if let Some(seq) = seq {
+            assert_eq!(seq, &want[s], "start {s}");
+        }
+    }
+}
