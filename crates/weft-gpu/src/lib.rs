@@ -33,6 +33,8 @@ pub use buffers::{rows_per_part, SplitRows};
 pub use choice::DeviceChoice;
 pub use device::{adapters, pick, AdapterKind, AdapterSummary, Gpu, GpuOptions, MAX_BINDING_ENV};
 pub use error::GpuError;
-pub use orderings::{diversity_many, fill_cache, GpuOrderings, OrderOptions};
+pub use orderings::{
+    diversity, diversity_many, diversity_prefixes, fill_cache, GpuOrderings, OrderOptions,
+};
 pub use similarity::{similarity, similarity_into};
 pub use topk::topk;

@@ -293,6 +293,17 @@ impl<'g> GpuOrderings<'g> {
             .collect())
     }
 
+    /// The first `len` items (clamped to 1..=n) of the orderings from `starts`: exactly the
+    /// prefixes of what [`run`](Self::run) returns, in `len` − 1 steps.
+    pub fn run_prefixes(&self, starts: &[usize], len: usize) -> Result<Vec<Vec<u32>>, GpuError> {
+        let never = AtomicBool::new(false);
+        Ok(self
+            .prefixes_cancellable(starts, len, &never)?
+            .into_iter()
+            .map(|s| s.expect("not cancelled"))
+            .collect())
+    }
+
     /// Like [`run`](Self::run); once `cancel` is set the batch in progress stops at its
     /// next step and no further batch starts: their entries are `None`.
     pub fn run_cancellable(
@@ -300,6 +311,16 @@ impl<'g> GpuOrderings<'g> {
         starts: &[usize],
         cancel: &AtomicBool,
     ) -> Result<Vec<Option<Vec<u32>>>, GpuError> {
+        self.prefixes_cancellable(starts, self.n, cancel)
+    }
+
+    fn prefixes_cancellable(
+        &self,
+        starts: &[usize],
+        len: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Option<Vec<u32>>>, GpuError> {
+        let len = len.clamp(1, self.n);
         let rows = Rows::new(&self.rows, self.n, self.d)?;
         let pickers = starts
             .iter()
@@ -313,15 +334,16 @@ impl<'g> GpuOrderings<'g> {
                 out.extend(std::iter::repeat_n(None, chunk.len()));
                 continue;
             }
-            out.extend(self.run_batch(batch, cancel)?);
+            out.extend(self.run_batch(batch, len, cancel)?);
         }
         Ok(out)
     }
 
-    /// Advances one batch to its end: n − 1 submissions, one per step.
+    /// Advances one batch to `len` items: len − 1 submissions, one per step.
     fn run_batch(
         &self,
         mut pickers: Vec<Picker<'_>>,
+        len: usize,
         cancel: &AtomicBool,
     ) -> Result<Vec<Option<Vec<u32>>>, GpuError> {
         let gpu = self.gpu;
@@ -396,7 +418,7 @@ impl<'g> GpuOrderings<'g> {
         gpu.queue().submit([enc.finish()]);
         let mut host = vec![0i32; 3 * b];
         let mut read = vec![0i32; b + 2 * b * SLOTS];
-        for t in 1..n {
+        for t in 1..len {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(vec![None; b]);
             }
@@ -495,6 +517,24 @@ impl Producer for GpuOrderings<'_> {
 /// [`weft_compute::diversity_many`]'s.
 pub fn diversity_many(gpu: &Gpu, e: Rows<'_>, starts: &[usize]) -> Result<Vec<Vec<u32>>, GpuError> {
     GpuOrderings::new(gpu, e, &OrderOptions::default())?.run(starts)
+}
+
+/// The ordering from `start` over normalised rows `e`, on `gpu`: exactly
+/// [`weft_compute::diversity`]'s.
+pub fn diversity(gpu: &Gpu, e: Rows<'_>, start: usize) -> Result<Vec<u32>, GpuError> {
+    let mut seqs = diversity_many(gpu, e, &[start])?;
+    Ok(seqs.pop().expect("one ordering"))
+}
+
+/// The first `len` items of the orderings from `starts`, on `gpu`: exactly
+/// [`weft_compute::diversity_prefixes`]'s.
+pub fn diversity_prefixes(
+    gpu: &Gpu,
+    e: Rows<'_>,
+    starts: &[usize],
+    len: usize,
+) -> Result<Vec<Vec<u32>>, GpuError> {
+    GpuOrderings::new(gpu, e, &OrderOptions::default())?.run_prefixes(starts, len)
 }
 
 /// Fills the missing orderings of a cache on `gpu` (as [`CacheWriter::run`] does on the

@@ -85,6 +85,14 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
     let Some(g) = gpu(None) else { return };
     let rows = Rows::new(&e, n, d).unwrap();
     assert_eq!(weft_gpu::diversity_many(&g, rows, &starts).unwrap(), want);
+    assert_eq!(
+        weft_gpu::diversity(&g, rows, 5).unwrap(),
+        cpu_orderings(&e, n, d, &[5])[0]
+    );
+    let cpu = weft_compute::diversity_prefixes(rows, None, &starts, 40, Some(2), Budget::default());
+    let prefixes = weft_gpu::diversity_prefixes(&g, rows, &starts, 40).unwrap();
+    assert_eq!(prefixes, cpu.unwrap());
+    assert!(prefixes.iter().zip(&want).all(|(p, w)| p[..] == w[..40]));
     // Forced without S (a zero S limit): the same orderings, a few of them (O(n·d) a step).
     let from_e = GpuOrderings::new(
         &g,
