@@ -35,7 +35,7 @@ pub struct Picker<'a> {
 
 impl<'a> Picker<'a> {
     /// Starts the ordering from `start` over normalised rows `e` (rows and start validated
-    /// as [`crate::diversity`] does).
+    /// as [`fn@crate::diversity`] does).
     pub fn new(e: Rows<'a>, start: usize) -> Result<Self, ComputeError> {
         crate::diversity::check(e, &[start])?;
         Ok(Picker {
@@ -107,7 +107,7 @@ impl<'a> Picker<'a> {
 #[error("{0}")]
 pub struct BadShortlist(String);
 
-/// Bound on |S32[i,j] − e_i·e_j| for an f32 dot product of two unit rows of width d, whatever
+/// Bound on |S32\[i,j\] − e_i·e_j| for an f32 dot product of two unit rows of width d, whatever
 /// the order of its additions and whether products are fused: γ_d with unit roundoff 2⁻²³
 /// (twice IEEE round-to-nearest, so round-toward-zero is covered too), plus (d + 2)·2⁻¹²⁵ for
 /// subnormal results flushed to zero (GPUs may). See docs/gpu-orderings.md.

@@ -514,20 +514,20 @@ impl Producer for GpuOrderings<'_> {
 }
 
 /// The orderings from each of `starts` over normalised rows `e`, on `gpu`: exactly
-/// [`weft_compute::diversity_many`]'s.
+/// [`fn@weft_compute::diversity_many`]'s.
 pub fn diversity_many(gpu: &Gpu, e: Rows<'_>, starts: &[usize]) -> Result<Vec<Vec<u32>>, GpuError> {
     GpuOrderings::new(gpu, e, &OrderOptions::default())?.run(starts)
 }
 
 /// The ordering from `start` over normalised rows `e`, on `gpu`: exactly
-/// [`weft_compute::diversity`]'s.
+/// [`fn@weft_compute::diversity`]'s.
 pub fn diversity(gpu: &Gpu, e: Rows<'_>, start: usize) -> Result<Vec<u32>, GpuError> {
     let mut seqs = diversity_many(gpu, e, &[start])?;
     Ok(seqs.pop().expect("one ordering"))
 }
 
 /// The first `len` items of the orderings from `starts`, on `gpu`: exactly
-/// [`weft_compute::diversity_prefixes`]'s.
+/// [`fn@weft_compute::diversity_prefixes`]'s.
 pub fn diversity_prefixes(
     gpu: &Gpu,
     e: Rows<'_>,
