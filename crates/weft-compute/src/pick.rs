@@ -115,6 +115,13 @@ pub fn entry_bound_any_f32(d: usize) -> f64 {
     2.0 * entry_bound_f32(d) + (d as f64 + 2.0) * f64::powi(2.0, -125)
 }
 
+/// Bound on |S64\[i,j\] − e_i·e_j| for an f64 dot product of two unit f32 rows of width d
+/// (every product exact), whatever the order of its additions, their rounding direction
+/// (unit roundoff 2⁻⁵²) and whether products are fused.
+pub fn entry_bound_any_f64(d: usize) -> f64 {
+    2.0 * crate::tile64::entry_bound_f64(d)
+}
+
 /// Bound on |a_j − score(c_t, e_j)| after `t` picks when each of the t entries summed into a_j
 /// is within `entry_err` of the exact e_i·e_j (sums themselves exact, e.g. integers): t
 /// entries' errors plus the f64 rule's own rounding.

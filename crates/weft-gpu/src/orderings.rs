@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
-use weft_compute::pick::{entry_bound_any_f32, step_bound, Picker};
+use weft_compute::pick::{entry_bound_any_f32, entry_bound_any_f64, step_bound, Picker};
 use weft_compute::{CacheInfo, CacheWriter, Producer, Progress, Rows};
 
 use crate::{Gpu, GpuError};
@@ -41,6 +41,9 @@ pub struct OrderOptions {
     /// Most bytes of device memory the quantised S may take (default: as the bindings
     /// allow). `Some(0)` forces the path that computes rows of S from E at every step.
     pub s_limit: Option<u64>,
+    /// Build S in f32 even when the adapter has f64 (the f64 build gives a far narrower
+    /// band of candidates, so less work on the host; both give the same orderings).
+    pub f32_only: bool,
 }
 
 /// Where the step shader finds rows of S.
@@ -65,6 +68,8 @@ pub struct GpuOrderings<'g> {
     /// Bound on |q/scale − e_i·e_j| for every quantised entry.
     entry_err: f64,
     source: Source,
+    /// Whether S was built from f64 dot products.
+    s_f64: bool,
     e: wgpu::Buffer,
     dummy: wgpu::Buffer,
     layout: wgpu::BindGroupLayout,
@@ -177,6 +182,7 @@ impl<'g> GpuOrderings<'g> {
             scale,
             entry_err,
             source: Source::FromE,
+            s_f64: false,
             e: e_buf,
             dummy,
             layout,
@@ -187,10 +193,17 @@ impl<'g> GpuOrderings<'g> {
         let s_bytes = row_bytes * n as u64;
         let blocks = n.div_ceil(fit);
         if blocks <= S_BINDINGS && options.s_limit.is_none_or(|l| s_bytes <= l) {
-            match me.build_s(fit.min(n)) {
+            let f64 = gpu.has_f64() && !options.f32_only;
+            match me.build_s(fit.min(n), f64) {
                 Ok(s) => {
                     me.source = s;
                     me.add = add_s;
+                    me.s_f64 = f64;
+                    if f64 {
+                        // Products exact, sums within (d + 2)·2⁻⁵²·1.02, the quantising
+                        // product within 2⁻⁵¹, rounding 0.5/scale (docs/gpu-orderings.md).
+                        me.entry_err = entry_bound_any_f64(d) + f64::powi(2.0, -51) + 0.5 / scale;
+                    }
                 }
                 // Documented fallback: S that does not fit device memory is computed per step.
                 Err(GpuError::OutOfMemory { .. }) => {}
@@ -205,16 +218,30 @@ impl<'g> GpuOrderings<'g> {
         matches!(self.source, Source::Matrix { .. })
     }
 
+    /// Whether S on the device was built from f64 dot products (a narrower band).
+    pub fn s_in_f64(&self) -> bool {
+        self.s_f64
+    }
+
     /// Orderings advanced together in one batch.
     pub fn batch_size(&self) -> usize {
         self.batch
     }
 
-    /// Computes the quantised S in blocks of `rows_per_block` rows.
-    fn build_s(&self, rows_per_block: usize) -> Result<Source, GpuError> {
+    /// Computes the quantised S in blocks of `rows_per_block` rows, from f64 dot products
+    /// when `f64` (the adapter has SHADER_F64), else from f32 ones.
+    fn build_s(&self, rows_per_block: usize, f64: bool) -> Result<Source, GpuError> {
         let gpu = self.gpu;
         let what = "diversity orderings: building S";
-        let module = shader(gpu, "order_build", include_str!("shaders/order_build.wgsl"))?;
+        let module = if f64 {
+            shader(
+                gpu,
+                "order_build64",
+                include_str!("shaders/order_build64.wgsl"),
+            )?
+        } else {
+            shader(gpu, "order_build", include_str!("shaders/order_build.wgsl"))?
+        };
         let pipeline = gpu.checked(what, || {
             gpu.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -40,9 +40,9 @@ fn exact_set_orderings_equal_the_reference_on_every_path() {
     let rows = Rows::new(&e, n, d).unwrap();
     let Some(g) = gpu(None) else { return };
     let one = GpuOrderings::new(&g, rows, &OrderOptions::default()).unwrap();
-    assert!(one.s_on_device());
+    assert!(one.s_on_device() && one.s_in_f64() == g.has_f64());
     assert_eq!(one.run(&starts).unwrap(), want, "S in one binding");
-    // 60 rows of S per binding: four blocks; batches of 50 orderings.
+    // 60 rows of S per binding: four blocks; batches of 50 orderings; S from f32 products.
     let Some(small) = gpu(Some(60 * n as u64 * 4)) else {
         return;
     };
@@ -52,10 +52,11 @@ fn exact_set_orderings_equal_the_reference_on_every_path() {
         &OrderOptions {
             batch: Some(50),
             s_limit: None,
+            f32_only: true,
         },
     )
     .unwrap();
-    assert!(split.s_on_device() && split.batch_size() == 50);
+    assert!(split.s_on_device() && split.batch_size() == 50 && !split.s_in_f64());
     assert_eq!(split.run(&starts).unwrap(), want, "S in four blocks");
     // 50 rows a binding would need five blocks: more than the shader has, so no S.
     let Some(tiny) = gpu(Some(50 * n as u64 * 4)) else {
@@ -84,7 +85,15 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
     let want = cpu_orderings(&e, n, d, &starts);
     let Some(g) = gpu(None) else { return };
     let rows = Rows::new(&e, n, d).unwrap();
+    // S from f64 products where the adapter has f64 (lavapipe has), and from f32 products.
     assert_eq!(weft_gpu::diversity_many(&g, rows, &starts).unwrap(), want);
+    let f32_only = OrderOptions {
+        f32_only: true,
+        ..OrderOptions::default()
+    };
+    let o32 = GpuOrderings::new(&g, rows, &f32_only).unwrap();
+    assert!(o32.s_on_device() && !o32.s_in_f64());
+    assert_eq!(o32.run(&starts).unwrap(), want, "S from f32 products");
     assert_eq!(
         weft_gpu::diversity(&g, rows, 5).unwrap(),
         cpu_orderings(&e, n, d, &[5])[0]
@@ -100,6 +109,7 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
         &OrderOptions {
             batch: None,
             s_limit: Some(0),
+            f32_only: false,
         },
     )
     .unwrap();
@@ -118,6 +128,7 @@ fn split_run(raw: &[f32], n: usize, d: usize, path: &Path, g: &Gpu, gpu_first: b
     let options = OrderOptions {
         batch: Some(40),
         s_limit: None,
+        f32_only: false,
     };
     let cancel = AtomicBool::new(false);
     let mut w = CacheWriter::create(path, emb, true).unwrap();
@@ -218,6 +229,7 @@ fn cancel_stops_between_steps() {
     let options = OrderOptions {
         batch: Some(30),
         s_limit: None,
+        f32_only: false,
     };
     let o = GpuOrderings::new(&g, Rows::new(&e, n, d).unwrap(), &options).unwrap();
     let got = o.run_cancellable(&starts, &AtomicBool::new(true)).unwrap();
