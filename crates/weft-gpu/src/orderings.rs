@@ -29,6 +29,15 @@ const S_BINDINGS: usize = 4;
 pub const MAX_BATCH: usize = 2048;
 /// A chosen item's sum in the shader.
 const CHOSEN: i32 = i32::MAX;
+/// Most steps recorded per submission; an ordering takes up to this many picks on the device
+/// between two visits of the host (its "ring" of picks for the host to replay). The count
+/// adapts: halved while most orderings stop for the host (ties: dispatches for stopped
+/// orderings are wasted), doubled while few do.
+const STEPS: usize = 32;
+/// An ordering's status in the shader: advancing, stopped for the host, finished.
+const RUNNING: i32 = 0;
+const WAITING: i32 = 1;
+const DONE: i32 = 2;
 /// Threads per workgroup in both shaders.
 const WORKGROUP: u32 = 256;
 
@@ -75,7 +84,10 @@ pub struct GpuOrderings<'g> {
     layout: wgpu::BindGroupLayout,
     add: wgpu::ComputePipeline,
     shortlist: wgpu::ComputePipeline,
+    decide: wgpu::ComputePipeline,
     batch: usize,
+    /// Step submissions so far (each followed by one wait for the host).
+    submissions: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for GpuOrderings<'_> {
@@ -96,11 +108,11 @@ struct Params {
     n: u32,
     b: u32,
     k: u32,
-    band: i32,
+    len: u32,
     scale: f32,
     rows_per_block: u32,
     d: u32,
-    pad: u32,
+    ring: u32,
 }
 
 /// The build shader's uniform (order_build.wgsl `Build`).
@@ -173,7 +185,7 @@ impl<'g> GpuOrderings<'g> {
             4,
             wgpu::BufferUsages::empty(),
         )?;
-        let (layout, add_s, add_e, shortlist) = step_pipelines(gpu)?;
+        let (layout, [add_s, add_e, shortlist, decide]) = step_pipelines(gpu)?;
         let mut me = GpuOrderings {
             gpu,
             rows: e.data().to_vec(),
@@ -188,7 +200,9 @@ impl<'g> GpuOrderings<'g> {
             layout,
             add: add_e,
             shortlist,
+            decide,
             batch,
+            submissions: Default::default(),
         };
         let s_bytes = row_bytes * n as u64;
         let blocks = n.div_ceil(fit);
@@ -221,6 +235,12 @@ impl<'g> GpuOrderings<'g> {
     /// Whether S on the device was built from f64 dot products (a narrower band).
     pub fn s_in_f64(&self) -> bool {
         self.s_f64
+    }
+
+    /// Step submissions made so far: each records up to 32 steps of the whole batch and is
+    /// followed by one read-back and the host's re-scoring.
+    pub fn submissions(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
     }
 
     /// Orderings advanced together in one batch.
@@ -366,7 +386,10 @@ impl<'g> GpuOrderings<'g> {
         Ok(out)
     }
 
-    /// Advances one batch to `len` items: len − 1 submissions, one per step.
+    /// Advances one batch to `len` items. Each submission records [`STEPS`] steps; an
+    /// ordering whose shortlist is one item takes it on the device and goes on, any other
+    /// waits for the host, which replays the device's picks into its [`Picker`]s (checking
+    /// each), re-scores the waiting shortlists with the f64 rule and sends the picks back.
     fn run_batch(
         &self,
         mut pickers: Vec<Picker<'_>>,
@@ -376,26 +399,24 @@ impl<'g> GpuOrderings<'g> {
         let gpu = self.gpu;
         let (n, b) = (self.n, pickers.len());
         let what = "diversity orderings";
+        let none = wgpu::BufferUsages::empty();
         let sums = gpu.storage(
             "diversity orderings: running sums",
             (b * n * 4) as u64,
-            wgpu::BufferUsages::empty(),
+            none,
         )?;
-        let state = gpu.storage(
-            "diversity orderings: state",
-            (3 * b * 4) as u64,
-            wgpu::BufferUsages::empty(),
-        )?;
+        let state_len = 6 * b + n + 1;
+        let state = gpu.storage("diversity orderings: state", (state_len * 4) as u64, none)?;
+        let cands_len = 2 * b * SLOTS + b * STEPS;
         let cands = gpu.storage(
             "diversity orderings: shortlists",
-            (b * SLOTS * 8) as u64,
-            wgpu::BufferUsages::empty(),
+            (cands_len * 4) as u64,
+            none,
         )?;
-        let back_bytes = (b * 4 + b * SLOTS * 8) as u64;
         let back = gpu.checked(what, || {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("weft order readback"),
-                size: back_bytes,
+                size: ((6 * b + cands_len) * 4) as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -404,11 +425,11 @@ impl<'g> GpuOrderings<'g> {
             n: n as u32,
             b: b as u32,
             k: SLOTS as u32,
-            band: 0,
+            len: len as u32,
             scale: self.scale as f32,
             rows_per_block: 1,
             d: self.d as u32,
-            pad: 0,
+            ring: STEPS as u32,
         };
         let s: Vec<&wgpu::Buffer> = match &self.source {
             Source::Matrix {
@@ -440,47 +461,86 @@ impl<'g> GpuOrderings<'g> {
                 ],
             })
         })?;
+        // band[t]: the rule's pick p after t picks has a_p − min a ≤ 2·b_t
+        // (docs/gpu-orderings.md); clamped, a band shortlists everything (the host scores).
+        let bands: Vec<i32> = (0..=n)
+            .map(|t| {
+                let bound = step_bound(t, self.d, self.entry_err);
+                ((2.0 * bound * self.scale).ceil() + 1.0).min(f64::from(1 << 30)) as i32
+            })
+            .collect();
+        gpu.queue()
+            .write_buffer(&state, (6 * b * 4) as u64, bytemuck::cast_slice(&bands));
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         enc.clear_buffer(&sums, 0, None);
         gpu.queue().submit([enc.finish()]);
-        let mut host = vec![0i32; 3 * b];
-        let mut read = vec![0i32; b + 2 * b * SLOTS];
-        for t in 1..len {
+        let mut host = vec![0i32; 6 * b];
+        let mut read = vec![0i32; 6 * b + cands_len];
+        let ring_at = 2 * b * SLOTS;
+        let mut steps = STEPS;
+        while pickers.iter().any(|p| p.len() < len) {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(vec![None; b]);
             }
-            let bound = step_bound(t, self.d, self.entry_err);
-            // The rule's pick p has a_p − min a ≤ 2·bound (docs/gpu-orderings.md).
-            params.band = ((2.0 * bound * self.scale).ceil() + 1.0).min(f64::from(1 << 30)) as i32;
             for (i, p) in pickers.iter().enumerate() {
                 host[i] = p.last() as i32;
                 host[b + i] = CHOSEN;
                 host[2 * b + i] = 0;
+                host[3 * b + i] = p.len() as i32;
+                host[4 * b + i] = if p.len() < len { RUNNING } else { DONE };
+                host[5 * b + i] = 0;
             }
-            gpu.queue()
-                .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
             gpu.queue()
                 .write_buffer(&state, 0, bytemuck::cast_slice(&host));
             let mut enc = gpu.device().create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 pass.set_bind_group(0, &group, &[]);
-                pass.set_pipeline(&self.add);
-                pass.dispatch_workgroups(groups(n), b as u32, 1);
-                pass.set_pipeline(&self.shortlist);
-                pass.dispatch_workgroups(groups(n), b as u32, 1);
+                for _ in 0..steps {
+                    pass.set_pipeline(&self.add);
+                    pass.dispatch_workgroups(groups(n), b as u32, 1);
+                    pass.set_pipeline(&self.shortlist);
+                    pass.dispatch_workgroups(groups(n), b as u32, 1);
+                    pass.set_pipeline(&self.decide);
+                    pass.dispatch_workgroups(b.div_ceil(64) as u32, 1, 1);
+                }
             }
-            enc.copy_buffer_to_buffer(&state, (2 * b * 4) as u64, &back, 0, (b * 4) as u64);
-            enc.copy_buffer_to_buffer(&cands, 0, &back, (b * 4) as u64, (b * SLOTS * 8) as u64);
+            enc.copy_buffer_to_buffer(&state, 0, &back, 0, (6 * b * 4) as u64);
+            enc.copy_buffer_to_buffer(&cands, 0, &back, (6 * b * 4) as u64, (cands_len * 4) as u64);
             gpu.queue().submit([enc.finish()]);
+            self.submissions.fetch_add(1, Ordering::Relaxed);
             self.read_back(&back, &mut read)?;
-            let (counts, lists) = read.split_at(b);
+            let (st, rest) = read.split_at(6 * b);
+            let waited = st[4 * b..5 * b].iter().filter(|&&x| x == WAITING).count();
+            let running = pickers.iter().filter(|p| p.len() < len).count();
+            steps = if 2 * waited > running {
+                (steps / 2).max(1)
+            } else {
+                (steps * 2).min(STEPS)
+            };
+            let (lists, ring) = rest.split_at(ring_at);
             let scale = self.scale;
             pickers
                 .par_iter_mut()
                 .enumerate()
                 .try_for_each(|(i, p)| {
-                    let count = counts[i];
+                    // The device's picks were lone shortlists: the rule's picks unscored.
+                    let fill = st[5 * b + i].clamp(0, STEPS as i32) as usize;
+                    for &j in &ring[i * STEPS..i * STEPS + fill] {
+                        p.choose(&[(0.0, j as u32)], 0.0)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if st[3 * b + i] != p.len() as i32 {
+                        return Err(format!(
+                            "the device counts {} picks, the host {}",
+                            st[3 * b + i],
+                            p.len()
+                        ));
+                    }
+                    if st[4 * b + i] != WAITING || p.len() >= len {
+                        return Ok(());
+                    }
+                    let count = st[2 * b + i];
                     if count as usize > SLOTS {
                         p.choose_any();
                         return Ok(());
@@ -490,10 +550,12 @@ impl<'g> GpuOrderings<'g> {
                     for (c, pair) in cands.iter_mut().zip(list.chunks_exact(2)) {
                         *c = (f64::from(pair[1]) / scale, pair[0] as u32);
                     }
-                    let cands = &cands[..list.len() / 2];
-                    p.choose(cands, bound).map(|_| ())
+                    let bound = step_bound(p.len(), self.d, self.entry_err);
+                    p.choose(&cands[..list.len() / 2], bound)
+                        .map_err(|e| e.to_string())?;
+                    Ok(())
                 })
-                .map_err(|e| gpu.failed(what, e.to_string()))?;
+                .map_err(|e: String| gpu.failed(what, e))?;
         }
         gpu.take_uncaptured(what)?;
         Ok(pickers.into_iter().map(|p| Some(p.into_seq())).collect())
@@ -602,18 +664,10 @@ fn shader(gpu: &Gpu, label: &str, source: &str) -> Result<wgpu::ShaderModule, Gp
 }
 
 /// The step shader's explicit layout (every entry point shares one bind group) and its
-/// pipelines: add from S, add from E, shortlist.
+/// pipelines: add from S, add from E, shortlist, decide.
 fn step_pipelines(
     gpu: &Gpu,
-) -> Result<
-    (
-        wgpu::BindGroupLayout,
-        wgpu::ComputePipeline,
-        wgpu::ComputePipeline,
-        wgpu::ComputePipeline,
-    ),
-    GpuError,
-> {
+) -> Result<(wgpu::BindGroupLayout, [wgpu::ComputePipeline; 4]), GpuError> {
     let what = "diversity orderings: compiling the step shader";
     let module = shader(gpu, "order_step", include_str!("shaders/order_step.wgsl"))?;
     let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
@@ -663,7 +717,7 @@ fn step_pipelines(
                     cache: None,
                 })
         };
-        let (a, b, c) = (make("add_s"), make("add_e"), make("shortlist"));
-        (layout, a, b, c)
+        let pipelines = ["add_s", "add_e", "shortlist", "decide"].map(make);
+        (layout, pipelines)
     })
 }

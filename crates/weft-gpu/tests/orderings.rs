@@ -86,6 +86,17 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
     let Some(g) = gpu(None) else { return };
     let rows = Rows::new(&e, n, d).unwrap();
     // S from f64 products where the adapter has f64 (lavapipe has), and from f32 products.
+    let o = GpuOrderings::new(&g, rows, &OrderOptions::default()).unwrap();
+    assert_eq!(o.run(&starts).unwrap(), want);
+    if o.s_in_f64() {
+        // The narrow f64 band: nearly every step's shortlist is one item, taken on the
+        // device, so far fewer submissions (host round trips) than the n − 1 steps.
+        assert!(
+            o.submissions() < (n as u64 - 1) / 4,
+            "{} submissions",
+            o.submissions()
+        );
+    }
     assert_eq!(weft_gpu::diversity_many(&g, rows, &starts).unwrap(), want);
     let f32_only = OrderOptions {
         f32_only: true,
