@@ -1,11 +1,12 @@
 //! Diversity orderings on the GPU, identical to weft-compute's (docs/gpu-orderings.md).
 //!
-//! A batch of orderings advances in lockstep, one submission per step for the whole batch:
-//! the device adds each ordering's last pick's row of a quantised S to its integer running
-//! sums and shortlists the items within a proven band of the minimum; the host re-scores each
-//! shortlist with weft-compute's own f64 rule ([`Picker`]) and sends the picks back. The
-//! integer sums are exact, so the band only has to cover each entry's error, and every pick is
-//! the CPU engine's, bit for bit, whatever the adapter (no f64 needed on the device).
+//! A batch of orderings advances together, many steps per submission: the device adds each
+//! ordering's last pick's row of a quantised S to its integer running sums and shortlists
+//! the items within a proven band of the minimum. A shortlist of one item is the rule's pick,
+//! so the device takes it and goes on; any other waits for the host, which re-scores it with
+//! weft-compute's own f64 rule ([`Picker`]) after replaying the device's picks. The integer
+//! sums are exact, so the band only has to cover each entry's error, and every pick is the
+//! CPU engine's, bit for bit, whatever the adapter (f64 on the device only narrows the band).
 //!
 //! Memory: E (n·d f32) in one binding; S quantised to i32 in up to four bindings of whole rows
 //! when it fits them (and [`OrderOptions::s_limit`]), else each step computes the rows it
