@@ -2,7 +2,7 @@
 //! starts, one row of N uint32 ids (0-based) per start.
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output::{self, Outputs};
 use crate::progress::Reporter;
 use crate::starts::{self, Starts};
@@ -40,12 +40,15 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
+    weft_lua::device::orderings_on_cpu(a.device.get(), "diversity").map_err(Failure::new)?;
     let rep = Reporter::new(&a.common);
     output::check_not_input(&a.output, &[&a.emb])?;
     output::check_writable(&a.output)?;

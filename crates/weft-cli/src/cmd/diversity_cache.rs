@@ -11,7 +11,7 @@
 //! for batch systems; `weft cache merge` joins the parts (docs/cluster.md).
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output;
 use crate::progress::Reporter;
 use crate::signals::Interrupt;
@@ -59,12 +59,15 @@ pub struct Args {
     #[arg(long, value_name = "K/M", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
+    weft_lua::device::orderings_on_cpu(a.device.get(), "diversity-cache").map_err(Failure::new)?;
     if a.resume && a.force {
         // One rule with weft.diversity_cache, in the same words; a usage error here.
         return Err(Failure::with_code(weft_compute::RESUME_WITH_FORCE, 2));
