@@ -14,6 +14,7 @@
 //! - [`similarity`](mod@similarity): S = E·Eᵀ, blocked.
 //! - [`topk`](mod@topk): nearest neighbours, shortlisted on the GPU and finished exactly on
 //!   the host ([`exact`]), so the ids and scores are the CPU engine's.
+//! - [`orderings`]: diversity orderings and the cache's producer, the CPU engine's exactly.
 //! - [`error`]: the error type, [`GpuError`].
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod device;
 pub mod error;
 pub mod exact;
 pub mod kernel;
+pub mod orderings;
 mod plan;
 pub mod similarity;
 pub mod topk;
@@ -31,5 +33,8 @@ pub use buffers::{rows_per_part, SplitRows};
 pub use choice::DeviceChoice;
 pub use device::{adapters, pick, AdapterKind, AdapterSummary, Gpu, GpuOptions, MAX_BINDING_ENV};
 pub use error::GpuError;
+pub use orderings::{
+    diversity, diversity_many, diversity_prefixes, fill_cache, GpuOrderings, OrderOptions,
+};
 pub use similarity::{similarity, similarity_into};
 pub use topk::topk;
