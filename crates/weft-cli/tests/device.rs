@@ -135,6 +135,37 @@ fn gpu_outputs_equal_cpu_outputs() {
         bytes("rsc-gpu.npy") == bytes("rsc-cpu.npy"),
         "topk scores on the example data"
     );
+    // Orderings and the cache (gpu-b's kernels): the same bytes on both devices.
+    for device in ["cpu", "gpu"] {
+        let seq = dir.path(&format!("seq-{device}.npy"));
+        ok(&weft(&[
+            "diversity",
+            real,
+            "--starts",
+            "0,7,399",
+            "-o",
+            &seq,
+            "--device",
+            device,
+        ]));
+        let cache = dir.path(&format!("c-{device}.cache"));
+        ok(&weft(&[
+            "diversity-cache",
+            &emb,
+            "-o",
+            &cache,
+            "--device",
+            device,
+        ]));
+    }
+    assert!(
+        bytes("seq-gpu.npy") == bytes("seq-cpu.npy"),
+        "diversity --device gpu"
+    );
+    assert!(
+        bytes("c-gpu.cache") == bytes("c-cpu.cache"),
+        "diversity-cache --device gpu"
+    );
 }
 
 #[test]

@@ -364,7 +364,6 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                 None => position_arg(state, 2, WHAT, "start")?,
             };
             let opts = options(state, 3, WHAT)?;
-            device::orderings_on_cpu(opts.device, WHAT)?;
             let length = opt_count(state, 3, c"length", WHAT)?;
             let given = if ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
                 option_field(state, 3, c"similarity", WHAT)?;
@@ -397,14 +396,24 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
             let n = rows.n();
             let result = match (starts, length) {
                 (None, None) => {
-                    let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget)
-                        .map_err(|e| lua_error(WHAT, e))?;
+                    let seq = device::diversity(
+                        opts.device,
+                        WHAT,
+                        e,
+                        s,
+                        start,
+                        opts.threads,
+                        opts.budget,
+                    )
+                    .map_err(|f| failed(WHAT, f))?;
                     u32_array(&seq, n, None)?
                 }
                 (starts, length) => {
                     let len = length.map_or(n, |l| (l as usize).min(n));
                     let list = starts.clone().unwrap_or_else(|| vec![start]);
-                    let seqs = weft_compute::diversity_prefixes(
+                    let seqs = device::diversity_prefixes(
+                        opts.device,
+                        WHAT,
                         e,
                         s,
                         &list,
@@ -412,7 +421,7 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                         opts.threads,
                         opts.budget,
                     )
-                    .map_err(|e| lua_error(WHAT, e))?;
+                    .map_err(|f| failed(WHAT, f))?;
                     let flat: Vec<u32> = seqs.concat();
                     match starts {
                         Some(list) => u32_array(&flat, list.len(), Some(len))?,
@@ -484,7 +493,6 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
             let emb = embeddings(state, 1, WHAT)?;
             let path = crate::arrays::path_arg(state, 2, WHAT)?;
             let opts = options(state, 3, WHAT)?;
-            device::orderings_on_cpu(opts.device, WHAT)?;
             let resume = flag(state, 3, c"resume", WHAT)?;
             let force = flag(state, 3, c"force", WHAT)?;
             if resume && force {
@@ -548,9 +556,15 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
                     cancel.store(true, Ordering::Relaxed);
                 }
             };
-            let info = writer
-                .run(opts.threads, &mut report, &cancel)
-                .map_err(|e| lua_error(WHAT, e))?;
+            let info = device::fill_cache(
+                opts.device,
+                WHAT,
+                &mut writer,
+                opts.threads,
+                &mut report,
+                &cancel,
+            )
+            .map_err(|f| failed(WHAT, f))?;
             drop(bar);
             if let Some(e) = callback_error {
                 if info.complete {

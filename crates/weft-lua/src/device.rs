@@ -1,12 +1,15 @@
-//! `device = "cpu" | "gpu" | "auto"` in the compute options, and `weft.devices()`.
+//! `device = "cpu" | "gpu" | "auto"` in the compute options, and `weft.devices()`; the
+//! routing is shared with the `weft` binary's `--device`.
 //!
 //! With the cargo feature `gpu` (on by default) similarity and top-k run on weft-gpu when
 //! the device says so: `gpu` on the best adapter (a CPU-emulated one such as lavapipe
 //! included), `auto` on a real GPU when there is one. `auto` falls back to the CPU engine
 //! when the GPU cannot take the job (out of device memory, limits); `gpu` reports it.
+//! The diversity orderings and the cache go to weft-gpu's orderings the same way.
 //! Without the feature, `gpu` is an error saying so and `auto` is the CPU.
 
-use weft_compute::{Budget, ComputeError, Rows, TopK};
+use std::sync::atomic::AtomicBool;
+use weft_compute::{Budget, CacheInfo, CacheWriter, ComputeError, Progress, Rows, TopK};
 
 /// Where a compute call runs (the `device` option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -64,6 +67,11 @@ mod on {
         Gpu::shared(choice).map_err(|e| Failure::Device(format!("{what}: {e}")))
     }
 
+    /// Whether calls on `device` go to a GPU (for callers that cut work differently there).
+    pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
+        Ok(gpu(device, what)?.is_some())
+    }
+
     /// What a GPU failure leads to: an input error is the caller's; under `auto` a job the
     /// GPU could not take (memory, limits, a lost device) is redone on the CPU (`Ok`);
     /// under `gpu` it is reported.
@@ -109,10 +117,75 @@ mod on {
         }
         Ok(weft_compute::topk(e, k, threads)?)
     }
+
+    /// The ordering from `start` on `device` (weft-compute's, bit for bit, either way).
+    /// `s`, a similarity matrix the caller already has, serves the CPU engine only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn diversity(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        s: Option<&[f32]>,
+        start: usize,
+        threads: Option<usize>,
+        budget: Budget,
+    ) -> Result<Vec<u32>, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::diversity(&g, e, start) {
+                Ok(seq) => return Ok(seq),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::diversity(e, s, start, threads, budget)?)
+    }
+
+    /// The first `len` items of the orderings from `starts` on `device`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn diversity_prefixes(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        s: Option<&[f32]>,
+        starts: &[usize],
+        len: usize,
+        threads: Option<usize>,
+        budget: Budget,
+    ) -> Result<Vec<Vec<u32>>, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::diversity_prefixes(&g, e, starts, len) {
+                Ok(seqs) => return Ok(seqs),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::diversity_prefixes(
+            e, s, starts, len, threads, budget,
+        )?)
+    }
+
+    /// Fills the cache's missing orderings on `device` (same file, progress and
+    /// cancellation either way; under `auto` a GPU failure continues on the CPU from what
+    /// was committed).
+    pub fn fill_cache(
+        device: Device,
+        what: &str,
+        writer: &mut CacheWriter<'_>,
+        threads: Option<usize>,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<CacheInfo, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            let options = weft_gpu::OrderOptions::default();
+            match weft_gpu::fill_cache(&g, writer, &options, progress, cancel) {
+                Ok(info) => return Ok(info),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(writer.run(threads, progress, cancel)?)
+    }
 }
 
 #[cfg(feature = "gpu")]
-pub use on::{similarity_into, topk};
+pub use on::{diversity, diversity_prefixes, fill_cache, similarity_into, topk, uses_gpu};
 
 /// The error for `device = "gpu"` in a build without the `gpu` feature.
 #[cfg(not(feature = "gpu"))]
@@ -153,15 +226,68 @@ pub fn topk(
     Ok(weft_compute::topk(e, k, threads)?)
 }
 
-/// The diversity orderings and the cache run on the CPU engine on this branch: `gpu` is
-/// refused with a clear message until the GPU orderings land; `auto` is the CPU.
-pub fn orderings_on_cpu(device: Device, what: &str) -> Result<(), String> {
+/// Whether calls on `device` go to a GPU: never in this build (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
     if device == Device::Gpu {
-        return Err(format!(
-            "{what}: device \"gpu\": diversity orderings on the GPU are not built yet (use \"cpu\" or \"auto\")"
-        ));
+        return Err(not_built(what));
     }
-    Ok(())
+    Ok(false)
+}
+
+/// The ordering from `start`: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+#[allow(clippy::too_many_arguments)]
+pub fn diversity(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    start: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<u32>, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::diversity(e, s, start, threads, budget)?)
+}
+
+/// The first `len` items of the orderings from `starts`: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+#[allow(clippy::too_many_arguments)]
+pub fn diversity_prefixes(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    starts: &[usize],
+    len: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<Vec<u32>>, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::diversity_prefixes(
+        e, s, starts, len, threads, budget,
+    )?)
+}
+
+/// Fills the cache's missing orderings: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn fill_cache(
+    device: Device,
+    what: &str,
+    writer: &mut CacheWriter<'_>,
+    threads: Option<usize>,
+    progress: &mut dyn FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<CacheInfo, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(writer.run(threads, progress, cancel)?)
 }
 
 /// `weft.devices()` → a list of tables, one per GPU adapter, best first: name, backend,

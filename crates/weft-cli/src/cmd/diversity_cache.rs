@@ -67,7 +67,6 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args) -> Outcome {
     let t0 = Instant::now();
-    weft_lua::device::orderings_on_cpu(a.device.get(), "diversity-cache").map_err(Failure::new)?;
     if a.resume && a.force {
         // One rule with weft.diversity_cache, in the same words; a usage error here.
         return Err(Failure::with_code(weft_compute::RESUME_WITH_FORCE, 2));
@@ -152,12 +151,29 @@ pub fn run(a: Args) -> Outcome {
         return Ok(());
     }
     let mut phase = rep.phase("orderings", done0 as u64, total as u64);
-    let result = writer.run(
+    let result = weft_lua::device::fill_cache(
+        a.device.get(),
+        "diversity-cache",
+        &mut writer,
         a.common.threads(),
         &mut |p| phase.set(p.done as u64),
         interrupt.flag(),
     );
     drop(phase);
+    let result = match result {
+        Ok(info) => Ok(info),
+        Err(weft_lua::device::Failure::Input(e)) => Err(e),
+        // A device failure (under --device gpu): say so, and what is saved.
+        Err(weft_lua::device::Failure::Device(msg)) => {
+            let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
+            return Err(Failure::new(format!(
+                "{msg}; {done} of {} are saved in {}; resume with: {}",
+                count(total, "ordering"),
+                path.display(),
+                resume_command()
+            )));
+        }
+    };
     let info = match result {
         Ok(info) => info,
         Err(e @ (ComputeError::CacheReplaced { .. } | ComputeError::Threads(_))) => {
