@@ -108,6 +108,22 @@ describe("device option", function()
       assert.truthy(same(ids_g, ids_c), "ids, k = " .. k)
       assert.truthy(same(sc_g, sc_c), "scores, k = " .. k)
     end
+    -- Orderings and the cache: the CPU engine's, bit for bit.
+    local g = weft.diversity(e, 3, { device = "gpu" })
+    assert.truthy(same(g, weft.diversity(e, 3, { device = "cpu" })), "diversity")
+    local pg = weft.diversity(e, { 1, 9 }, { device = "gpu", length = 20 })
+    assert.truthy(same(pg, weft.diversity(e, { 1, 9 }, { device = "cpu", length = 20 })), "prefixes")
+    local files = {}
+    for _, device in ipairs { "gpu", "cpu" } do
+      local path = H.tmpname(".cache")
+      local info = weft.diversity_cache(e, path, { device = device })
+      assert.is_true(info.complete)
+      local f = assert(io.open(path, "rb"))
+      files[device] = f:read("*a")
+      f:close()
+      os.remove(path)
+    end
+    assert.truthy(files.gpu == files.cpu, "the caches differ")
     -- Input errors read as on the CPU, 1-based.
     e:set(3, 2, 0 / 0)
     local err = H.err(weft.topk, e, 2, { device = "gpu" })
