@@ -11,12 +11,15 @@ feature_luajit := luajit
 feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
+# The module's GPU backend (weft-gpu: device = "gpu" | "auto", weft.devices()); on by
+# default like the CLI's. `make module GPU=` builds a CPU-only module.
+GPU ?= ,gpu
 
 .PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
-	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module --target-dir target/module-$(LUA)
+	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module$(GPU) --target-dir target/module-$(LUA)
 	mkdir -p target/lua/$(LUA)
 	cp target/module-$(LUA)/release/libweft_lua.so target/lua/$(LUA)/weft.so
 
@@ -82,7 +85,9 @@ example-test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
+	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module,gpu --target-dir target/module-lua5.4 -- -D warnings
+	# the CPU-only build (--no-default-features: no weft-gpu, no wgpu) stays warning-free
+	$(CARGO) clippy -p weft-cli --no-default-features -- -D warnings
 
 # The API documentation builds without a warning (broken or private links, and with
 # #![deny(missing_docs)] on the library crates, an undocumented public item). `make lint`
@@ -92,6 +97,9 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
+# The GPU tests run on Mesa's lavapipe (installed by `make deps`); here a missing adapter
+# fails them instead of skipping.
+test: export WEFT_REQUIRE_GPU = 1
 test: deps lint doc rust-test isa-test miri loom lua-test example-test ffi-test python-test bench-smoke
 
 # The channel's no-lost-wake-up argument (crates/weft-core/src/channel/README.md) model-

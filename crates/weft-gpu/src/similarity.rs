@@ -32,7 +32,7 @@ pub(crate) fn sim_params(
     .map(|v| v as u32)
 }
 
-/// Like [`weft_compute::similarity`], on `gpu`: S = E·Eᵀ of normalised rows, `n × n`.
+/// Like [`fn@weft_compute::similarity`], on `gpu`: S = E·Eᵀ of normalised rows, `n × n`.
 pub fn similarity(gpu: &Gpu, e: Rows<'_>, budget: Budget) -> Result<Vec<f32>, GpuError> {
     check(e, budget)?;
     let mut s = vec![0.0f32; e.n() * e.n()];
@@ -40,7 +40,7 @@ pub fn similarity(gpu: &Gpu, e: Rows<'_>, budget: Budget) -> Result<Vec<f32>, Gp
     Ok(s)
 }
 
-/// Like [`weft_compute::similarity_into`], on `gpu`. On an input error `out` is untouched;
+/// Like [`fn@weft_compute::similarity_into`], on `gpu`. On an input error `out` is untouched;
 /// on a device error (out of memory, device lost) it may be partly written.
 pub fn similarity_into(
     gpu: &Gpu,

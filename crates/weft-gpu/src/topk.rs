@@ -36,7 +36,7 @@ fn capacity(n: usize, k: usize) -> usize {
     (2 * k).max(k + 64).min(n - 1)
 }
 
-/// Like [`weft_compute::topk`], on `gpu`, with the same ids and scores (module docs).
+/// Like [`fn@weft_compute::topk`], on `gpu`, with the same ids and scores (module docs).
 /// `threads` bounds the host threads re-scoring shortlists.
 pub fn topk(gpu: &Gpu, e: Rows<'_>, k: usize, threads: Option<usize>) -> Result<TopK, GpuError> {
     let (n, d) = (e.n(), e.d());

@@ -54,6 +54,7 @@ mod channels;
 pub mod codec;
 mod compute;
 mod counters;
+pub mod device;
 mod fast;
 mod frozen;
 mod handles;
@@ -155,6 +156,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         core.set("open_cache", lua.create_c_function(compute::open_cache)?)?;
         core.set("read_jsonl", lua.create_c_function(jsonl::read_jsonl)?)?;
     }
+    core.set("devices", lua.create_function(device::devices)?)?;
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;
     core.set("pool_map", export(lua, "pool:map", pools::map)?)?;

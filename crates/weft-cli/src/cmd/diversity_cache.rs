@@ -11,7 +11,7 @@
 //! for batch systems; `weft cache merge` joins the parts (docs/cluster.md).
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output;
 use crate::progress::Reporter;
 use crate::signals::Interrupt;
@@ -58,6 +58,8 @@ pub struct Args {
     /// into a part file for `weft cache merge`. --resume of a part needs the same K/M.
     #[arg(long, value_name = "K/M", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub common: Common,
 }
@@ -149,12 +151,29 @@ pub fn run(a: Args) -> Outcome {
         return Ok(());
     }
     let mut phase = rep.phase("orderings", done0 as u64, total as u64);
-    let result = writer.run(
+    let result = weft_lua::device::fill_cache(
+        a.device.get(),
+        "diversity-cache",
+        &mut writer,
         a.common.threads(),
         &mut |p| phase.set(p.done as u64),
         interrupt.flag(),
     );
     drop(phase);
+    let result = match result {
+        Ok(info) => Ok(info),
+        Err(weft_lua::device::Failure::Input(e)) => Err(e),
+        // A device failure (under --device gpu): say so, and what is saved.
+        Err(weft_lua::device::Failure::Device(msg)) => {
+            let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
+            return Err(Failure::new(format!(
+                "{msg}; {done} of {} are saved in {}; resume with: {}",
+                count(total, "ordering"),
+                path.display(),
+                resume_command()
+            )));
+        }
+    };
     let info = match result {
         Ok(info) => info,
         Err(e @ (ComputeError::CacheReplaced { .. } | ComputeError::Threads(_))) => {
