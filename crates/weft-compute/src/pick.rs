@@ -58,6 +58,11 @@ impl<'a> Picker<'a> {
         self.st.last() as u32
     }
 
+    /// The start.
+    pub fn first(&self) -> u32 {
+        self.st.seq[0]
+    }
+
     /// The ordering so far.
     pub fn into_seq(self) -> Vec<u32> {
         self.st.seq

@@ -526,6 +526,7 @@ impl<'g> GpuOrderings<'g> {
                 .enumerate()
                 .try_for_each(|(i, p)| {
                     // The device's picks were lone shortlists: the rule's picks unscored.
+                    let before = p.len();
                     let fill = st[5 * b + i].clamp(0, STEPS as i32) as usize;
                     for &j in &ring[i * STEPS..i * STEPS + fill] {
                         p.choose(&[(0.0, j as u32)], 0.0)
@@ -538,8 +539,19 @@ impl<'g> GpuOrderings<'g> {
                             p.len()
                         ));
                     }
-                    if st[4 * b + i] != WAITING || p.len() >= len {
+                    if p.len() >= len {
                         return Ok(());
+                    }
+                    if st[4 * b + i] != WAITING {
+                        // A running ordering takes a pick or waits at its first step: no
+                        // progress means a broken device, and looping on would hang.
+                        return match p.len() > before {
+                            true => Ok(()),
+                            false => Err(format!(
+                                "the ordering from {} made no progress in a submission",
+                                p.first()
+                            )),
+                        };
                     }
                     let count = st[2 * b + i];
                     if count as usize > SLOTS {
