@@ -10,7 +10,7 @@ local H = require "helpers"
 local required = os.getenv("WEFT_REQUIRE_GPU") == "1"
 
 -- 60 unit rows of 0 / ±0.5 in 8 dimensions (exact arithmetic, many ties), from a fixed
--- linear congruential sequence.
+-- Park–Miller sequence (exact in doubles).
 local function exact_rows()
   local n, d = 60, 8
   local a = weft.array("f32", n, d)
@@ -19,7 +19,7 @@ local function exact_rows()
     local used = {}
     local k = 0
     while k < 4 do
-      x = (x * 1103515245 + 12345) % 2147483648
+      x = (x * 16807) % 2147483647
       local j = x % d + 1
       if not used[j] then
         used[j] = true
