@@ -11,12 +11,15 @@ feature_luajit := luajit
 feature_lua5.4 := lua54
 feature_lua5.1 := lua51
 FEATURE = $(feature_$(LUA))
+# The module's GPU backend (weft-gpu: device = "gpu" | "auto", weft.devices()); on by
+# default like the CLI's. `make module GPU=` builds a CPU-only module.
+GPU ?= ,gpu
 
 .PHONY: module modules test deps rust-test miri lua-test example-test lint bench bench-smoke clean python-test mpi-test
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
-	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module --target-dir target/module-$(LUA)
+	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module$(GPU) --target-dir target/module-$(LUA)
 	mkdir -p target/lua/$(LUA)
 	cp target/module-$(LUA)/release/libweft_lua.so target/lua/$(LUA)/weft.so
 
@@ -82,7 +85,9 @@ example-test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module --target-dir target/module-lua5.4 -- -D warnings
+	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module,gpu --target-dir target/module-lua5.4 -- -D warnings
+	# the CPU-only build (--no-default-features: no weft-gpu, no wgpu) stays warning-free
+	$(CARGO) clippy -p weft-cli --no-default-features -- -D warnings
 	# weft.mpi (weft-lua's `mpi` feature is off in the workspace build)
 	$(CARGO) clippy -p weft-cli --features mpi --all-targets -- -D warnings
 
@@ -94,6 +99,9 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
+# The GPU tests run on Mesa's lavapipe (installed by `make deps`); here a missing adapter
+# fails them instead of skipping.
+test: export WEFT_REQUIRE_GPU = 1
 test: deps lint doc rust-test mpi-test isa-test miri loom lua-test example-test mpi-lua-test ffi-test python-test bench-smoke
 
 # weft built with MPI (`--features mpi`, Open MPI from .ci/install-deps) under real
@@ -108,7 +116,7 @@ mpi-test:
 .PHONY: mpi-lua-test
 mpi-lua-test:
 	$(MAKE) module LUA=luajit
-	$(CARGO) build --release -p weft-lua --no-default-features --features luajit,module,mpi --target-dir target/module-luajit
+	$(CARGO) build --release -p weft-lua --no-default-features --features luajit,module$(GPU),mpi --target-dir target/module-luajit
 	mkdir -p target/lua-mpi/luajit
 	cp target/module-luajit/release/libweft_lua.so target/lua-mpi/luajit/weft.so
 	$(CARGO) build --release -p weft-cli --features mpi

@@ -174,6 +174,7 @@ return {
   diversity = core.diversity,
   diversity_cache = core.diversity_cache,
   open_cache = core.open_cache,
+  devices = core.devices,
   read_jsonl = core.read_jsonl,
   mpi = mpi,
 }

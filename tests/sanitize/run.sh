@@ -44,8 +44,10 @@ HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(tsan asan asan-lua)
 
-# Crates whose tests run under both sanitizers.
-CRATES=(-p weft-core -p weft-npy -p weft-compute -p weft-lua)
+# Crates whose tests run under both sanitizers. weft-lua without its `gpu` feature (as the
+# ASan module below): weft-gpu is safe Rust over wgpu, and a GPU driver (Mesa's lavapipe,
+# uninstrumented, with threads of its own) under TSan would report its own internals.
+CRATES=(-p weft-core -p weft-npy -p weft-compute -p weft-lua --no-default-features --features weft-lua/luajit)
 
 tsan() {
   echo "== ThreadSanitizer: ${CRATES[*]}"

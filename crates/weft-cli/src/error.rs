@@ -42,6 +42,14 @@ impl Failure {
         Failure::new(format!("{}: {text}", path.display()))
     }
 
+    /// A failure of a call routed by `--device`: input errors name the input file.
+    pub fn routed(path: &Path, f: weft_lua::device::Failure) -> Failure {
+        match f {
+            weft_lua::device::Failure::Input(e) => Failure::input(path, e),
+            weft_lua::device::Failure::Device(msg) => Failure::new(msg),
+        }
+    }
+
     /// An engine error that already names its file (cache files) or needs none.
     pub fn compute(e: ComputeError) -> Failure {
         Failure::new(e.to_string())

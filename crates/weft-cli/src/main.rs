@@ -58,6 +58,7 @@ enum Command {
     DiversityCache(cmd::diversity_cache::Args),
     Cache(cmd::cache::Args),
     Bench(cmd::bench::Args),
+    Devices(cmd::devices::Args),
 }
 
 fn dispatch(command: Command) -> error::Outcome {
@@ -73,6 +74,7 @@ fn dispatch(command: Command) -> error::Outcome {
         Command::DiversityCache(a) => cmd::diversity_cache::run(a),
         Command::Cache(a) => cmd::cache::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Devices(a) => cmd::devices::run(a),
     }
 }
 
@@ -102,6 +104,20 @@ fn install_panic_hook() {
     }));
 }
 
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` connects to a Wayland
+/// display to rank GPUs; on a headless machine (no XDG_RUNTIME_DIR) it prints
+/// `error: XDG_RUNTIME_DIR is invalid…` twice on stderr whenever weft opens the GPU. weft
+/// ranks adapters itself, so there the layer is switched off (its own documented switch,
+/// NODEVICE_SELECT=1), unless the user set it. Done first in `main`, before any thread
+/// exists, so no other thread reads the environment meanwhile.
+fn quiet_vulkan_layer() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
     // Before anything else: P copies of a build without MPI would overwrite each other.
     // (A build with MPI runs as ranks: `weft run` scripts through weft.mpi.)
@@ -114,6 +130,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    quiet_vulkan_layer();
     let cli = Cli::parse();
     // With MPI, the commands that use it run as several ranks (scripts through weft.mpi,
     // the cache); the others would still be P copies of one command.

@@ -36,6 +36,39 @@ impl Common {
     }
 }
 
+/// Where a compute command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceOpt {
+    /// The CPU engine.
+    Cpu,
+    /// A GPU adapter (a CPU-emulated one such as lavapipe included); an error without one.
+    Gpu,
+    /// A real GPU when there is one, else the CPU engine.
+    Auto,
+}
+
+/// `--device cpu|gpu|auto`, taken by similarity, topk, diversity and diversity-cache.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArg {
+    /// Where to compute: `cpu`, `gpu` (any GPU adapter, CPU-emulated ones included; an
+    /// error without one) or `auto` (a real GPU when there is one, else the CPU). `weft
+    /// devices` lists the adapters.
+    #[arg(long, value_enum, value_name = "DEVICE", default_value = "auto")]
+    pub device: DeviceOpt,
+}
+
+impl DeviceArg {
+    /// The choice in weft-lua's terms (the routing is shared with the Lua module).
+    pub fn get(&self) -> weft_lua::device::Device {
+        use weft_lua::device::Device;
+        match self.device {
+            DeviceOpt::Cpu => Device::Cpu,
+            DeviceOpt::Gpu => Device::Gpu,
+            DeviceOpt::Auto => Device::Auto,
+        }
+    }
+}
+
 /// `--budget BYTES`: the memory the engine may use for the similarity matrix (default:
 /// half of physical memory). Accepts `4096`, `512M`, `8G`, `1.5GiB` (K/M/G/T are powers
 /// of 1,024).

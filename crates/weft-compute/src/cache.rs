@@ -72,6 +72,41 @@ pub struct Progress {
     pub total: usize,
 }
 
+/// Computes orderings for [`CacheWriter::run_with`]: the CPU engine ([`Orderings`]) or another
+/// (weft-gpu's), which must give exactly the CPU engine's orderings.
+pub trait Producer {
+    /// The producer's error; a cache's own failures (I/O, a replaced file) convert into it.
+    type Error: From<ComputeError>;
+
+    /// Orderings computed and committed together: a batch is written, synced and marked
+    /// complete before the next begins, so an interrupted run loses at most one batch.
+    fn batch(&self) -> usize;
+
+    /// The full orderings from `starts` (valid, distinct); an entry is `None` when `cancel`
+    /// was set before it finished.
+    fn run_cancellable(
+        &self,
+        starts: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Option<Vec<u32>>>, Self::Error>;
+}
+
+impl Producer for Orderings<'_> {
+    type Error = ComputeError;
+
+    fn batch(&self) -> usize {
+        BATCH
+    }
+
+    fn run_cancellable(
+        &self,
+        starts: &[usize],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Option<Vec<u32>>>, ComputeError> {
+        Orderings::run_cancellable(self, starts, cancel)
+    }
+}
+
 /// A cache file opened for reading.
 ///
 /// Writing every ordering with [`CacheWriter`] and reading one back:
@@ -520,15 +555,55 @@ impl<'a> CacheWriter<'a> {
         progress: &mut dyn FnMut(Progress),
         cancel: &AtomicBool,
     ) -> Result<(), ComputeError> {
-        let n = self.info.n;
-        let rows = Rows::new(normalised, n, self.info.d)?;
+        let rows = Rows::new(normalised, self.info.n, self.info.d)?;
         let engine = Orderings::new(rows, Some(threads), self.budget)?;
-        for batch in missing.chunks(BATCH) {
+        self.fill_with(&engine, missing, progress, cancel)
+    }
+
+    /// [`run`](Self::run) with another producer of the orderings (the GPU): `make` builds it
+    /// from the normalised rows, and is called only when some ordering is missing. The
+    /// producer must give the CPU engine's orderings exactly (the file does not say who
+    /// wrote a record), so a cache it started can be resumed on the CPU and the reverse.
+    pub fn run_with<P: Producer>(
+        &mut self,
+        make: impl FnOnce(Rows<'_>) -> Result<P, P::Error>,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<CacheInfo, P::Error> {
+        let missing: Vec<usize> = self
+            .info
+            .starts()
+            .filter(|&s| !bit(&self.bitmap, s))
+            .collect();
+        if !missing.is_empty() && !cancel.load(Ordering::Relaxed) {
+            let normalised = std::mem::take(&mut self.normalised);
+            let result = Rows::new(&normalised, self.info.n, self.info.d)
+                .map_err(P::Error::from)
+                .and_then(make)
+                .and_then(|p| self.fill_with(&p, &missing, progress, cancel));
+            self.normalised = normalised;
+            result?;
+        }
+        self.check_still_in_place()?;
+        Ok(self.info.clone())
+    }
+
+    /// Runs `missing` through `producer` in its batches, committing each.
+    fn fill_with<P: Producer>(
+        &mut self,
+        producer: &P,
+        missing: &[usize],
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<(), P::Error> {
+        let n = self.info.n;
+        for batch in missing.chunks(producer.batch().max(1)) {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let seqs = engine.run_cancellable(batch, cancel)?;
-            self.commit_batch(batch, &seqs)?;
+            let seqs = producer.run_cancellable(batch, cancel)?;
+            // Checked (each an ordering from its start): the producer may be the GPU.
+            self.commit(batch, &seqs)?;
             progress(Progress {
                 done: self.info.done,
                 total: n,

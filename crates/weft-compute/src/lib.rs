@@ -19,6 +19,8 @@
 //!   one ordering over the caller's f32 S; `compact`: the i16 copy of S in a learned item
 //!   order, read line by line; `orderings`: the engine that runs orderings over the compact
 //!   S or no S at all, and the pick state they share.
+//! - [`pick`]: the exact pick of a step for an engine outside this crate (the GPU) that
+//!   finds its own shortlist, and the error terms of its proof.
 //! - [`diversity`](mod@diversity): one ordering, or several sharing one compact S.
 //! - [`cache`]: the resumable on-disk file of every ordering (docs/cache-format.md).
 //! - [`columns`]: orderings over S split by columns across processes (the MPI cache).
@@ -40,6 +42,7 @@ mod isa_check;
 mod matrix;
 pub mod normalize;
 mod orderings;
+pub mod pick;
 pub mod probe;
 pub mod rows;
 mod rule;
@@ -51,7 +54,7 @@ mod tiles;
 pub mod topk;
 
 pub use budget::Budget;
-pub use cache::{Cache, CacheInfo, CacheWriter, Progress};
+pub use cache::{Cache, CacheInfo, CacheWriter, Producer, Progress};
 pub use diversity::{diversity, diversity_many, diversity_prefixes, Orderings};
 pub use error::{count, ComputeError, RowProblem, RESUME_WITH_FORCE};
 pub use normalize::{normalize, Normalised};

@@ -329,8 +329,18 @@ impl<'a> State<'a> {
         (j as usize, slot)
     }
 
+    /// Items in all (n).
+    pub(crate) fn e_n(&self) -> usize {
+        self.e.n()
+    }
+
+    /// Whether item `j` has been picked already.
+    pub(crate) fn is_chosen(&self, j: usize) -> bool {
+        self.chosen[j]
+    }
+
     /// Scores every unchosen item and takes the best.
-    fn pick_direct(&mut self) {
+    pub(crate) fn pick_direct(&mut self) {
         let mut best: Option<(f64, usize)> = None;
         for j in 0..self.e.n() {
             if self.chosen[j] {

@@ -43,11 +43,17 @@ impl<'a> Rows<'a> {
         &self.data[i * self.d..(i + 1) * self.d]
     }
 
-    /// Fails unless there are at least `need` rows.
-    pub(crate) fn require(&self, need: usize) -> Result<(), ComputeError> {
+    /// Fails unless there are at least `need` rows (public for the GPU kernels, which
+    /// make the CPU engine's input checks).
+    pub fn require(&self, need: usize) -> Result<(), ComputeError> {
         if self.n < need {
             return Err(ComputeError::TooFewRows { n: self.n, need });
         }
         Ok(())
+    }
+
+    /// Fails with the first row holding NaN or ±Inf, as the kernels do.
+    pub fn check_finite(&self) -> Result<(), ComputeError> {
+        crate::tiles::check_finite(*self)
     }
 }

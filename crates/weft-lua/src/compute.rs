@@ -5,9 +5,11 @@
 //! place. Ids and starts are 1-based here and 0-based in weft-compute and in files; this
 //! module converts both ways, including inside error messages. Options tables take
 //! `threads = n` (default: every core) and `budget = bytes` (the memory the engine may use
-//! for the similarity matrix; beyond it top-k and orderings compute S on the fly).
+//! for the similarity matrix; beyond it top-k and orderings compute S on the fly) and
+//! `device = "cpu" | "gpu" | "auto"` (where it runs: `device.rs`).
 
 use crate::arrays::LuaArray;
+use crate::device::{self, Device, Failure};
 use crate::rawud::{self, arg, guard, set_fn, RawType};
 use mlua::ffi;
 use std::ffi::{c_int, CStr};
@@ -20,6 +22,8 @@ use weft_core::{Array, DType, Handle};
 struct Options {
     threads: Option<usize>,
     budget: Budget,
+    /// `device = "cpu" | "gpu" | "auto"` (default auto; see `device.rs`).
+    device: Device,
 }
 
 /// The f32 values of an embeddings argument: borrowed from the array (under a lease that
@@ -141,6 +145,31 @@ unsafe fn option_field(
         .map_err(|e| format!("{what}: options.{}: {e}", name.to_string_lossy()))
 }
 
+/// The `device` field of the options table at `idx` (default `auto`).
+unsafe fn opt_device(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<Device, String> {
+    // SAFETY: reads one field of a table at a valid index (under protection) and pops it.
+    unsafe {
+        if ffi::lua_type(state, idx) != ffi::LUA_TTABLE {
+            return Ok(Device::default());
+        }
+        option_field(state, idx, c"device", what)?;
+        let device = match ffi::lua_type(state, -1) {
+            ffi::LUA_TNIL => Ok(Device::default()),
+            ffi::LUA_TSTRING => {
+                let mut len = 0;
+                let p = ffi::lua_tolstring(state, -1, &mut len);
+                device::parse(what, std::slice::from_raw_parts(p as *const u8, len))
+            }
+            _ => Err(format!(
+                "{what}: options.device must be \"cpu\", \"gpu\" or \"auto\" (got {})",
+                rawud::type_of(state, -1)
+            )),
+        };
+        ffi::lua_pop(state, 1);
+        device
+    }
+}
+
 unsafe fn options(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<Options, String> {
     // SAFETY: type check and field reads of a valid index.
     unsafe {
@@ -158,7 +187,16 @@ unsafe fn options(state: *mut ffi::lua_State, idx: c_int, what: &str) -> Result<
             budget: opt_count(state, idx, c"budget", what)?
                 .map(Budget::bytes)
                 .unwrap_or_default(),
+            device: opt_device(state, idx, what)?,
         })
+    }
+}
+
+/// A failure of a call routed by `device` in Lua's terms.
+fn failed(what: &str, f: Failure) -> String {
+    match f {
+        Failure::Input(e) => lua_error(what, e),
+        Failure::Device(msg) => msg,
     }
 }
 
@@ -251,8 +289,8 @@ pub(crate) unsafe extern "C-unwind" fn similarity(state: *mut ffi::lua_State) ->
             let out = Array::zeros(DType::F32, n, Some(n)).map_err(|e| format!("{WHAT}: {e}"))?;
             // The array was just created and is not shared yet (`as_mut_slice`'s contract).
             let s = out.as_mut_slice::<f32>().expect("a fresh f32 array");
-            weft_compute::similarity_into(e, s, opts.threads, opts.budget)
-                .map_err(|e| lua_error(WHAT, e))?;
+            device::similarity_into(opts.device, WHAT, e, s, opts.threads, opts.budget)
+                .map_err(|f| failed(WHAT, f))?;
             rawud::push(state, LuaArray(out))?;
             Ok(1)
         })
@@ -286,7 +324,8 @@ pub(crate) unsafe extern "C-unwind" fn topk(state: *mut ffi::lua_State) -> c_int
             };
             let unit = Normalised::new(rows).map_err(|e| lua_error(WHAT, e))?;
             let e = unit.rows();
-            let found = weft_compute::topk(e, k, opts.threads).map_err(|e| lua_error(WHAT, e))?;
+            let found =
+                device::topk(opts.device, WHAT, e, k, opts.threads).map_err(|f| failed(WHAT, f))?;
             let ids = u32_array(&found.ids, rows.n(), Some(k))?;
             let scores = f32_array(&found.scores, rows.n(), Some(k))?;
             rawud::push(state, LuaArray(ids))?;
@@ -357,14 +396,24 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
             let n = rows.n();
             let result = match (starts, length) {
                 (None, None) => {
-                    let seq = weft_compute::diversity(e, s, start, opts.threads, opts.budget)
-                        .map_err(|e| lua_error(WHAT, e))?;
+                    let seq = device::diversity(
+                        opts.device,
+                        WHAT,
+                        e,
+                        s,
+                        start,
+                        opts.threads,
+                        opts.budget,
+                    )
+                    .map_err(|f| failed(WHAT, f))?;
                     u32_array(&seq, n, None)?
                 }
                 (starts, length) => {
                     let len = length.map_or(n, |l| (l as usize).min(n));
                     let list = starts.clone().unwrap_or_else(|| vec![start]);
-                    let seqs = weft_compute::diversity_prefixes(
+                    let seqs = device::diversity_prefixes(
+                        opts.device,
+                        WHAT,
                         e,
                         s,
                         &list,
@@ -372,7 +421,7 @@ pub(crate) unsafe extern "C-unwind" fn diversity(state: *mut ffi::lua_State) -> 
                         opts.threads,
                         opts.budget,
                     )
-                    .map_err(|e| lua_error(WHAT, e))?;
+                    .map_err(|f| failed(WHAT, f))?;
                     let flat: Vec<u32> = seqs.concat();
                     match starts {
                         Some(list) => u32_array(&flat, list.len(), Some(len))?,
@@ -507,9 +556,15 @@ pub(crate) unsafe extern "C-unwind" fn diversity_cache(state: *mut ffi::lua_Stat
                     cancel.store(true, Ordering::Relaxed);
                 }
             };
-            let info = writer
-                .run(opts.threads, &mut report, &cancel)
-                .map_err(|e| lua_error(WHAT, e))?;
+            let info = device::fill_cache(
+                opts.device,
+                WHAT,
+                &mut writer,
+                opts.threads,
+                &mut report,
+                &cancel,
+            )
+            .map_err(|f| failed(WHAT, f))?;
             drop(bar);
             if let Some(e) = callback_error {
                 if info.complete {

@@ -58,6 +58,7 @@ mod channels;
 pub mod codec;
 mod compute;
 mod counters;
+pub mod device;
 mod fast;
 mod frozen;
 mod handles;
@@ -183,6 +184,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             export(lua, "weft.mpi.barrier", mpi::barrier)?,
         )?;
     }
+    core.set("devices", lua.create_function(device::devices)?)?;
     core.set("pool", export(lua, "weft.pool", pools::new_pool)?)?;
     core.set("pool_submit", export(lua, "pool:submit", pools::submit)?)?;
     core.set("pool_map", export(lua, "pool:map", pools::map)?)?;

@@ -2,7 +2,7 @@
 //! starts, one row of N uint32 ids (0-based) per start.
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output::{self, Outputs};
 use crate::progress::Reporter;
 use crate::starts::{self, Starts};
@@ -40,6 +40,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -60,16 +62,52 @@ pub fn run(a: Args) -> Outcome {
     let rows = unit.rows();
     let (threads, budget) = (a.common.threads(), a.budget.unwrap_or_default());
     let fail = |e| Failure::input(view.path, e);
+    let routed = |f| Failure::routed(view.path, f);
+    let device = a.device.get();
     let seqs = output::matrix::<u32>(DType::U32, starts.len(), n, |out| {
         if let [start] = starts[..] {
             // One ordering: over the f32 matrix, the fastest path for a single start.
             let phase = rep.phase("ordering", 0, 1);
-            let seq = weft_compute::diversity(rows, None, start, threads, budget).map_err(fail)?;
+            let seq = weft_lua::device::diversity(
+                device,
+                "diversity",
+                rows,
+                None,
+                start,
+                threads,
+                budget,
+            )
+            .map_err(routed)?;
             out.copy_from_slice(&seq);
             phase.finish();
             return Ok(());
         }
-        // Several: one compact copy of S shared by all, in chunks for progress.
+        if weft_lua::device::uses_gpu(device, "diversity").map_err(routed)? {
+            // The GPU (or, under auto without one, the CPU engine) in chunks for progress;
+            // each call builds its device copy of S again, so the chunks are large.
+            let mut phase = rep.phase("orderings", 0, starts.len() as u64);
+            for (i, group) in starts.chunks(2048).enumerate() {
+                let seqs = weft_lua::device::diversity_prefixes(
+                    device,
+                    "diversity",
+                    rows,
+                    None,
+                    group,
+                    n,
+                    threads,
+                    budget,
+                )
+                .map_err(routed)?;
+                for (j, seq) in seqs.into_iter().enumerate() {
+                    let row = i * 2048 + j;
+                    out[row * n..(row + 1) * n].copy_from_slice(&seq);
+                }
+                phase.set((i * 2048 + group.len()) as u64);
+            }
+            phase.finish();
+            return Ok(());
+        }
+        // Several on the CPU: one compact copy of S shared by all, in chunks for progress.
         let build = rep.phase("prepare", 0, 1);
         let engine = Orderings::new(rows, threads, budget).map_err(fail)?;
         build.finish();

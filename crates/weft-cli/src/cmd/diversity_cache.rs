@@ -11,7 +11,7 @@
 //! for batch systems; `weft cache merge` joins the parts (docs/cluster.md).
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output;
 use crate::progress::Reporter;
 use crate::signals::Interrupt;
@@ -60,6 +60,8 @@ pub struct Args {
     #[arg(long, value_name = "K/M", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -70,7 +72,7 @@ pub type Fill<'f> = dyn FnMut(
         Option<usize>,
         &mut dyn FnMut(Progress),
         &AtomicBool,
-    ) -> Result<CacheInfo, ComputeError>
+    ) -> Result<CacheInfo, weft_lua::device::Failure>
     + 'f;
 
 /// Runs the command.
@@ -79,8 +81,9 @@ pub fn run(a: Args) -> Outcome {
     if weft_mpi::launcher::several_ranks(|v| std::env::var(v).ok()).is_some() {
         return super::diversity_cache_mpi::run(a);
     }
+    let device = a.device.get();
     run_with(a, &mut |w, threads, progress, cancel| {
-        w.run(threads, progress, cancel)
+        weft_lua::device::fill_cache(device, "diversity-cache", w, threads, progress, cancel)
     })
 }
 
@@ -178,6 +181,20 @@ pub fn run_with(a: Args, fill: &mut Fill<'_>) -> Outcome {
         interrupt.flag(),
     );
     drop(phase);
+    let result = match result {
+        Ok(info) => Ok(info),
+        Err(weft_lua::device::Failure::Input(e)) => Err(e),
+        // A device failure (under --device gpu): say so, and what is saved.
+        Err(weft_lua::device::Failure::Device(msg)) => {
+            let done = Cache::open(path).map(|c| c.info().done).unwrap_or(done0);
+            return Err(Failure::new(format!(
+                "{msg}; {done} of {} are saved in {}; resume with: {}",
+                count(total, "ordering"),
+                path.display(),
+                resume_command()
+            )));
+        }
+    };
     let info = match result {
         Ok(info) => info,
         Err(e @ (ComputeError::CacheReplaced { .. } | ComputeError::Threads(_))) => {

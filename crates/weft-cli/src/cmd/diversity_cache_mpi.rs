@@ -29,6 +29,17 @@ pub fn run(a: Args) -> Outcome {
             _ => Ok(()),
         };
     }
+    if a.device.get() == weft_lua::device::Device::Gpu {
+        // The ranks compute on their CPUs; a GPU per rank is not built yet.
+        return match mpi.rank() {
+            0 => Err(Failure::with_code(
+                "--device gpu: under mpirun the ranks compute on the CPU (a GPU per rank is \
+                 not supported yet); drop --device gpu, or run without mpirun",
+                2,
+            )),
+            _ => Ok(()),
+        };
+    }
     if mpi.rank() == 0 {
         leader(a, mpi)
     } else {
@@ -55,7 +66,7 @@ fn leader(a: Args, mpi: &Mpi) -> Outcome {
                 rep.note(&mode_note(mpi, mode));
                 Ok(info.expect("rank 0 has the file"))
             }
-            Err(Failed::Together(e)) => Err(e),
+            Err(Failed::Together(e)) => Err(e.into()),
             Err(Failed::Alone(msg)) => weft_mpi::abort(1, &msg),
         }
     });

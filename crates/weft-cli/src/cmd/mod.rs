@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod devices;
 pub mod diversity;
 pub mod diversity_cache;
 #[cfg(feature = "mpi")]

@@ -1,7 +1,7 @@
 //! `weft similarity EMB.npy -o SIM.npy`: the N×N float32 cosine similarity matrix.
 
 use crate::error::{Failure, Outcome};
-use crate::opts::{parse_budget, Common};
+use crate::opts::{parse_budget, Common, DeviceArg};
 use crate::output::{self, Outputs};
 use crate::progress::Reporter;
 use crate::{cmd, input};
@@ -34,6 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -62,8 +64,16 @@ pub fn run(a: Args) -> Outcome {
     }
     let phase = rep.phase("similarity", 0, 1);
     let sim = output::matrix::<f32>(DType::F32, n, n, |out| {
-        weft_compute::similarity_into(rows, out, a.common.threads(), budget)
-            .map_err(|e| Failure::input(view.path, e))
+        let device = a.device.get();
+        weft_lua::device::similarity_into(
+            device,
+            "similarity",
+            rows,
+            out,
+            a.common.threads(),
+            budget,
+        )
+        .map_err(|f| Failure::routed(view.path, f))
     })?;
     phase.finish();
     let phase = rep.phase("write", 0, 1);

@@ -2,7 +2,7 @@
 //! neighbours (0-based ids, uint32) and their cosine similarities (float32), best first.
 
 use crate::error::{Failure, Outcome};
-use crate::opts::Common;
+use crate::opts::{Common, DeviceArg};
 use crate::output::{self, Outputs};
 use crate::progress::Reporter;
 use crate::{cmd, input};
@@ -37,6 +37,8 @@ pub struct Args {
     #[arg(long, value_name = "SCORES.npy")]
     pub scores: Option<PathBuf>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -66,8 +68,8 @@ pub fn run(a: Args) -> Outcome {
     let unit = view.normalised(1)?;
     let rows = unit.rows();
     let phase = rep.phase("topk", 0, 1);
-    let found = weft_compute::topk(rows, a.k, a.common.threads())
-        .map_err(|e| Failure::input(view.path, e))?;
+    let found = weft_lua::device::topk(a.device.get(), "topk", rows, a.k, a.common.threads())
+        .map_err(|f| Failure::routed(view.path, f))?;
     phase.finish();
     let k = found.k;
     let phase = rep.phase("write", 0, 1);

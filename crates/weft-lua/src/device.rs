@@ -1,0 +1,321 @@
+//! `device = "cpu" | "gpu" | "auto"` in the compute options, and `weft.devices()`; the
+//! routing is shared with the `weft` binary's `--device`.
+//!
+//! With the cargo feature `gpu` (on by default) similarity and top-k run on weft-gpu when
+//! the device says so: `gpu` on the best adapter (a CPU-emulated one such as lavapipe
+//! included), `auto` on a real GPU when there is one. `auto` falls back to the CPU engine
+//! when the GPU cannot take the job (out of device memory, limits); `gpu` reports it.
+//! The diversity orderings and the cache go to weft-gpu's orderings the same way.
+//! Without the feature, `gpu` is an error saying so and `auto` is the CPU.
+
+use std::sync::atomic::AtomicBool;
+use weft_compute::{Budget, CacheInfo, CacheWriter, ComputeError, Progress, Rows, TopK};
+
+/// Where a compute call runs (the `device` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU engine (weft-compute).
+    Cpu,
+    /// A GPU adapter, emulated ones included; none is an error.
+    Gpu,
+    /// A real GPU when there is one, else the CPU engine.
+    #[default]
+    Auto,
+}
+
+/// Parses the `device` option's value.
+pub fn parse(what: &str, value: &[u8]) -> Result<Device, String> {
+    match value {
+        b"cpu" => Ok(Device::Cpu),
+        b"gpu" => Ok(Device::Gpu),
+        b"auto" => Ok(Device::Auto),
+        _ => Err(format!(
+            "{what}: options.device must be \"cpu\", \"gpu\" or \"auto\" (got {:?})",
+            String::from_utf8_lossy(value)
+        )),
+    }
+}
+
+/// How a call failed: an input error (in weft-compute's terms, for the caller to number
+/// 1-based) or a device message already naming the call.
+pub enum Failure {
+    /// The input failed the engine's checks (0-based rows, as weft-compute reports them).
+    Input(ComputeError),
+    /// The device failed or is missing; the message names the call.
+    Device(String),
+}
+
+impl From<ComputeError> for Failure {
+    fn from(e: ComputeError) -> Self {
+        Failure::Input(e)
+    }
+}
+
+#[cfg(feature = "gpu")]
+mod on {
+    use super::*;
+    use std::sync::Arc;
+    use weft_gpu::{DeviceChoice, Gpu, GpuError};
+
+    /// The shared device for `device`, or `None` for the CPU engine.
+    fn gpu(device: Device, what: &str) -> Result<Option<Arc<Gpu>>, Failure> {
+        let choice = match device {
+            Device::Cpu => return Ok(None),
+            Device::Gpu => DeviceChoice::Gpu,
+            Device::Auto => DeviceChoice::Auto,
+        };
+        Gpu::shared(choice).map_err(|e| Failure::Device(format!("{what}: {e}")))
+    }
+
+    /// Whether calls on `device` go to a GPU (for callers that cut work differently there).
+    pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
+        Ok(gpu(device, what)?.is_some())
+    }
+
+    /// What a GPU failure leads to: an input error is the caller's; under `auto` a job the
+    /// GPU could not take (memory, limits, a lost device) is redone on the CPU (`Ok`);
+    /// under `gpu` it is reported.
+    fn after(device: Device, what: &str, e: GpuError) -> Result<(), Failure> {
+        match e {
+            GpuError::Compute(e) => Err(Failure::Input(e)),
+            _ if device == Device::Auto => Ok(()),
+            e => Err(Failure::Device(format!("{what}: {e}"))),
+        }
+    }
+
+    /// S = E·Eᵀ of normalised rows into `out` (n·n) on `device`.
+    pub fn similarity_into(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        out: &mut [f32],
+        threads: Option<usize>,
+        budget: Budget,
+    ) -> Result<(), Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::similarity_into(&g, e, out, budget) {
+                Ok(()) => return Ok(()),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::similarity_into(e, out, threads, budget)?)
+    }
+
+    /// Top-k of normalised rows on `device` (the CPU engine's ids and scores either way).
+    pub fn topk(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        k: usize,
+        threads: Option<usize>,
+    ) -> Result<TopK, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::topk(&g, e, k, threads) {
+                Ok(t) => return Ok(t),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::topk(e, k, threads)?)
+    }
+
+    /// The ordering from `start` on `device` (weft-compute's, bit for bit, either way).
+    /// `s`, a similarity matrix the caller already has, serves the CPU engine only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn diversity(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        s: Option<&[f32]>,
+        start: usize,
+        threads: Option<usize>,
+        budget: Budget,
+    ) -> Result<Vec<u32>, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::diversity(&g, e, start) {
+                Ok(seq) => return Ok(seq),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::diversity(e, s, start, threads, budget)?)
+    }
+
+    /// The first `len` items of the orderings from `starts` on `device`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn diversity_prefixes(
+        device: Device,
+        what: &str,
+        e: Rows<'_>,
+        s: Option<&[f32]>,
+        starts: &[usize],
+        len: usize,
+        threads: Option<usize>,
+        budget: Budget,
+    ) -> Result<Vec<Vec<u32>>, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            match weft_gpu::diversity_prefixes(&g, e, starts, len) {
+                Ok(seqs) => return Ok(seqs),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(weft_compute::diversity_prefixes(
+            e, s, starts, len, threads, budget,
+        )?)
+    }
+
+    /// Fills the cache's missing orderings on `device` (same file, progress and
+    /// cancellation either way; under `auto` a GPU failure continues on the CPU from what
+    /// was committed).
+    pub fn fill_cache(
+        device: Device,
+        what: &str,
+        writer: &mut CacheWriter<'_>,
+        threads: Option<usize>,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<CacheInfo, Failure> {
+        if let Some(g) = gpu(device, what)? {
+            let options = weft_gpu::OrderOptions::default();
+            match weft_gpu::fill_cache(&g, writer, &options, progress, cancel) {
+                Ok(info) => return Ok(info),
+                Err(err) => after(device, what, err)?,
+            }
+        }
+        Ok(writer.run(threads, progress, cancel)?)
+    }
+}
+
+#[cfg(feature = "gpu")]
+pub use on::{diversity, diversity_prefixes, fill_cache, similarity_into, topk, uses_gpu};
+
+/// The error for `device = "gpu"` in a build without the `gpu` feature.
+#[cfg(not(feature = "gpu"))]
+fn not_built(what: &str) -> Failure {
+    Failure::Device(format!(
+        "{what}: device \"gpu\": this weft was built without GPU support (cargo feature `gpu`)"
+    ))
+}
+
+/// S = E·Eᵀ of normalised rows into `out` (n·n): the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn similarity_into(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    out: &mut [f32],
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<(), Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::similarity_into(e, out, threads, budget)?)
+}
+
+/// Top-k of normalised rows: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn topk(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    k: usize,
+    threads: Option<usize>,
+) -> Result<TopK, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::topk(e, k, threads)?)
+}
+
+/// Whether calls on `device` go to a GPU: never in this build (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(false)
+}
+
+/// The ordering from `start`: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+#[allow(clippy::too_many_arguments)]
+pub fn diversity(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    start: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<u32>, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::diversity(e, s, start, threads, budget)?)
+}
+
+/// The first `len` items of the orderings from `starts`: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+#[allow(clippy::too_many_arguments)]
+pub fn diversity_prefixes(
+    device: Device,
+    what: &str,
+    e: Rows<'_>,
+    s: Option<&[f32]>,
+    starts: &[usize],
+    len: usize,
+    threads: Option<usize>,
+    budget: Budget,
+) -> Result<Vec<Vec<u32>>, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(weft_compute::diversity_prefixes(
+        e, s, starts, len, threads, budget,
+    )?)
+}
+
+/// Fills the cache's missing orderings: the CPU engine (`gpu` is refused).
+#[cfg(not(feature = "gpu"))]
+pub fn fill_cache(
+    device: Device,
+    what: &str,
+    writer: &mut CacheWriter<'_>,
+    threads: Option<usize>,
+    progress: &mut dyn FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<CacheInfo, Failure> {
+    if device == Device::Gpu {
+        return Err(not_built(what));
+    }
+    Ok(writer.run(threads, progress, cancel)?)
+}
+
+/// `weft.devices()` → a list of tables, one per GPU adapter, best first: name, backend,
+/// type ("discrete", "integrated", "virtual", "cpu", "other"), driver, max_buffer_size,
+/// max_storage_binding_size, max_storage_buffers_per_stage, max_workgroup_storage_size,
+/// f64. Empty without a driver, and in a build without the `gpu` feature.
+pub(crate) fn devices(lua: &mlua::Lua, _: ()) -> mlua::Result<mlua::Table> {
+    let list = lua.create_table()?;
+    #[cfg(feature = "gpu")]
+    for (i, a) in weft_gpu::adapters().into_iter().enumerate() {
+        let t = lua.create_table()?;
+        t.set("name", a.name)?;
+        t.set("backend", a.backend)?;
+        t.set("type", a.kind.as_str())?;
+        t.set("driver", a.driver)?;
+        // Lua numbers hold these exactly (all below 2^53).
+        t.set("max_buffer_size", a.max_buffer_size as f64)?;
+        t.set(
+            "max_storage_binding_size",
+            a.max_storage_binding_size as f64,
+        )?;
+        t.set(
+            "max_storage_buffers_per_stage",
+            a.max_storage_buffers_per_stage,
+        )?;
+        t.set("max_workgroup_storage_size", a.max_workgroup_storage_size)?;
+        t.set("f64", a.f64)?;
+        list.raw_set(i + 1, t)?;
+    }
+    Ok(list)
+}
