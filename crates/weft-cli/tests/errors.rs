@@ -442,6 +442,7 @@ fn every_command_has_help_with_an_example() {
         &["cache", "info"],
         &["cache", "export"],
         &["bench"],
+        &["devices"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
