@@ -260,6 +260,17 @@ fn rank_zeros_refusal_stops_every_rank_with_one_line() {
     );
     assert_eq!(res.status.code(), Some(2));
     assert_eq!(text(&res.stderr).matches("drop --shard").count(), 1);
+    // The ranks compute on their CPUs: asking for the GPU is refused, not ignored.
+    let gpu = dir.path("g.cache");
+    let res = run(2, &["diversity-cache", &emb, "-o", &gpu, "--device", "gpu"]);
+    assert_eq!(res.status.code(), Some(2));
+    assert_eq!(
+        text(&res.stderr)
+            .matches("--device gpu: under mpirun")
+            .count(),
+        1
+    );
+    assert!(!std::path::Path::new(&gpu).exists());
     // A command that does not use MPI refuses on each rank.
     let res = run(2, &["similarity", &emb, "-o", &dir.path("s.npy")]);
     assert_eq!(res.status.code(), Some(1));
