@@ -3,7 +3,8 @@
 //!
 //! With the cargo feature `gpu` (on by default) similarity and top-k run on weft-gpu when
 //! the device says so: `gpu` on the best adapter (a CPU-emulated one such as lavapipe
-//! included), `auto` on a real GPU when there is one. `auto` falls back to the CPU engine
+//! included), `auto` on a real GPU when there is one and the input has at least
+//! [`AUTO_MIN_ROWS`] rows. `auto` falls back to the CPU engine
 //! when the GPU cannot take the job (out of device memory, limits); `gpu` reports it.
 //! The diversity orderings and the cache go to weft-gpu's orderings the same way.
 //! Without the feature, `gpu` is an error saying so and `auto` is the CPU.
@@ -22,6 +23,13 @@ pub enum Device {
     #[default]
     Auto,
 }
+
+/// Under `auto`, jobs on fewer rows than this run on the CPU engine without opening a
+/// device: the CPU engine's similarity of 4,096 rows × 384 takes tens of milliseconds,
+/// about what opening an adapter and compiling its pipelines costs, and a headless Vulkan
+/// loader may print to stderr when it starts (Mesa's device-select layer does without
+/// XDG_RUNTIME_DIR). `gpu` opens the device whatever the size.
+pub const AUTO_MIN_ROWS: usize = 4096;
 
 /// Parses the `device` option's value.
 pub fn parse(what: &str, value: &[u8]) -> Result<Device, String> {
@@ -57,19 +65,22 @@ mod on {
     use std::sync::Arc;
     use weft_gpu::{DeviceChoice, Gpu, GpuError};
 
-    /// The shared device for `device`, or `None` for the CPU engine.
-    fn gpu(device: Device, what: &str) -> Result<Option<Arc<Gpu>>, Failure> {
+    /// The shared device for a job on `rows` rows on `device`, or `None` for the CPU
+    /// engine (see [`AUTO_MIN_ROWS`]).
+    fn gpu(device: Device, what: &str, rows: usize) -> Result<Option<Arc<Gpu>>, Failure> {
         let choice = match device {
             Device::Cpu => return Ok(None),
+            Device::Auto if rows < AUTO_MIN_ROWS => return Ok(None),
             Device::Gpu => DeviceChoice::Gpu,
             Device::Auto => DeviceChoice::Auto,
         };
         Gpu::shared(choice).map_err(|e| Failure::Device(format!("{what}: {e}")))
     }
 
-    /// Whether calls on `device` go to a GPU (for callers that cut work differently there).
-    pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
-        Ok(gpu(device, what)?.is_some())
+    /// Whether calls on `rows` rows on `device` go to a GPU (for callers that cut work
+    /// differently there).
+    pub fn uses_gpu(device: Device, what: &str, rows: usize) -> Result<bool, Failure> {
+        Ok(gpu(device, what, rows)?.is_some())
     }
 
     /// What a GPU failure leads to: an input error is the caller's; under `auto` a job the
@@ -92,7 +103,7 @@ mod on {
         threads: Option<usize>,
         budget: Budget,
     ) -> Result<(), Failure> {
-        if let Some(g) = gpu(device, what)? {
+        if let Some(g) = gpu(device, what, e.n())? {
             match weft_gpu::similarity_into(&g, e, out, budget) {
                 Ok(()) => return Ok(()),
                 Err(err) => after(device, what, err)?,
@@ -109,7 +120,7 @@ mod on {
         k: usize,
         threads: Option<usize>,
     ) -> Result<TopK, Failure> {
-        if let Some(g) = gpu(device, what)? {
+        if let Some(g) = gpu(device, what, e.n())? {
             match weft_gpu::topk(&g, e, k, threads) {
                 Ok(t) => return Ok(t),
                 Err(err) => after(device, what, err)?,
@@ -130,7 +141,7 @@ mod on {
         threads: Option<usize>,
         budget: Budget,
     ) -> Result<Vec<u32>, Failure> {
-        if let Some(g) = gpu(device, what)? {
+        if let Some(g) = gpu(device, what, e.n())? {
             match weft_gpu::diversity(&g, e, start) {
                 Ok(seq) => return Ok(seq),
                 Err(err) => after(device, what, err)?,
@@ -151,7 +162,7 @@ mod on {
         threads: Option<usize>,
         budget: Budget,
     ) -> Result<Vec<Vec<u32>>, Failure> {
-        if let Some(g) = gpu(device, what)? {
+        if let Some(g) = gpu(device, what, e.n())? {
             match weft_gpu::diversity_prefixes(&g, e, starts, len) {
                 Ok(seqs) => return Ok(seqs),
                 Err(err) => after(device, what, err)?,
@@ -173,7 +184,7 @@ mod on {
         progress: &mut dyn FnMut(Progress),
         cancel: &AtomicBool,
     ) -> Result<CacheInfo, Failure> {
-        if let Some(g) = gpu(device, what)? {
+        if let Some(g) = gpu(device, what, writer.embeddings().n())? {
             let options = weft_gpu::OrderOptions::default();
             match weft_gpu::fill_cache(&g, writer, &options, progress, cancel) {
                 Ok(info) => return Ok(info),
@@ -228,7 +239,7 @@ pub fn topk(
 
 /// Whether calls on `device` go to a GPU: never in this build (`gpu` is refused).
 #[cfg(not(feature = "gpu"))]
-pub fn uses_gpu(device: Device, what: &str) -> Result<bool, Failure> {
+pub fn uses_gpu(device: Device, what: &str, _rows: usize) -> Result<bool, Failure> {
     if device == Device::Gpu {
         return Err(not_built(what));
     }
@@ -318,4 +329,27 @@ pub(crate) fn devices(lua: &mlua::Lua, _: ()) -> mlua::Result<mlua::Table> {
         list.raw_set(i + 1, t)?;
     }
     Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_keeps_small_jobs_on_the_cpu_without_asking_for_a_device() {
+        // No adapter is opened for these, so they hold on any machine, GPU or not.
+        assert!(!uses_gpu(Device::Auto, "t", AUTO_MIN_ROWS - 1).unwrap_or(true));
+        assert!(!uses_gpu(Device::Cpu, "t", 1 << 20).unwrap_or(true));
+    }
+
+    #[test]
+    fn device_values_parse_and_others_are_named() {
+        assert_eq!(parse("f", b"auto"), Ok(Device::Auto));
+        assert_eq!(parse("f", b"gpu"), Ok(Device::Gpu));
+        let e = parse("weft.topk", b"GPU").unwrap_err();
+        assert!(
+            e.contains("weft.topk: options.device must be") && e.contains("\"GPU\""),
+            "{e}"
+        );
+    }
 }

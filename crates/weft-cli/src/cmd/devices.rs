@@ -66,7 +66,10 @@ pub fn run(a: Args) -> Outcome {
         None => println!("--device gpu: an error (no adapter)"),
     }
     match name(DeviceChoice::Auto) {
-        Some(n) => println!("--device auto: {n}"),
+        Some(n) => println!(
+            "--device auto: {n} (inputs of {} rows or more; smaller ones: the CPU engine)",
+            weft_lua::device::AUTO_MIN_ROWS
+        ),
         None => println!("--device auto: the CPU engine (no adapter but CPU-emulated ones)"),
     }
     Ok(())

@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Outcome {
             phase.finish();
             return Ok(());
         }
-        if weft_lua::device::uses_gpu(device, "diversity").map_err(routed)? {
+        if weft_lua::device::uses_gpu(device, "diversity", rows.n()).map_err(routed)? {
             // The GPU (or, under auto without one, the CPU engine) in chunks for progress;
             // each call builds its device copy of S again, so the chunks are large.
             let mut phase = rep.phase("orderings", 0, starts.len() as u64);
