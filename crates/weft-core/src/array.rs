@@ -204,8 +204,9 @@ enum Backing {
     /// Small arrays: the global allocator, with this layout.
     Heap(Layout),
     /// Large arrays: an anonymous mapping, whose pages the kernel zero-fills on first
-    /// touch (so a huge zeroed array costs nothing until written).
-    Anonymous(#[allow(dead_code)] memmap2::MmapMut),
+    /// touch (so a huge zeroed array costs nothing until written). `None` only while
+    /// dropping, when it goes to [`crate::recycle`].
+    Anonymous(Option<memmap2::MmapMut>),
     /// A read-only file mapping; the string names the file, the id identifies it.
     File(
         #[allow(dead_code)] memmap2::Mmap,
@@ -241,22 +242,19 @@ impl Storage {
     /// writing the page.
     fn zeroed(bytes: usize, resident: bool) -> Result<Storage, ArrayError> {
         if bytes >= MAP_THRESHOLD {
-            let mut map =
-                memmap2::MmapMut::map_anon(bytes).map_err(|_| ArrayError::OutOfMemory(bytes))?;
-            #[cfg(target_os = "linux")]
-            if resident {
-                // Advice only: without transparent huge pages or MADV_POPULATE_WRITE
-                // (Linux < 5.14) the kernel refuses and the pages fault in as usual.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                let _ = map.advise(memmap2::Advice::PopulateWrite);
-            }
-            #[cfg(not(target_os = "linux"))]
-            let _ = resident;
+            let mut map = match crate::recycle::take(bytes) {
+                // Resident already: clearing it costs far less than faulting in new pages.
+                Some(mut kept) => {
+                    kept.fill(0);
+                    kept
+                }
+                None => Storage::new_mapping(bytes, resident)?,
+            };
             memory::owned_add(bytes);
             return Ok(Storage {
                 ptr: NonNull::new(map.as_mut_ptr()).ok_or(ArrayError::OutOfMemory(bytes))?,
                 bytes,
-                backing: Backing::Anonymous(map),
+                backing: Backing::Anonymous(Some(map)),
                 readers: AtomicUsize::new(0),
                 reader: Mutex::new(""),
             });
@@ -274,6 +272,21 @@ impl Storage {
             readers: AtomicUsize::new(0),
             reader: Mutex::new(""),
         })
+    }
+
+    /// A new anonymous mapping of `bytes` (see [`Storage::zeroed`] for `resident`).
+    fn new_mapping(bytes: usize, resident: bool) -> Result<memmap2::MmapMut, ArrayError> {
+        let map = memmap2::MmapMut::map_anon(bytes).map_err(|_| ArrayError::OutOfMemory(bytes))?;
+        #[cfg(target_os = "linux")]
+        if resident {
+            // Advice only: without transparent huge pages or MADV_POPULATE_WRITE
+            // (Linux < 5.14) the kernel refuses and the pages fault in as usual.
+            let _ = map.advise(memmap2::Advice::HugePage);
+            let _ = map.advise(memmap2::Advice::PopulateWrite);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = resident;
+        Ok(map)
     }
 
     fn mapped(map: memmap2::Mmap, origin: String, source: Option<crate::files::FileId>) -> Storage {
@@ -311,13 +324,18 @@ impl Storage {
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        match &self.backing {
+        match &mut self.backing {
             Backing::Heap(layout) => {
                 memory::owned_sub(self.bytes);
                 // SAFETY: ptr came from alloc_zeroed with this layout and is freed once.
                 unsafe { std::alloc::dealloc(self.ptr.as_ptr(), *layout) }
             }
-            Backing::Anonymous(_) => memory::owned_sub(self.bytes),
+            Backing::Anonymous(map) => {
+                memory::owned_sub(self.bytes);
+                if let Some(map) = map.take() {
+                    crate::recycle::give(map);
+                }
+            }
             Backing::File(..) => memory::mapped_sub(self.bytes),
         }
     }
@@ -723,6 +741,32 @@ mod tests {
         assert_eq!(a.get(3000), None);
         drop(a);
         assert_eq!(memory::owned_by_this_thread(), before);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // an anonymous mapping: Miri has no mmap
+    fn a_freed_large_array_s_memory_comes_back_zeroed_for_the_next_of_its_size() {
+        // A size no other test allocates, so the kept mapping is this test's.
+        let rows = 123_457;
+        for resident in [false, true] {
+            let make = || {
+                if resident {
+                    Array::zeros_resident(DType::U8, rows, None).unwrap()
+                } else {
+                    Array::zeros(DType::U8, rows, None).unwrap()
+                }
+            };
+            let mut a = make();
+            a.bytes_mut().unwrap().fill(0xAB);
+            let first = a.as_ptr();
+            drop(a);
+            let b = make();
+            assert_eq!(b.as_ptr(), first, "the freed mapping is reused");
+            assert!(
+                (0..rows).all(|i| b.get(i) == Some(Scalar::Int(0))),
+                "and cleared"
+            );
+        }
     }
 
     #[test]

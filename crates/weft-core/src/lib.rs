@@ -78,6 +78,7 @@ pub mod key;
 pub mod memory;
 pub mod message;
 pub mod pool;
+mod recycle;
 pub mod shared_table;
 pub mod task;
 pub mod wire;

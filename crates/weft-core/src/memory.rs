@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static OWNED: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes of array memory weft allocated and has not freed.
@@ -18,8 +19,16 @@ pub fn mapped() -> usize {
     MAPPED.load(Ordering::Relaxed)
 }
 
+/// Bytes of array memory allocated since the process started, freed or not (wrapping).
+/// The Lua binding paces each state's garbage collector by it: array memory lives
+/// outside the Lua heaps, so the collectors cannot see it otherwise.
+pub fn allocated() -> usize {
+    ALLOCATED.load(Ordering::Relaxed)
+}
+
 pub(crate) fn owned_add(bytes: usize) {
     OWNED.fetch_add(bytes, Ordering::Relaxed);
+    ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
     #[cfg(test)]
     THREAD_OWNED.with(|c| c.set(c.get().wrapping_add(bytes)));
 }

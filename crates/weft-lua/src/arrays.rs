@@ -17,6 +17,7 @@ pub(crate) struct LuaArray(pub Array);
 impl RawType for LuaArray {
     const MAGIC: u64 = 0x7765_6674_4152_5231;
     const NAME: &'static CStr = c"weft.array";
+    const HOLDS_MEMORY: bool = true;
 
     unsafe fn metatable(state: *mut ffi::lua_State) {
         // SAFETY: builds tables on a valid state with the metatable on top.

@@ -61,6 +61,7 @@ mod counters;
 pub mod device;
 mod fast;
 mod frozen;
+mod gc_pace;
 mod handles;
 mod interrupt;
 #[cfg(feature = "luajit")]

@@ -47,6 +47,9 @@ pub(crate) trait RawType: Sized + 'static {
     fn describe(&self) -> String {
         format!("{}: {:p}", type_name::<Self>(), self)
     }
+    /// Whether values of this type hold memory outside the Lua heap (arrays), which the
+    /// collector is told about before one is pushed ([`crate::gc_pace`]).
+    const HOLDS_MEMORY: bool = false;
 }
 
 /// The memory of one userdata.
@@ -79,6 +82,9 @@ unsafe fn push_unchecked<T: RawType>(state: *mut ffi::lua_State, value: T) -> Re
     // metatable.
     unsafe {
         protect(state, 0, 2, &mut |state| {
+            if T::HOLDS_MEMORY {
+                crate::gc_pace::step(state);
+            }
             block = ffi::lua_newuserdata(state, std::mem::size_of::<Slot<T>>()) as *mut Slot<T>;
             push_metatable::<T>(state);
         })?;
