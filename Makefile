@@ -33,6 +33,8 @@ deps:
 
 rust-test:
 	$(CARGO) test --workspace
+	# the Lua binding without the GPU backend: `gpu` refused in one line, `auto` the CPU
+	$(CARGO) test -p weft-lua --no-default-features --features luajit --lib device
 	# the compute engine's tests on real data are skipped in debug builds (too slow there)
 	$(CARGO) test --release -p weft-compute
 

@@ -59,155 +59,58 @@ impl From<ComputeError> for Failure {
     }
 }
 
+/// The shared device for a job on `rows` rows on `device`, or `None` for the CPU engine
+/// (see [`AUTO_MIN_ROWS`]).
 #[cfg(feature = "gpu")]
-mod on {
-    use super::*;
-    use std::sync::Arc;
-    use weft_gpu::{DeviceChoice, Gpu, GpuError};
+fn gpu(
+    device: Device,
+    what: &str,
+    rows: usize,
+) -> Result<Option<std::sync::Arc<weft_gpu::Gpu>>, Failure> {
+    use weft_gpu::DeviceChoice;
+    let choice = match device {
+        Device::Cpu => return Ok(None),
+        Device::Auto if rows < AUTO_MIN_ROWS => return Ok(None),
+        Device::Gpu => DeviceChoice::Gpu,
+        Device::Auto => DeviceChoice::Auto,
+    };
+    weft_gpu::Gpu::shared(choice).map_err(|e| Failure::Device(format!("{what}: {e}")))
+}
 
-    /// The shared device for a job on `rows` rows on `device`, or `None` for the CPU
-    /// engine (see [`AUTO_MIN_ROWS`]).
-    fn gpu(device: Device, what: &str, rows: usize) -> Result<Option<Arc<Gpu>>, Failure> {
-        let choice = match device {
-            Device::Cpu => return Ok(None),
-            Device::Auto if rows < AUTO_MIN_ROWS => return Ok(None),
-            Device::Gpu => DeviceChoice::Gpu,
-            Device::Auto => DeviceChoice::Auto,
-        };
-        Gpu::shared(choice).map_err(|e| Failure::Device(format!("{what}: {e}")))
-    }
-
-    /// Whether calls on `rows` rows on `device` go to a GPU (for callers that cut work
-    /// differently there).
-    pub fn uses_gpu(device: Device, what: &str, rows: usize) -> Result<bool, Failure> {
-        Ok(gpu(device, what, rows)?.is_some())
-    }
-
-    /// What a GPU failure leads to: an input error is the caller's; under `auto` a job the
-    /// GPU could not take (memory, limits, a lost device) is redone on the CPU (`Ok`);
-    /// under `gpu` it is reported.
-    fn after(device: Device, what: &str, e: GpuError) -> Result<(), Failure> {
-        match e {
-            GpuError::Compute(e) => Err(Failure::Input(e)),
-            _ if device == Device::Auto => Ok(()),
-            e => Err(Failure::Device(format!("{what}: {e}"))),
-        }
-    }
-
-    /// S = E·Eᵀ of normalised rows into `out` (n·n) on `device`.
-    pub fn similarity_into(
-        device: Device,
-        what: &str,
-        e: Rows<'_>,
-        out: &mut [f32],
-        threads: Option<usize>,
-        budget: Budget,
-    ) -> Result<(), Failure> {
-        if let Some(g) = gpu(device, what, e.n())? {
-            match weft_gpu::similarity_into(&g, e, out, budget) {
-                Ok(()) => return Ok(()),
-                Err(err) => after(device, what, err)?,
-            }
-        }
-        Ok(weft_compute::similarity_into(e, out, threads, budget)?)
-    }
-
-    /// Top-k of normalised rows on `device` (the CPU engine's ids and scores either way).
-    pub fn topk(
-        device: Device,
-        what: &str,
-        e: Rows<'_>,
-        k: usize,
-        threads: Option<usize>,
-    ) -> Result<TopK, Failure> {
-        if let Some(g) = gpu(device, what, e.n())? {
-            match weft_gpu::topk(&g, e, k, threads) {
-                Ok(t) => return Ok(t),
-                Err(err) => after(device, what, err)?,
-            }
-        }
-        Ok(weft_compute::topk(e, k, threads)?)
-    }
-
-    /// The ordering from `start` on `device` (weft-compute's, bit for bit, either way).
-    /// `s`, a similarity matrix the caller already has, serves the CPU engine only.
-    #[allow(clippy::too_many_arguments)]
-    pub fn diversity(
-        device: Device,
-        what: &str,
-        e: Rows<'_>,
-        s: Option<&[f32]>,
-        start: usize,
-        threads: Option<usize>,
-        budget: Budget,
-    ) -> Result<Vec<u32>, Failure> {
-        if let Some(g) = gpu(device, what, e.n())? {
-            match weft_gpu::diversity(&g, e, start) {
-                Ok(seq) => return Ok(seq),
-                Err(err) => after(device, what, err)?,
-            }
-        }
-        Ok(weft_compute::diversity(e, s, start, threads, budget)?)
-    }
-
-    /// The first `len` items of the orderings from `starts` on `device`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn diversity_prefixes(
-        device: Device,
-        what: &str,
-        e: Rows<'_>,
-        s: Option<&[f32]>,
-        starts: &[usize],
-        len: usize,
-        threads: Option<usize>,
-        budget: Budget,
-    ) -> Result<Vec<Vec<u32>>, Failure> {
-        if let Some(g) = gpu(device, what, e.n())? {
-            match weft_gpu::diversity_prefixes(&g, e, starts, len) {
-                Ok(seqs) => return Ok(seqs),
-                Err(err) => after(device, what, err)?,
-            }
-        }
-        Ok(weft_compute::diversity_prefixes(
-            e, s, starts, len, threads, budget,
-        )?)
-    }
-
-    /// Fills the cache's missing orderings on `device` (same file, progress and
-    /// cancellation either way; under `auto` a GPU failure continues on the CPU from what
-    /// was committed).
-    pub fn fill_cache(
-        device: Device,
-        what: &str,
-        writer: &mut CacheWriter<'_>,
-        threads: Option<usize>,
-        progress: &mut dyn FnMut(Progress),
-        cancel: &AtomicBool,
-    ) -> Result<CacheInfo, Failure> {
-        if let Some(g) = gpu(device, what, writer.embeddings().n())? {
-            let options = weft_gpu::OrderOptions::default();
-            match weft_gpu::fill_cache(&g, writer, &options, progress, cancel) {
-                Ok(info) => return Ok(info),
-                Err(err) => after(device, what, err)?,
-            }
-        }
-        Ok(writer.run(threads, progress, cancel)?)
+/// Without the `gpu` feature: `gpu` is an error saying so, anything else the CPU engine.
+#[cfg(not(feature = "gpu"))]
+fn gpu(
+    device: Device,
+    what: &str,
+    _rows: usize,
+) -> Result<Option<std::convert::Infallible>, Failure> {
+    match device {
+        Device::Gpu => Err(Failure::Device(format!(
+            "{what}: device \"gpu\": this weft was built without GPU support (cargo feature `gpu`)"
+        ))),
+        _ => Ok(None),
     }
 }
 
+/// What a GPU failure leads to: an input error is the caller's; under `auto` a job the GPU
+/// could not take (memory, limits, a lost device) is redone on the CPU (`Ok`); under `gpu`
+/// it is reported.
 #[cfg(feature = "gpu")]
-pub use on::{diversity, diversity_prefixes, fill_cache, similarity_into, topk, uses_gpu};
-
-/// The error for `device = "gpu"` in a build without the `gpu` feature.
-#[cfg(not(feature = "gpu"))]
-fn not_built(what: &str) -> Failure {
-    Failure::Device(format!(
-        "{what}: device \"gpu\": this weft was built without GPU support (cargo feature `gpu`)"
-    ))
+fn after(device: Device, what: &str, e: weft_gpu::GpuError) -> Result<(), Failure> {
+    match e {
+        weft_gpu::GpuError::Compute(e) => Err(Failure::Input(e)),
+        _ if device == Device::Auto => Ok(()),
+        e => Err(Failure::Device(format!("{what}: {e}"))),
+    }
 }
 
-/// S = E·Eᵀ of normalised rows into `out` (n·n): the CPU engine (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
+/// Whether calls on `rows` rows on `device` go to a GPU (for callers that cut work
+/// differently there).
+pub fn uses_gpu(device: Device, what: &str, rows: usize) -> Result<bool, Failure> {
+    Ok(gpu(device, what, rows)?.is_some())
+}
+
+/// S = E·Eᵀ of normalised rows into `out` (n·n) on `device`.
 pub fn similarity_into(
     device: Device,
     what: &str,
@@ -216,14 +119,18 @@ pub fn similarity_into(
     threads: Option<usize>,
     budget: Budget,
 ) -> Result<(), Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    if let Some(g) = gpu(device, what, e.n())? {
+        #[cfg(feature = "gpu")]
+        match weft_gpu::similarity_into(&g, e, out, budget) {
+            Ok(()) => return Ok(()),
+            Err(err) => after(device, what, err)?,
+        }
     }
     Ok(weft_compute::similarity_into(e, out, threads, budget)?)
 }
 
-/// Top-k of normalised rows: the CPU engine (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
+/// Top-k of normalised rows on `device` (the CPU engine's ids and scores either way).
 pub fn topk(
     device: Device,
     what: &str,
@@ -231,23 +138,19 @@ pub fn topk(
     k: usize,
     threads: Option<usize>,
 ) -> Result<TopK, Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    if let Some(g) = gpu(device, what, e.n())? {
+        #[cfg(feature = "gpu")]
+        match weft_gpu::topk(&g, e, k, threads) {
+            Ok(t) => return Ok(t),
+            Err(err) => after(device, what, err)?,
+        }
     }
     Ok(weft_compute::topk(e, k, threads)?)
 }
 
-/// Whether calls on `device` go to a GPU: never in this build (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
-pub fn uses_gpu(device: Device, what: &str, _rows: usize) -> Result<bool, Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
-    }
-    Ok(false)
-}
-
-/// The ordering from `start`: the CPU engine (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
+/// The ordering from `start` on `device` (weft-compute's, bit for bit, either way).
+/// `s`, a similarity matrix the caller already has, serves the CPU engine only.
 #[allow(clippy::too_many_arguments)]
 pub fn diversity(
     device: Device,
@@ -258,14 +161,18 @@ pub fn diversity(
     threads: Option<usize>,
     budget: Budget,
 ) -> Result<Vec<u32>, Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    if let Some(g) = gpu(device, what, e.n())? {
+        #[cfg(feature = "gpu")]
+        match weft_gpu::diversity(&g, e, start) {
+            Ok(seq) => return Ok(seq),
+            Err(err) => after(device, what, err)?,
+        }
     }
     Ok(weft_compute::diversity(e, s, start, threads, budget)?)
 }
 
-/// The first `len` items of the orderings from `starts`: the CPU engine (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
+/// The first `len` items of the orderings from `starts` on `device`.
 #[allow(clippy::too_many_arguments)]
 pub fn diversity_prefixes(
     device: Device,
@@ -277,16 +184,21 @@ pub fn diversity_prefixes(
     threads: Option<usize>,
     budget: Budget,
 ) -> Result<Vec<Vec<u32>>, Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    if let Some(g) = gpu(device, what, e.n())? {
+        #[cfg(feature = "gpu")]
+        match weft_gpu::diversity_prefixes(&g, e, starts, len) {
+            Ok(seqs) => return Ok(seqs),
+            Err(err) => after(device, what, err)?,
+        }
     }
     Ok(weft_compute::diversity_prefixes(
         e, s, starts, len, threads, budget,
     )?)
 }
 
-/// Fills the cache's missing orderings: the CPU engine (`gpu` is refused).
-#[cfg(not(feature = "gpu"))]
+/// Fills the cache's missing orderings on `device` (same file, progress and cancellation
+/// either way; under `auto` a GPU failure continues on the CPU from what was committed).
 pub fn fill_cache(
     device: Device,
     what: &str,
@@ -295,8 +207,16 @@ pub fn fill_cache(
     progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
 ) -> Result<CacheInfo, Failure> {
-    if device == Device::Gpu {
-        return Err(not_built(what));
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    if let Some(g) = gpu(device, what, writer.embeddings().n())? {
+        #[cfg(feature = "gpu")]
+        {
+            let options = weft_gpu::OrderOptions::default();
+            match weft_gpu::fill_cache(&g, writer, &options, progress, cancel) {
+                Ok(info) => return Ok(info),
+                Err(err) => after(device, what, err)?,
+            }
+        }
     }
     Ok(writer.run(threads, progress, cancel)?)
 }
@@ -340,6 +260,26 @@ mod tests {
         // No adapter is opened for these, so they hold on any machine, GPU or not.
         assert!(!uses_gpu(Device::Auto, "t", AUTO_MIN_ROWS - 1).unwrap_or(true));
         assert!(!uses_gpu(Device::Cpu, "t", 1 << 20).unwrap_or(true));
+    }
+
+    #[test]
+    #[cfg(not(feature = "gpu"))]
+    fn a_build_without_the_gpu_feature_refuses_gpu_and_computes_auto_on_the_cpu() {
+        let e = vec![1.0f32, 0.0, 0.0, 1.0];
+        let rows = Rows::new(&e, 2, 2).unwrap();
+        match topk(Device::Gpu, "weft.topk", rows, 1, Some(1)) {
+            Err(Failure::Device(m)) => assert!(
+                m == "weft.topk: device \"gpu\": this weft was built without GPU support \
+                      (cargo feature `gpu`)",
+                "{m}"
+            ),
+            _ => panic!("gpu must be refused"),
+        }
+        assert!(!uses_gpu(Device::Auto, "t", 1 << 20).unwrap_or(true));
+        let t = topk(Device::Auto, "weft.topk", rows, 1, Some(1))
+            .ok()
+            .expect("the CPU engine");
+        assert_eq!(t.ids, vec![1, 0]);
     }
 
     #[test]
