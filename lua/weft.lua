@@ -73,15 +73,28 @@ function Channel.iter(ch, timeout)
   end
 end
 
--- LuaJIT: numbers take an FFI path that the JIT compiles to direct calls (see
--- crates/weft-lua/src/fast.rs for the result codes); anything else, or a timeout that is
--- not a number, goes through the general functions above.
+-- LuaJIT: numbers and small flat tables ("rows": keys exactly 1..n, n <= core.ffi_row_max,
+-- values numbers, strings or booleans, no metatable) take an FFI path that the JIT
+-- compiles to direct calls (crates/weft-lua/src/fast/ffi_items.rs has the result codes);
+-- anything else, or a timeout that is not a number, goes through the general functions
+-- above. A row crosses as the same message the general encoder makes of it.
 if core.ffi_push_number then
   local ffi = require "ffi"
+  ffi.cdef [[
+    struct weft_cell { double num; const char *str; size_t len; int32_t kind; };
+  ]]
   local push_number = ffi.cast("int (*)(void *, double, double)", core.ffi_push_number)
-  local pop_number = ffi.cast("int (*)(void *, double, double *)", core.ffi_pop_number)
-  local out = ffi.new("double[1]")
+  local push_row = ffi.cast("int (*)(void *, const struct weft_cell *, int, double)", core.ffi_push_row)
+  local pop_item = ffi.cast("int (*)(void *, double, struct weft_cell *, int32_t *)", core.ffi_pop_item)
+  local ROW_MAX = core.ffi_row_max
+  local cells = ffi.new("struct weft_cell[?]", ROW_MAX)
+  local count = ffi.new("int32_t[1]")
   local forever = math.huge
+  local ok_new, table_new = pcall(require, "table.new")
+  if not ok_new then
+    table_new = function() return {} end
+  end
+  local type, ffi_string = type, ffi.string
   -- The JIT cannot pass a light userdata as a C pointer; cache a cdata copy per handle.
   local cast, pointers = ffi.cast, setmetatable({}, { __mode = "k" })
   local function pointer(ch, method)
@@ -94,9 +107,75 @@ if core.ffi_push_number then
   end
   local general_push, general_pop = Channel.push, Channel.pop
 
+  --- Describe value `x` in cell `c`; false when a row cannot hold it.
+  local function fill(c, x)
+    local t = type(x)
+    if t == "number" then
+      c.kind, c.num = 0, x
+    elseif t == "string" then
+      c.kind, c.str, c.len = 1, x, #x
+    elseif t == "boolean" then
+      c.kind, c.num = 2, x and 1 or 0
+    else
+      return false
+    end
+    return true
+  end
+
+  --- The value cell `c` describes (its string copied now: it points into the last row
+  --- popped on this thread, valid only until the next pop).
+  local function value(c)
+    local kind = c.kind
+    if kind == 0 then
+      return c.num
+    elseif kind == 1 then
+      return ffi_string(c.str, c.len)
+    end
+    return c.num ~= 0
+  end
+
+  -- One straight-line checker and one builder per row length: LuaJIT cannot compile a
+  -- short inner loop into the trace of the loop that pushes or pops (it aborts with
+  -- "inner loop in root trace"), so the loops over keys and cells are unrolled here.
+  local checkers, builders = {}, {}
+  for n = 1, ROW_MAX do
+    local check = { "local next, getmetatable, fill, cells = ...\nreturn function(v)",
+      "  if getmetatable(v) ~= nil then return nil end\n  local k = nil" }
+    local build = { "local table_new, value, cells = ...\nreturn function()",
+      ("  local row = table_new(%d, 0)"):format(n) }
+    for i = 1, n do
+      -- n keys in all, and 1..n all present: then the keys are exactly 1..n.
+      check[#check + 1] = "  k = next(v, k)\n  if k == nil then return nil end"
+      build[#build + 1] = ("  row[%d] = value(cells[%d])"):format(i, i - 1)
+    end
+    check[#check + 1] = "  if next(v, k) ~= nil then return nil end"
+    for i = 1, n do
+      check[#check + 1] = ("  if not fill(cells[%d], v[%d]) then return nil end"):format(i - 1, i)
+    end
+    check[#check + 1] = ("  return %d\nend"):format(n)
+    build[#build + 1] = "  return row\nend"
+    checkers[n] = assert(load(table.concat(check, "\n"), "=weft.row_check"))(next, getmetatable, fill, cells)
+    builders[n] = assert(load(table.concat(build, "\n"), "=weft.row_build"))(table_new, value, cells)
+  end
+
+  --- The length of `v` if it is a row, filling `cells`; nil otherwise.
+  local function as_row(v)
+    local check = checkers[#v]
+    return check and check(v)
+  end
+
   function Channel.push(ch, v, timeout)
-    if type(v) == "number" and (timeout == nil or type(timeout) == "number") then
-      local r = push_number(pointer(ch, "push"), v, timeout or forever)
+    if timeout == nil or type(timeout) == "number" then
+      local r
+      local t = type(v)
+      if t == "number" then
+        r = push_number(pointer(ch, "push"), v, timeout or forever)
+      elseif t == "table" then
+        local n = as_row(v)
+        if n then
+          r = push_row(pointer(ch, "push"), cells, n, timeout or forever)
+        end
+      end
       if r == 0 then
         return true
       elseif r == 1 then
@@ -112,9 +191,11 @@ if core.ffi_push_number then
 
   function Channel.pop(ch, timeout)
     if timeout == nil or type(timeout) == "number" then
-      local r = pop_number(pointer(ch, "pop"), timeout or forever, out)
+      local r = pop_item(pointer(ch, "pop"), timeout or forever, cells, count)
       if r == 0 then
-        return out[0]
+        return cells[0].num
+      elseif r == 5 then
+        return builders[count[0]]()
       elseif r == 1 then
         return nil, "timeout"
       elseif r == 2 then

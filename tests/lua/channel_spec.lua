@@ -243,4 +243,115 @@ describe("weft.channel", function()
       end
     end
   end)
+
+  -- On LuaJIT, short flat tables ("rows": keys 1..n, n <= 8, numbers, strings and
+  -- booleans, no metatable) take an FFI path; everything that merely looks like one must
+  -- take the general path and arrive intact. Under PUC Lua all take the general path.
+  local function look_alikes()
+    local hash_first = {}
+    hash_first.k = "hash key made before the sequence"
+    hash_first[1] = 5
+    local hash_last = { 1, 2 }
+    hash_last.k = true
+    local holed = { 1, 2, nil, 4 }
+    local zero = { [0] = "zero", "one" }
+    local nine = { 1, 2, 3, 4, 5, 6, 7, 8, 9 }
+    return {
+      { 1, "x" },
+      { -0.0, 1e300, -1 / 0, 2 ^ 53 + 2 },
+      { "a\0b", string.rep("long ", 40), "" },
+      { true, false, "t" },
+      { 1, 2, 3, 4, 5, 6, 7, 8 },
+      nine, hash_first, hash_last, holed, zero,
+      { 1, { 2, "nested" } },
+      { k = "only hash" },
+      {},
+    }
+  end
+
+  local function assert_same_values(want, got)
+    assert.are.same(want, got)
+    if type(want) == "table" then
+      -- NaN-free, so same() suffices; also check key counts (same() ignores nothing)
+      local n, m = 0, 0
+      for _ in pairs(want) do n = n + 1 end
+      for _ in pairs(got) do m = m + 1 end
+      assert.are.equal(n, m)
+    end
+  end
+
+  it("rows and tables that look like rows arrive intact, in order, in one state", function()
+    local ch = weft.channel()
+    local items = look_alikes()
+    for _, v in ipairs(items) do
+      assert.is_true(ch:push(v))
+      ch:push(7) -- a number between every table: the paths interleave
+    end
+    for _, v in ipairs(items) do
+      assert_same_values(v, ch:pop(0))
+      assert.are.equal(7, ch:pop(0))
+    end
+    assert.are.equal(0, #ch)
+  end)
+
+  it("rows and look-alikes cross threads both ways", function()
+    local to, from = weft.channel(), weft.channel(4)
+    local echo = weft.spawn(function(a, b)
+      local n = 0
+      for v in a:iter() do
+        b:push(v, 10)
+        n = n + 1
+      end
+      b:close()
+      return n
+    end, to, from)
+    local items = look_alikes()
+    local got = {}
+    local consumer = weft.spawn(function(c)
+      local all = {}
+      for v in c:iter() do all[#all + 1] = v end
+      return all
+    end, from)
+    for _ = 1, 50 do
+      for _, v in ipairs(items) do assert.is_true(to:push(v)) end
+    end
+    to:close()
+    assert.are.equal(50 * #items, echo:join(20))
+    got = consumer:join(20)
+    assert.are.equal(50 * #items, #got)
+    for r = 0, 49 do
+      for i, v in ipairs(items) do assert_same_values(v, got[r * #items + i]) end
+    end
+  end)
+
+  it("a popped row keeps its strings after later pops", function()
+    local ch = weft.channel()
+    ch:push({ "first", string.rep("y", 64) })
+    ch:push({ "second", "z" })
+    local a = ch:pop(0)
+    local b = ch:pop(0)
+    assert.are.same({ "first", string.rep("y", 64) }, a)
+    assert.are.same({ "second", "z" }, b)
+  end)
+
+  it("refuses a short table with a metatable, as any table with one", function()
+    local ch = weft.channel()
+    local ok, e = pcall(ch.push, ch, setmetatable({ 1, 2 }, {}))
+    assert.is_false(ok)
+    assert.is_truthy(tostring(e):find("metatable", 1, true), e)
+    assert.are.equal(0, #ch)
+  end)
+
+  it("a row waits for room in a full channel and times out there", function()
+    local ch = weft.channel(1)
+    assert.is_true(ch:push({ 1, "x" }))
+    local ok, why = ch:push({ 2, "y" }, 0.01)
+    assert.is_false(ok)
+    assert.are.equal("timeout", why)
+    assert.are.same({ 1, "x" }, ch:pop(0))
+    ch:close()
+    ok, why = ch:push({ 3, "z" })
+    assert.is_false(ok)
+    assert.are.equal("closed", why)
+  end)
 end)

@@ -339,7 +339,7 @@ mod tests {
     fn table(numbers: Vec<f64>, array: Vec<Value>, hash: Vec<(Value, Value)>) -> Node {
         Node::Table(TableNode {
             numbers,
-            array,
+            array: array.into(),
             hash,
         })
     }

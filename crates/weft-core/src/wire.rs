@@ -454,7 +454,7 @@ mod tests {
         // node 0: {1.5, 2.5, "x", [node 0] = node 1}; node 1: a function whose upvalue is node 0
         let table = Node::Table(TableNode {
             numbers: vec![1.5, 2.5],
-            array: vec![Value::string(b"x")],
+            array: smallvec![Value::string(b"x")],
             hash: vec![
                 (Value::string(b"self"), Value::Node(0)),
                 (Value::Node(0), Value::Node(1)),
@@ -535,7 +535,7 @@ mod tests {
             values: smallvec![Value::Node(0), Value::Handle(Handle::Array(Box::new(a)))],
             nodes: smallvec![Node::Table(TableNode {
                 numbers: vec![1.0; 3],
-                array: vec![Value::string(&[1u8; 40])],
+                array: smallvec![Value::string(&[1u8; 40])],
                 hash: vec![],
             })],
         };

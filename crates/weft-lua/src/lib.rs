@@ -133,11 +133,16 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     }
     #[cfg(feature = "luajit")]
     {
+        use fast::ffi_items;
         use mlua::LightUserData;
-        let push = fast::ffi_numbers::push_number as *const () as *mut std::ffi::c_void;
-        let pop = fast::ffi_numbers::pop_number as *const () as *mut std::ffi::c_void;
-        core.set("ffi_push_number", LightUserData(push))?;
-        core.set("ffi_pop_number", LightUserData(pop))?;
+        let address = |f: *const ()| LightUserData(f as *mut std::ffi::c_void);
+        core.set(
+            "ffi_push_number",
+            address(ffi_items::push_number as *const ()),
+        )?;
+        core.set("ffi_push_row", address(ffi_items::push_row as *const ()))?;
+        core.set("ffi_pop_item", address(ffi_items::pop_item as *const ()))?;
+        core.set("ffi_row_max", ffi_items::ROW_MAX)?;
     }
     core.set(
         "channel_close",

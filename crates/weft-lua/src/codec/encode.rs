@@ -8,7 +8,9 @@ use rustc_hash::FxHashMap as HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 use weft_core::message::SmallVec;
-use weft_core::message::{Bytecode, FunctionNode, Message, ModuleRef, Node, TableNode, Value};
+use weft_core::message::{
+    Bytecode, FunctionNode, Message, ModuleRef, Node, Sequence, TableNode, Value,
+};
 
 /// Deeper nesting than this is refused. The encoder recurses once per level (a few
 /// hundred bytes of native stack, and up to 2 Lua stack slots, where Lua 5.1 and LuaJIT
@@ -421,7 +423,7 @@ impl<'a> Encoder<'a> {
             // numeric arrays people hand to workers. Holes inside the border stay nil.
             let len = ffi::lua_rawlen(state, idx);
             let numbers = bulk_numbers(state, idx, len);
-            let mut array = Vec::with_capacity(len - numbers.len());
+            let mut array = Sequence::with_capacity(len - numbers.len());
             for i in numbers.len() + 1..=len {
                 ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
                 let slot = ffi::lua_gettop(state);
@@ -485,7 +487,7 @@ impl<'a> Encoder<'a> {
         state: *mut ffi::lua_State,
         key: c_int,
         numbers: usize,
-        array: &mut Vec<Value>,
+        array: &mut Sequence,
         hash: &mut Vec<(Value, Value)>,
     ) -> Result<(), Fail> {
         let value = key + 1;

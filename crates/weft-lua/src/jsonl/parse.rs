@@ -8,7 +8,7 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use weft_core::message::{smallvec, Message, Node, TableNode, Value};
+use weft_core::message::{smallvec, Message, Node, Sequence, TableNode, Value};
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ pub(crate) fn read(path: &Path) -> Result<Message, JsonlError> {
     }
     let root = builder.table(TableNode {
         numbers: Vec::new(),
-        array: items,
+        array: items.into(),
         hash: Vec::new(),
     });
     Ok(Message {
@@ -89,7 +89,7 @@ impl Builder {
             },
             J::String(s) => Value::string(s.as_bytes()),
             J::Array(items) => {
-                let mut array: Vec<Value> = items.into_iter().map(|x| self.value(x)).collect();
+                let mut array: Sequence = items.into_iter().map(|x| self.value(x)).collect();
                 // a trailing null is no element at all, as in Lua
                 while matches!(array.last(), Some(Value::Nil)) {
                     array.pop();
@@ -108,7 +108,7 @@ impl Builder {
                     .collect();
                 self.table(TableNode {
                     numbers: Vec::new(),
-                    array: Vec::new(),
+                    array: Sequence::new(),
                     hash,
                 })
             }
