@@ -324,6 +324,30 @@ describe("weft.channel", function()
     end
   end)
 
+  it("a table with a cycle and shared subtables keeps its shape through a channel", function()
+    -- the collector at its most eager, so that anything the encoder failed to keep alive
+    -- would be collected (and its address reused) while later items are encoded
+    local pause = collectgarbage("setpause", 0)
+    local ch = weft.channel()
+    for i = 1, 200 do
+      local shared = { i }
+      local t = { a = shared, b = shared, list = { shared, { i, shared } } }
+      t.self = t
+      ch:push(t)
+      ch:push({ tostring(i), { i } }) -- garbage in between
+    end
+    collectgarbage("setpause", pause)
+    for i = 1, 200 do
+      local t = ch:pop(0)
+      assert.are.equal(t, t.self)
+      assert.are.equal(t.a, t.b)
+      assert.are.equal(t.a, t.list[1])
+      assert.are.equal(t.a, t.list[2][2])
+      assert.are.equal(i, t.a[1])
+      assert.are.same({ tostring(i), { i } }, ch:pop(0))
+    end
+  end)
+
   it("a popped row keeps its strings after later pops", function()
     local ch = weft.channel()
     ch:push({ "first", string.rep("y", 64) })
