@@ -106,9 +106,9 @@ pub(crate) unsafe extern "C-unwind" fn channel_push(state: *mut ffi::lua_State) 
                 2,
             );
         };
-        // SAFETY (for_held_value): one push, of argument 2, which stays on the stack
+        // SAFETY (for_held_values): one push, of argument 2, which stays on the stack
         // until `enc` is finished below or dropped on an error return.
-        let mut enc = Encoder::for_held_value(&state_data(state).codec);
+        let mut enc = Encoder::for_held_values(&state_data(state).codec);
         // Under protection: a memory error while encoding must not reach catch_unwind.
         if let Err(e) = crate::rawud::encode(state, &mut enc, 2, Label::Value) {
             return fail(state, &e, 2);

@@ -140,7 +140,8 @@ pub(crate) fn encode(
     unsafe {
         lua.exec_raw::<()>(values, |state| {
             let n = ffi::lua_gettop(state);
-            let mut enc = Encoder::new(&data.codec);
+            // SAFETY (for_held_values): slots 1..=n stay until the settop after the loop.
+            let mut enc = Encoder::for_held_values(&data.codec);
             for i in 1..=n {
                 if let Err(e) = enc.push(state, i, label, first_number + i as usize - 1) {
                     out = Some(Err(e));

@@ -221,7 +221,9 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
             if status != ffi::LUA_OK {
                 outcome = Some(Outcome::Failed(failure_on_top(state, &data)));
             } else {
-                let mut enc = Encoder::new(&data.codec);
+                // SAFETY (for_held_values): the results stay on the stack until the
+                // settop below, after the encoder is finished.
+                let mut enc = Encoder::for_held_values(&data.codec);
                 let results = ffi::lua_gettop(state) - handler;
                 for i in 1..=results {
                     if let Err(e) = enc.push(state, handler + i, Label::Result, i as usize) {

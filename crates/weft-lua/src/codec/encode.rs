@@ -198,7 +198,7 @@ pub struct Encoder<'a> {
     /// The state and registry reference of the anchor table (node number + 1 → the table
     /// or function of that node), once something was recorded.
     anchor: Option<(*mut ffi::lua_State, c_int)>,
-    /// False for [`Encoder::for_held_value`]: nothing is anchored.
+    /// False for [`Encoder::for_held_values`]: nothing is anchored.
     anchoring: bool,
     nodes: weft_core::message::Nodes,
     values: weft_core::message::Values,
@@ -231,17 +231,18 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// An encoder for one value that the caller keeps on the Lua stack until the encoder
-    /// is finished or dropped (a channel push: the value is the C function's argument).
-    /// While it runs, every table and function it records is reachable from that value
-    /// (the encoder reads raw and runs no code but weft's own helpers, which change
-    /// nothing), so none can be collected and its address reused: the anchor table and its
-    /// registry reference, ~20 % of a small table's push, are left out.
+    /// An encoder for values that the caller keeps on the Lua stack until the encoder is
+    /// finished or dropped, running no other code between pushes (a channel push's
+    /// argument; a call's arguments or results, encoded where they lie). While it runs,
+    /// every table and function it records is reachable from those values (the encoder
+    /// reads raw and runs no code but weft's own helpers, which change nothing), so none
+    /// can be collected and its address reused: the anchor table and its registry
+    /// reference, ~20 % of a small table's push, are left out.
     ///
     /// # Safety
-    /// At most one [`Encoder::push`], of a value that stays on the stack until
-    /// [`Encoder::finish`] or drop.
-    pub unsafe fn for_held_value(codec: &'a CodecState) -> Encoder<'a> {
+    /// Every value pushed stays on the stack until [`Encoder::finish`] or drop, and no Lua
+    /// code runs between the pushes.
+    pub unsafe fn for_held_values(codec: &'a CodecState) -> Encoder<'a> {
         let mut encoder = Encoder::new(codec);
         encoder.anchoring = false;
         encoder
