@@ -80,14 +80,14 @@ end
 -- above. A row crosses as the same message the general encoder makes of it.
 if core.ffi_push_number then
   local ffi = require "ffi"
-  ffi.cdef [[
-    struct weft_cell { double num; const char *str; size_t len; int32_t kind; };
-  ]]
+  -- An anonymous struct, not ffi.cdef: this file may run twice in one state (a `require`
+  -- cancelled half-way is retried), and a named struct cannot be declared twice.
+  local cell_t = ffi.typeof("struct { double num; const char *str; size_t len; int32_t kind; }")
   local push_number = ffi.cast("int (*)(void *, double, double)", core.ffi_push_number)
-  local push_row = ffi.cast("int (*)(void *, const struct weft_cell *, int, double)", core.ffi_push_row)
-  local pop_item = ffi.cast("int (*)(void *, double, struct weft_cell *, int32_t *)", core.ffi_pop_item)
+  local push_row = ffi.cast(ffi.typeof("int (*)(void *, const $ *, int, double)", cell_t), core.ffi_push_row)
+  local pop_item = ffi.cast(ffi.typeof("int (*)(void *, double, $ *, int32_t *)", cell_t), core.ffi_pop_item)
   local ROW_MAX = core.ffi_row_max
-  local cells = ffi.new("struct weft_cell[?]", ROW_MAX)
+  local cells = ffi.new(ffi.typeof("$[?]", cell_t), ROW_MAX)
   local count = ffi.new("int32_t[1]")
   local forever = math.huge
   local ok_new, table_new = pcall(require, "table.new")
