@@ -13,7 +13,7 @@ use crate::backoff::{self, Backoff};
 use crate::cancel::{CancelToken, Interrupt};
 use crate::deadline::Deadline;
 use crate::task::{Task, WaitEnd};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -57,20 +57,76 @@ pub enum PoolError {
 struct State {
     queue: VecDeque<Job>,
     closing: bool,
-    sleeping: usize,
+    /// Idle workers asleep on `idle`, and how many of them a submit has woken already.
+    idle: Sleepers,
+    /// Workers asleep on `helpers` while they wait for a task, likewise.
+    helping: Sleepers,
+}
+
+/// Threads asleep on one condition variable. A submit wakes one that no earlier submit has
+/// woken yet: two jobs submitted back to back wake two threads, as they did when every
+/// sleeper shared one condition variable.
+#[derive(Default)]
+struct Sleepers {
+    asleep: usize,
+    woken: usize,
+    /// Sleeps ended, by any cause (tests count spurious wake-ups with it).
+    #[cfg(test)]
+    ended: usize,
+}
+
+impl Sleepers {
+    /// Counts a thread that wakes for one job, if one is asleep and not yet called.
+    fn call(&mut self) -> bool {
+        let free = self.asleep > self.woken;
+        if free {
+            self.woken += 1;
+        }
+        free
+    }
+
+    /// Waits on `cv` (until `until`, when given) counted as asleep.
+    fn sleep(
+        state: &mut MutexGuard<'_, State>,
+        which: fn(&mut State) -> &mut Sleepers,
+        cv: &Condvar,
+        until: Option<std::time::Instant>,
+    ) {
+        which(state).asleep += 1;
+        match until {
+            None => cv.wait(state),
+            Some(t) => {
+                let _ = cv.wait_until(state, t);
+            }
+        }
+        let me = which(state);
+        me.asleep -= 1;
+        // A notify_all or a timeout also ends a sleep: the count may drop below the calls
+        // still on their way, which only makes a later submit wake one thread more.
+        me.woken = me.woken.saturating_sub(1);
+        #[cfg(test)]
+        {
+            me.ended += 1;
+        }
+    }
 }
 
 /// The part of a pool its workers share.
 pub struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
+    /// Idle workers sleep here: a submitted job wakes one of them.
+    idle: Condvar,
+    /// Workers waiting for a task (and running queued jobs meanwhile) sleep here, apart from
+    /// the idle ones, so that a finished or cancelled task wakes only the workers that may
+    /// be waiting for it, not every idle worker of the pool.
+    helpers: Condvar,
     queued: AtomicUsize,
 }
 
 impl Interrupt for Shared {
     fn interrupt(&self) {
         let _s = self.state.lock();
-        self.wake.notify_all();
+        self.helpers.notify_all();
     }
 }
 
@@ -99,9 +155,11 @@ impl Pool {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 closing: false,
-                sleeping: 0,
+                idle: Sleepers::default(),
+                helping: Sleepers::default(),
             }),
-            wake: Condvar::new(),
+            idle: Condvar::new(),
+            helpers: Condvar::new(),
             queued: AtomicUsize::new(0),
         });
         let pool = Pool {
@@ -173,8 +231,11 @@ impl Pool {
         }
         s.queue.push_back(job);
         self.shared.queued.fetch_add(1, Ordering::Release);
-        if s.sleeping > 0 {
-            self.shared.wake.notify_one();
+        // An idle worker first: a helper runs the job only between looks at its own task.
+        if s.idle.call() {
+            self.shared.idle.notify_one();
+        } else if s.helping.call() {
+            self.shared.helpers.notify_one();
         }
         Ok(())
     }
@@ -183,7 +244,8 @@ impl Pool {
     pub fn close(&self) {
         let mut s = self.shared.state.lock();
         s.closing = true;
-        self.shared.wake.notify_all();
+        self.shared.idle.notify_all();
+        self.shared.helpers.notify_all();
     }
 
     /// True once [`Pool::close`] was called.
@@ -247,9 +309,7 @@ impl Shared {
             if s.closing {
                 return None;
             }
-            s.sleeping += 1;
-            self.wake.wait(&mut s);
-            s.sleeping -= 1;
+            Sleepers::sleep(&mut s, |s| &mut s.idle, &self.idle, None);
         }
     }
 
@@ -285,14 +345,12 @@ impl Shared {
             {
                 continue;
             }
-            s.sleeping += 1;
-            match deadline.instant() {
-                None => self.wake.wait(&mut s),
-                Some(t) => {
-                    let _ = self.wake.wait_until(&mut s, t);
-                }
-            }
-            s.sleeping -= 1;
+            Sleepers::sleep(
+                &mut s,
+                |s| &mut s.helping,
+                &self.helpers,
+                deadline.instant(),
+            );
         };
         task.unwatch(&watcher);
         end
@@ -422,6 +480,141 @@ mod tests {
             WaitEnd::Finished
         );
         // A static pool is never dropped: end its worker (Miri refuses threads left running).
+        pool.close_and_join().unwrap();
+    }
+
+    /// Waits (at most 10 s) until `cond` holds for the pool's state.
+    fn until_state(pool: &Pool, what: &str, cond: impl Fn(&State) -> bool) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond(&pool.shared.state.lock()) {
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// A job that returns once `count` reaches `want` (or fails after 10 s).
+    fn meeting(task: Arc<Task>, count: Arc<AtomicUsize>, want: usize) -> Job {
+        Box::new(move || {
+            assert!(task.start());
+            count.fetch_add(1, Ordering::SeqCst);
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let met = loop {
+                if count.load(Ordering::SeqCst) >= want {
+                    break true;
+                }
+                if std::time::Instant::now() > end {
+                    break false;
+                }
+                std::thread::yield_now();
+            };
+            task.finish(Outcome::Returned(Message::single(Value::Bool(met))));
+        })
+    }
+
+    fn returned_true(task: &Task) -> bool {
+        matches!(task.outcome(), Some(Outcome::Returned(m)) if matches!(m.values[0], Value::Bool(true)))
+    }
+
+    /// Two jobs submitted back to back, one idle worker and one worker waiting for the
+    /// second job: the second submit must wake the waiting worker, not count on the idle one
+    /// that the first submit already woke. The jobs wait for each other, so a lost wake-up
+    /// shows as a job that gave up waiting.
+    #[test]
+    fn back_to_back_submits_wake_an_idle_and_a_waiting_worker() {
+        let pool = Pool::new(2, "two", Arc::new(Noop)).unwrap();
+        for round in 0..10 {
+            let count = Arc::new(AtomicUsize::new(0));
+            let (first, second, outer) = (Task::new(false), Task::new(false), Task::new(false));
+            let (s2, o2) = (second.clone(), outer.clone());
+            pool.submit(Box::new(move || {
+                assert!(o2.start());
+                let end = wait_task(&s2, Deadline::after_secs(Some(30.0)), None);
+                o2.finish(Outcome::Returned(Message::single(Value::Bool(
+                    end == WaitEnd::Finished,
+                ))));
+            }))
+            .unwrap();
+            until_state(&pool, "one worker idle, one waiting", |s| {
+                s.idle.asleep == 1 && s.helping.asleep == 1
+            });
+            pool.submit(meeting(first.clone(), count.clone(), 2))
+                .unwrap();
+            pool.submit(meeting(second.clone(), count.clone(), 2))
+                .unwrap();
+            for t in [&first, &second, &outer] {
+                assert_eq!(
+                    t.wait(Deadline::after_secs(Some(30.0)), None),
+                    WaitEnd::Finished
+                );
+                assert!(
+                    returned_true(t),
+                    "round {round}: the jobs did not run together"
+                );
+            }
+        }
+    }
+
+    /// A worker waiting for a task sleeps apart from the idle ones: finishing the task wakes
+    /// it, and no idle worker.
+    #[test]
+    fn a_finished_task_wakes_its_waiting_worker_only() {
+        let pool = Pool::new(3, "helpers", Arc::new(Noop)).unwrap();
+        let awaited = Task::new(false);
+        let outer = Task::new(false);
+        let (a2, o2) = (awaited.clone(), outer.clone());
+        pool.submit(Box::new(move || {
+            assert!(o2.start());
+            let end = wait_task(&a2, Deadline::after_secs(Some(30.0)), None);
+            o2.finish(Outcome::Returned(Message::single(Value::Bool(
+                end == WaitEnd::Finished,
+            ))));
+        }))
+        .unwrap();
+        until_state(&pool, "one helper and two idle workers asleep", |s| {
+            s.helping.asleep == 1 && s.idle.asleep == 2
+        });
+        let idle_wakes = pool.shared.state.lock().idle.ended;
+        assert!(awaited.start());
+        awaited.finish(Outcome::Returned(Message::single(Value::Int(1))));
+        assert_eq!(
+            outer.wait(Deadline::after_secs(Some(30.0)), None),
+            WaitEnd::Finished
+        );
+        assert!(returned_true(&outer));
+        assert_eq!(
+            pool.shared.state.lock().idle.ended,
+            idle_wakes,
+            "an idle worker was woken"
+        );
+    }
+
+    /// With no idle worker, a submitted job wakes a worker that sleeps waiting for a task,
+    /// which runs it (here: the very job it waits for).
+    #[test]
+    fn a_submit_wakes_a_waiting_worker_when_none_is_idle() {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        let pool = POOL.get_or_init(|| Pool::new(1, "waker", Arc::new(Noop)).unwrap());
+        let inner = Task::new(false);
+        let outer = Task::new(false);
+        let (i2, o2) = (inner.clone(), outer.clone());
+        pool.submit(Box::new(move || {
+            assert!(o2.start());
+            let end = wait_task(&i2, Deadline::after_secs(Some(30.0)), None);
+            o2.finish(Outcome::Returned(Message::single(Value::Bool(
+                end == WaitEnd::Finished,
+            ))));
+        }))
+        .unwrap();
+        until_state(pool, "the worker asleep waiting", |s| s.helping.asleep == 1);
+        pool.submit(job_returning(inner.clone(), 7)).unwrap();
+        assert_eq!(
+            outer.wait(Deadline::after_secs(Some(30.0)), None),
+            WaitEnd::Finished
+        );
+        assert!(returned_true(&outer));
         pool.close_and_join().unwrap();
     }
 
