@@ -285,7 +285,7 @@ impl Channel {
             },
         );
         match popped {
-            Ok(_) => self.wake(&self.waiting_push, &self.not_full),
+            Ok(_) => self.made_room(),
             Err(PopError::Closed) => return self.pop_closed(),
             Err(_) => {}
         }
@@ -367,13 +367,18 @@ impl Channel {
     /// Take the oldest item if there is one, never blocking.
     pub fn try_pop(&self) -> Option<Message> {
         let m = self.queue.pop()?;
-        // Only a bounded channel's producers ever sleep for room (an unbounded push
-        // cannot fail), so only there does taking an item owe anyone a wake-up; skipping
-        // it saves the unbounded consumer a fence per item.
+        self.made_room();
+        Some(m)
+    }
+
+    /// Called after an item was taken: wakes a producer asleep for room. Only a bounded
+    /// channel's producers ever sleep for room (an unbounded push cannot fail), so only
+    /// there does taking an item owe anyone a wake-up; skipping it saves the unbounded
+    /// consumer a fence per item.
+    fn made_room(&self) {
         if self.capacity.is_some() {
             self.wake(&self.waiting_push, &self.not_full);
         }
-        Some(m)
     }
 }
 
