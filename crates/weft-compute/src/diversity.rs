@@ -166,6 +166,16 @@ impl<'a> Orderings<'a> {
         })
     }
 
+    /// The same, but every ordering is computed in full, taking no other's picks: for
+    /// benchmarks that project a full run from a few starts (run again, those starts would
+    /// take the first run's picks; and few starts share far less than all N do).
+    pub fn unshared(self) -> Self {
+        Orderings {
+            engine: self.engine.unshared(),
+            ..self
+        }
+    }
+
     /// Bytes the compact copy of S takes for `n` items: [`Orderings::new`] builds it when
     /// they fit its budget (else every step is computed from the embeddings).
     pub fn s_bytes(n: usize) -> u64 {
@@ -200,6 +210,12 @@ impl<'a> Orderings<'a> {
     /// slow path): what the benchmarks divide by time for the bandwidth actually used.
     pub fn s_bytes_read(&self) -> u64 {
         self.engine.bytes_read()
+    }
+
+    /// Orderings that reached the state of an earlier one and took the rest of its picks,
+    /// and the picks they did not compute (benchmarks; see docs/design.md, "Shared tails").
+    pub fn followed(&self) -> (u64, u64) {
+        self.engine.followed()
     }
 
     /// Whether S is held in memory (false: the slow on-the-fly path).

@@ -18,7 +18,8 @@
 //!   `sums`: the vectorised per-step running-sum loop over chunks of f32 rows; `matrix`:
 //!   one ordering over the caller's f32 S; `compact`: the i16 copy of S in a learned item
 //!   order, read line by line; `orderings`: the engine that runs orderings over the compact
-//!   S or no S at all, and the pick state they share.
+//!   S or no S at all, and the pick state they share; `tails`: orderings that reach the
+//!   same state share the rest of their picks.
 //! - [`pick`]: the exact pick of a step for an engine outside this crate (the GPU) that
 //!   finds its own shortlist, and the error terms of its proof.
 //! - [`diversity`](mod@diversity): one ordering, or several sharing one compact S.
@@ -48,6 +49,7 @@ pub mod rows;
 mod rule;
 pub mod similarity;
 mod sums;
+mod tails;
 pub mod threads;
 mod tile64;
 mod tiles;

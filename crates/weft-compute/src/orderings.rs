@@ -8,6 +8,7 @@ use crate::compact::{self, Compact, LINE};
 use crate::error::ComputeError;
 use crate::rows::Rows;
 use crate::rule::{add_row, rule_slack, score};
+use crate::tails::{centroid_hash, item_hash, Finished, Follow, Mark, Tails, EVERY};
 use crate::threads;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -26,6 +27,8 @@ pub(crate) struct Engine<'a> {
     store: Store,
     /// Bytes of the compact copy's rows read by the orderings run so far (benchmarks).
     read: AtomicU64,
+    /// Marks and finished orderings, for orderings that reach another's state.
+    tails: Tails,
 }
 
 /// Added to a chosen item's i32 sum so it never looks like a candidate (real sums stay
@@ -49,16 +52,27 @@ impl<'a> Engine<'a> {
                 e,
                 store: Store::Direct,
                 read: AtomicU64::new(0),
+                tails: Tails::new(0),
             });
         }
+        // Finished orderings are kept for others to follow when they fit beside the copy.
+        let keep = if budget.fits(compact::bytes(n) + Tails::bytes(n)) {
+            n * n
+        } else {
+            0
+        };
         let identity: Vec<u32> = (0..n as u32).collect();
         let first = Engine {
             e,
             store: Store::I16(Compact::build(e, identity, threads, false)?),
             read: AtomicU64::new(0),
+            tails: Tails::new(0),
         };
         if n < 128 {
-            return Ok(first);
+            return Ok(Engine {
+                tails: Tails::new(keep),
+                ..first
+            });
         }
         let starts: Vec<usize> = (0..TRAINING_STARTS)
             .map(|i| i * n / TRAINING_STARTS)
@@ -76,6 +90,7 @@ impl<'a> Engine<'a> {
             e,
             store: Store::I16(Compact::build(e, perm, threads, true)?),
             read: AtomicU64::new(0),
+            tails: Tails::new(keep),
         })
     }
 
@@ -89,6 +104,19 @@ impl<'a> Engine<'a> {
         self.read.load(Ordering::Relaxed)
     }
 
+    /// The same engine with shared tails off: every ordering computed in full.
+    pub(crate) fn unshared(self) -> Self {
+        Engine {
+            tails: Tails::new(0),
+            ..self
+        }
+    }
+
+    /// Orderings that took another's tail, and the picks they did not compute.
+    pub(crate) fn followed(&self) -> (u64, u64) {
+        self.tails.followed()
+    }
+
     /// True when no matrix is held (the slow path).
     pub(crate) fn is_direct(&self) -> bool {
         matches!(self.store, Store::Direct)
@@ -96,7 +124,10 @@ impl<'a> Engine<'a> {
 
     /// The first `len` items (1 ≤ len ≤ n) of the ordering from `start` (validated).
     pub(crate) fn ordering(&self, start: usize, len: usize) -> Vec<u32> {
-        self.group(&[start], len).pop().expect("one ordering")
+        let walked = self.group(&[start], len, self.tails.enabled());
+        // One thread: the checks run here, and nothing can fail.
+        let mut seqs = self.resolve(walked, len, 1).expect("one thread");
+        seqs.pop().expect("one ordering")
     }
 
     /// The first `len` items of the orderings from each of `starts`, run in lockstep: step t
@@ -104,32 +135,78 @@ impl<'a> Engine<'a> {
     /// pick much the same items at much the same steps, so the row of S one of them reads at
     /// step t is often one another has just read: it comes from the cache instead of memory.
     /// Each ordering's steps are exactly those it takes alone, so its picks are the same.
-    pub(crate) fn group(&self, starts: &[usize], len: usize) -> Vec<Vec<u32>> {
+    /// With `look`, a walk that reaches the state of another stops there (see
+    /// [`crate::tails`]); [`Engine::resolve`] completes it.
+    fn group(&self, starts: &[usize], len: usize, look: bool) -> Vec<Finished> {
         match &self.store {
             Store::I16(c) => {
-                let mut walks: Vec<Walk<'_, 'a>> =
-                    starts.iter().map(|&s| Walk::new(self.e, c, s)).collect();
+                let mut walks: Vec<Walk<'_, 'a>> = starts
+                    .iter()
+                    .map(|&s| Walk::new(self.e, c, s, self.tails.id()))
+                    .collect();
                 for t in 1..len {
-                    for w in &mut walks {
+                    let mut stepped = false;
+                    for w in walks.iter_mut().filter(|w| w.follows.is_none()) {
                         w.step(t);
+                        stepped = true;
+                        let picks = t + 1;
+                        if look && picks % EVERY == 0 && picks < len {
+                            w.look(&self.tails);
+                        }
+                    }
+                    if !stepped {
+                        break;
                     }
                 }
                 let lines: u64 = walks.iter().map(|w| w.lines_read).sum();
                 let line_bytes = (LINE * std::mem::size_of::<i16>()) as u64;
                 self.read.fetch_add(lines * line_bytes, Ordering::Relaxed);
-                walks.into_iter().map(|w| w.st.seq).collect()
+                walks
+                    .into_iter()
+                    .zip(starts)
+                    .map(|(w, &start)| Finished {
+                        id: w.id,
+                        start,
+                        follows: w.follows.map(|leader| Follow {
+                            leader,
+                            chosen: w.st.chosen,
+                            centroid: w.st.c,
+                        }),
+                        seq: w.st.seq,
+                    })
+                    .collect()
             }
             Store::Direct => starts
                 .iter()
-                .map(|&s| {
-                    let mut st = State::new(self.e, s);
+                .map(|&start| {
+                    let mut st = State::new(self.e, start);
                     for _ in 1..len {
                         st.pick_direct();
                     }
-                    st.seq
+                    Finished {
+                        id: self.tails.id(),
+                        start,
+                        seq: st.seq,
+                        follows: None,
+                    }
                 })
                 .collect(),
         }
+    }
+
+    /// Completes the walks of one run (see [`Tails::resolve`]); a follower whose leader's
+    /// state turns out to differ is computed in full here.
+    fn resolve(
+        &self,
+        walked: Vec<Finished>,
+        len: usize,
+        threads: usize,
+    ) -> Result<Vec<Vec<u32>>, ComputeError> {
+        let alone = |start| {
+            let mut walked = self.group(&[start], len, false);
+            walked.pop().expect("one walk").seq
+        };
+        self.tails.resolve(self.e, walked, len, threads, alone)
     }
 
     /// The first `len` items of the orderings for `starts`, spread over `threads` workers in
@@ -142,7 +219,8 @@ impl<'a> Engine<'a> {
         threads: usize,
         cancel: Option<&AtomicBool>,
     ) -> Result<Vec<Option<Vec<u32>>>, ComputeError> {
-        let out = Mutex::new(vec![None; starts.len()]);
+        let out: Mutex<Vec<Option<Finished>>> =
+            Mutex::new((0..starts.len()).map(|_| None).collect());
         let next = AtomicUsize::new(0);
         // Groups small enough that every worker gets one when there are few starts.
         let size = starts.len().div_ceil(threads.max(1)).clamp(1, GROUP);
@@ -157,13 +235,24 @@ impl<'a> Engine<'a> {
             }
             let lo = g * size;
             let hi = (lo + size).min(starts.len());
-            let seqs = self.group(&starts[lo..hi], len);
+            let walked = self.group(&starts[lo..hi], len, self.tails.enabled());
             let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-            for (slot, seq) in out[lo..hi].iter_mut().zip(seqs) {
-                *slot = Some(seq);
+            for (slot, f) in out[lo..hi].iter_mut().zip(walked) {
+                *slot = Some(f);
             }
         })?;
-        Ok(out.into_inner().unwrap_or_else(|e| e.into_inner()))
+        let walked = out.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Followers may lead to walks of other groups: complete them all at once.
+        let (done, slots): (Vec<Finished>, Vec<usize>) = walked
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.map(|f| (f, i)))
+            .unzip();
+        let mut seqs = vec![None; starts.len()];
+        for (seq, i) in self.resolve(done, len, threads)?.into_iter().zip(slots) {
+            seqs[i] = Some(seq);
+        }
+        Ok(seqs)
     }
 }
 
@@ -186,10 +275,15 @@ struct Walk<'c, 'a> {
     cands: Vec<(f64, u32, usize)>,
     /// Lines of S rows added so far.
     lines_read: u64,
+    /// This walk's id among the engine's walks, and the hash of its chosen set.
+    id: u32,
+    set: u64,
+    /// The walk whose state this one reached (it stopped there).
+    follows: Option<u32>,
 }
 
 impl<'c, 'a> Walk<'c, 'a> {
-    fn new(e: Rows<'a>, c: &'c Compact, start: usize) -> Self {
+    fn new(e: Rows<'a>, c: &'c Compact, start: usize, id: u32) -> Self {
         let n = e.n();
         let lines = c.stride / LINE;
         let mut left = vec![0u8; lines];
@@ -207,6 +301,9 @@ impl<'c, 'a> Walk<'c, 'a> {
             live: (0..lines as u32).collect(),
             cands: Vec::new(),
             lines_read: 0,
+            id,
+            set: item_hash(start),
+            follows: None,
         };
         w.take(c.pos[start] as usize);
         w
@@ -245,8 +342,19 @@ impl<'c, 'a> Walk<'c, 'a> {
                 }
             }
         }
-        let (_, p) = self.st.choose(&mut self.cands, bound);
+        let (j, p) = self.st.choose(&mut self.cands, bound);
+        self.set = self.set.wrapping_add(item_hash(j));
         self.take(p);
+    }
+
+    /// Records this walk's state for others, or stops it when another walk recorded it.
+    fn look(&mut self, tails: &Tails) {
+        let mark = Mark {
+            picks: self.st.seq.len() as u32,
+            set: self.set,
+            centroid: centroid_hash(&self.st.c),
+        };
+        self.follows = tails.meet(mark, self.id);
     }
 }
 
@@ -353,5 +461,71 @@ impl<'a> State<'a> {
         }
         let (_, j) = best.expect("an unchosen item remains");
         self.take(j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa_check::Rng;
+
+    /// A walk from `start` stopped after `picks` picks, claiming to follow `leader`.
+    fn stopped(engine: &Engine<'_>, start: usize, picks: usize, leader: u32) -> Finished {
+        let Store::I16(c) = &engine.store else {
+            panic!("the compact copy fits")
+        };
+        let mut w = Walk::new(engine.e, c, start, engine.tails.id());
+        for t in 1..picks {
+            w.step(t);
+        }
+        Finished {
+            id: w.id,
+            start,
+            seq: w.st.seq,
+            follows: Some(Follow {
+                leader,
+                chosen: w.st.chosen,
+                centroid: w.st.c,
+            }),
+        }
+    }
+
+    /// The tail is taken only when the states really are equal: a follower whose mark led
+    /// to an ordering in another state is computed in full, one in the same state takes the
+    /// leader's picks; both end as the ordering computed alone.
+    #[test]
+    fn a_tail_is_taken_only_from_a_leader_in_the_same_state() {
+        let (n, d) = (60, 8);
+        let mut rng = Rng::new(41);
+        let raw: Vec<f32> = (0..n * d).map(|_| rng.unit()).collect();
+        let e = crate::normalize::normalize(Rows::new(&raw, n, d).unwrap()).unwrap();
+        let rows = Rows::new(&e, n, d).unwrap();
+        let engine = Engine::compact(rows, 1, Budget::default()).unwrap();
+        assert!(engine.tails.enabled());
+        let alone = |start| engine.group(&[start], n, false).pop().unwrap().seq;
+        let want = alone(5);
+        assert_ne!(alone(3)[..10], want[..10]);
+
+        let other = engine.group(&[3], n, false).pop().unwrap();
+        let follower = stopped(&engine, 5, 10, other.id);
+        let got = engine.resolve(vec![other, follower], n, 1).unwrap();
+        assert_eq!(got[1], want, "computed in full");
+        assert_eq!(engine.followed(), (0, 0));
+
+        let same = engine.group(&[5], n, false).pop().unwrap();
+        let follower = stopped(&engine, 5, 10, same.id);
+        let got = engine.resolve(vec![follower, same], n, 2).unwrap();
+        assert_eq!(got[0], want, "the leader's tail");
+        assert_eq!(engine.followed(), (1, (n - 10) as u64));
+
+        // A leader from an earlier run, kept by the engine: found by its id.
+        let kept = engine.group(&[5], n, false).pop().unwrap();
+        let kept_id = kept.id;
+        engine.resolve(vec![kept], n, 1).unwrap();
+        let got = engine
+            .resolve(vec![stopped(&engine, 5, 20, kept_id)], n, 1)
+            .unwrap();
+        assert_eq!(got[0], want, "a kept leader's tail");
+        assert_eq!(engine.followed().0, 2);
     }
 }

@@ -96,3 +96,35 @@ fn grouped_orderings_equal_lone_ones_over_f32_s() {
         assert_eq!(grouped[i], one, "start {st}");
     }
 }
+
+/// Shared tails on real data: run in the cache's batches, most of the 2,000 orderings reach
+/// a state an earlier one passed through and take the rest of its picks; every ordering
+/// equals the one an engine without shared tails (its budget holds the compact copy only)
+/// computes in full.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "heavy: run with --release")]
+fn shared_tails_change_no_ordering() {
+    let Data { e, n, d, .. } = data();
+    let (n, d) = (*n, *d);
+    let rows = Rows::new(e, n, d).unwrap();
+    let plain = Orderings::new(rows, Some(2), Budget::bytes(Orderings::s_bytes(n))).unwrap();
+    let shared = Orderings::new(rows, Some(2), Budget::default()).unwrap();
+    assert!(plain.in_memory() && shared.in_memory());
+    let starts: Vec<usize> = (0..n).collect();
+    for batch in starts.chunks(weft_compute::cache::BATCH) {
+        assert_eq!(
+            shared.run(batch).unwrap(),
+            plain.run(batch).unwrap(),
+            "starts {}..",
+            batch[0]
+        );
+    }
+    let (followed, saved) = shared.followed();
+    println!("{followed} of {n} orderings took another's picks; {saved} picks not computed");
+    assert_eq!(plain.followed(), (0, 0));
+    assert!(
+        followed as usize > n / 2,
+        "only {followed} orderings followed another"
+    );
+    assert!(saved as usize > n * n / 4, "only {saved} picks saved");
+}

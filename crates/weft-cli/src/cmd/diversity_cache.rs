@@ -52,7 +52,9 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Memory the compact similarity matrix (N²·2 bytes) may take; beyond it every step is
-    /// computed from the embeddings (slow, same file). Default: half of physical memory.
+    /// computed from the embeddings (slow, same file). When the finished orderings fit too
+    /// (N²·4 bytes more), orderings that meet share their tails (faster, same file).
+    /// Default: half of physical memory.
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
     /// Compute only shard K of M (0-based K < M ≤ N): the starts ⌊K·N/M⌋..⌊(K+1)·N/M⌋,
