@@ -95,7 +95,7 @@ impl Producer for Orderings<'_> {
     type Error = ComputeError;
 
     fn batch(&self) -> usize {
-        BATCH
+        self.batch(self.rows().n())
     }
 
     fn run_cancellable(

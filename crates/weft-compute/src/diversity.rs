@@ -176,6 +176,21 @@ impl<'a> Orderings<'a> {
         }
     }
 
+    /// Orderings the cache computes and commits together for `n` items: four lockstep
+    /// groups per worker thread, but at least [`crate::cache::BATCH`] and at most n/16 (a
+    /// small set still commits in many steps). Orderings that take another's picks finish
+    /// early and unevenly, and a batch ends with its slowest group: with several groups per
+    /// worker, one whose groups end early takes another instead of waiting.
+    pub fn batch(&self, n: usize) -> usize {
+        let per_run = 4 * self.threads * crate::orderings::GROUP;
+        per_run.min(n / 16).max(crate::cache::BATCH)
+    }
+
+    /// The normalised rows the orderings are computed over.
+    pub fn rows(&self) -> Rows<'a> {
+        self.engine.rows()
+    }
+
     /// Bytes the compact copy of S takes for `n` items: [`Orderings::new`] builds it when
     /// they fit its budget (else every step is computed from the embeddings).
     pub fn s_bytes(n: usize) -> u64 {

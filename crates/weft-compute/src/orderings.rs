@@ -261,7 +261,7 @@ impl<'a> Engine<'a> {
 /// the live half is touched on average). On the 7,090 fortunes, one thread under load, the
 /// CPU time of a projected full run was 135 s alone, 99 s with groups of 4, 101 s with 8,
 /// 95 s with 16 and 95 s with 32.
-const GROUP: usize = 16;
+pub(crate) const GROUP: usize = 16;
 
 /// One ordering over the compact copy in progress: the rule's state plus the i32 running
 /// sums of S rows by position, each line's minimum, and the lines that still hold a candidate.

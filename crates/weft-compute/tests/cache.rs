@@ -378,3 +378,21 @@ fn a_fifo_is_refused_as_a_cache_without_waiting_for_a_writer() {
     assert!(err.contains("not a regular file"), "{err}");
     assert!(err.contains("a-fifo"), "{err}");
 }
+
+/// Batches: 32 orderings for small sets (what the tests above interrupt), 4 lockstep
+/// groups of 16 per worker thread for large ones, never more than N/16.
+#[test]
+fn batches_grow_with_the_workers_for_large_sets_only() {
+    let data = emb();
+    let rows = Rows::new(&data, N, D).unwrap();
+    let norm = normalize(rows).unwrap();
+    let rows = Rows::new(&norm, N, D).unwrap();
+    let two = Orderings::new(rows, Some(2), Budget::default()).unwrap();
+    let one = Orderings::new(rows, Some(1), Budget::default()).unwrap();
+    assert_eq!(two.batch(N), cache::BATCH);
+    assert_eq!(two.batch(7_797), 128);
+    assert_eq!(one.batch(7_797), 64);
+    assert_eq!(two.batch(1_000), 62);
+    assert_eq!(one.batch(600), 37);
+    assert_eq!(one.batch(400), cache::BATCH);
+}
