@@ -514,6 +514,18 @@ mod tests {
         })
     }
 
+    /// A job (task `outer`) that waits on its worker for `awaited` (at most 30 s) and
+    /// returns whether it finished.
+    fn waiting_for(outer: Arc<Task>, awaited: Arc<Task>) -> Job {
+        Box::new(move || {
+            assert!(outer.start());
+            let end = wait_task(&awaited, Deadline::after_secs(Some(30.0)), None);
+            outer.finish(Outcome::Returned(Message::single(Value::Bool(
+                end == WaitEnd::Finished,
+            ))));
+        })
+    }
+
     fn returned_true(task: &Task) -> bool {
         matches!(task.outcome(), Some(Outcome::Returned(m)) if matches!(m.values[0], Value::Bool(true)))
     }
@@ -528,15 +540,8 @@ mod tests {
         for round in 0..10 {
             let count = Arc::new(AtomicUsize::new(0));
             let (first, second, outer) = (Task::new(false), Task::new(false), Task::new(false));
-            let (s2, o2) = (second.clone(), outer.clone());
-            pool.submit(Box::new(move || {
-                assert!(o2.start());
-                let end = wait_task(&s2, Deadline::after_secs(Some(30.0)), None);
-                o2.finish(Outcome::Returned(Message::single(Value::Bool(
-                    end == WaitEnd::Finished,
-                ))));
-            }))
-            .unwrap();
+            pool.submit(waiting_for(outer.clone(), second.clone()))
+                .unwrap();
             until_state(&pool, "one worker idle, one waiting", |s| {
                 s.idle.asleep == 1 && s.helping.asleep == 1
             });
@@ -564,15 +569,8 @@ mod tests {
         let pool = Pool::new(3, "helpers", Arc::new(Noop)).unwrap();
         let awaited = Task::new(false);
         let outer = Task::new(false);
-        let (a2, o2) = (awaited.clone(), outer.clone());
-        pool.submit(Box::new(move || {
-            assert!(o2.start());
-            let end = wait_task(&a2, Deadline::after_secs(Some(30.0)), None);
-            o2.finish(Outcome::Returned(Message::single(Value::Bool(
-                end == WaitEnd::Finished,
-            ))));
-        }))
-        .unwrap();
+        pool.submit(waiting_for(outer.clone(), awaited.clone()))
+            .unwrap();
         until_state(&pool, "one helper and two idle workers asleep", |s| {
             s.helping.asleep == 1 && s.idle.asleep == 2
         });
@@ -599,15 +597,8 @@ mod tests {
         let pool = POOL.get_or_init(|| Pool::new(1, "waker", Arc::new(Noop)).unwrap());
         let inner = Task::new(false);
         let outer = Task::new(false);
-        let (i2, o2) = (inner.clone(), outer.clone());
-        pool.submit(Box::new(move || {
-            assert!(o2.start());
-            let end = wait_task(&i2, Deadline::after_secs(Some(30.0)), None);
-            o2.finish(Outcome::Returned(Message::single(Value::Bool(
-                end == WaitEnd::Finished,
-            ))));
-        }))
-        .unwrap();
+        pool.submit(waiting_for(outer.clone(), inner.clone()))
+            .unwrap();
         until_state(pool, "the worker asleep waiting", |s| s.helping.asleep == 1);
         pool.submit(job_returning(inner.clone(), 7)).unwrap();
         assert_eq!(
