@@ -116,8 +116,9 @@ fn quantise(x: f32, scale: f64) -> i16 {
     ((y + MAGIC) - MAGIC).clamp(-scale, scale) as i16
 }
 
-/// For each line L in `live`: sums[L] += row[L] and mins[L] = the new minimum of the line.
-/// Returns the smallest of those minima (i32::MAX when `live` is empty).
+/// For each k-th line L in `live`: sums[L] += row[L] and mins[k] = the new minimum of the
+/// line (kept in `live`'s order, so the caller scans them contiguously). Returns the
+/// smallest of those minima (i32::MAX when `live` is empty).
 pub(crate) fn add_lines(sums: &mut [i32], row: &[i16], live: &[u32], mins: &mut [i32]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -186,7 +187,7 @@ fn add_lines_body(sums: &mut [i32], row: &[i16], live: &[u32], mins: &mut [i32])
             lane[k] = a.min(b);
         }
         let m = lane.iter().copied().min().unwrap_or(i32::MAX);
-        mins[l] = m;
+        mins[i] = m;
         least = least.min(m);
     }
     least
@@ -264,7 +265,8 @@ mod tests {
         }
     }
 
-    /// The portable loop itself against a plain sum and minimum per line.
+    /// The portable loop itself against a plain sum and minimum per line: only live lines
+    /// change, and their minima land in `live`'s order.
     #[test]
     fn portable_lines_are_sums_and_minima() {
         let mut rng = Rng::new(32);
@@ -272,23 +274,25 @@ mod tests {
         let row: Vec<i16> = (0..lines * LINE).map(|_| rng.next() as i16).collect();
         let mut sums: Vec<i32> = (0..lines * LINE).map(|i| i as i32 * 3 - 100).collect();
         let before = sums.clone();
-        let mut mins = vec![0; lines];
-        let least = add_lines_body(&mut sums, &row, &[3, 0], &mut mins);
-        assert_eq!(least, mins[0].min(mins[3]));
+        let live = [3u32, 0];
+        let mut mins = vec![7; lines];
+        let least = add_lines_body(&mut sums, &row, &live, &mut mins);
+        assert_eq!(least, mins[0].min(mins[1]));
+        assert_eq!(mins[2..], [7, 7, 7], "only live.len() minima are written");
         assert_eq!(
             add_lines_body(&mut sums.clone(), &row, &[], &mut mins.clone()),
             i32::MAX
         );
-        for (l, &min) in mins.iter().enumerate() {
+        for l in 0..lines {
             let span = l * LINE..(l + 1) * LINE;
-            if l == 0 || l == 3 {
-                for j in span.clone() {
-                    assert_eq!(sums[j], before[j] + i32::from(row[j]));
+            match live.iter().position(|&x| x as usize == l) {
+                Some(k) => {
+                    for j in span.clone() {
+                        assert_eq!(sums[j], before[j] + i32::from(row[j]));
+                    }
+                    assert_eq!(mins[k], *sums[span].iter().min().unwrap());
                 }
-                assert_eq!(min, *sums[span].iter().min().unwrap());
-            } else {
-                assert_eq!(sums[span.clone()], before[span]);
-                assert_eq!(min, 0);
+                None => assert_eq!(sums[span.clone()], before[span]),
             }
         }
     }

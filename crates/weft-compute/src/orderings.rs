@@ -8,7 +8,7 @@ use crate::compact::{self, Compact, LINE};
 use crate::error::ComputeError;
 use crate::rows::Rows;
 use crate::rule::{add_row, rule_slack, score};
-use crate::tails::{centroid_hash, item_hash, Finished, Follow, Mark, Tails, EVERY};
+use crate::tails::{centroid_hash, item_hash, Finished, Follow, Mark, Tails, EVERY, SNAP};
 use crate::threads;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -56,7 +56,7 @@ impl<'a> Engine<'a> {
             });
         }
         // Finished orderings are kept for others to follow when they fit beside the copy.
-        let keep = if budget.fits(compact::bytes(n) + Tails::bytes(n)) {
+        let keep = if budget.fits(compact::bytes(n) + Tails::bytes(n, e.d())) {
             n * n
         } else {
             0
@@ -150,6 +150,9 @@ impl<'a> Engine<'a> {
                         w.step(t);
                         stepped = true;
                         let picks = t + 1;
+                        if look && picks % SNAP == 0 {
+                            w.snaps.extend_from_slice(&w.st.c);
+                        }
                         if look && picks % EVERY == 0 && picks < len {
                             w.look(&self.tails);
                         }
@@ -167,6 +170,7 @@ impl<'a> Engine<'a> {
                     .map(|(w, &start)| Finished {
                         id: w.id,
                         start,
+                        snaps: w.snaps,
                         follows: w.follows.map(|leader| Follow {
                             leader,
                             chosen: w.st.chosen,
@@ -187,6 +191,7 @@ impl<'a> Engine<'a> {
                         id: self.tails.id(),
                         start,
                         seq: st.seq,
+                        snaps: Vec::new(),
                         follows: None,
                     }
                 })
@@ -264,7 +269,8 @@ impl<'a> Engine<'a> {
 pub(crate) const GROUP: usize = 16;
 
 /// One ordering over the compact copy in progress: the rule's state plus the i32 running
-/// sums of S rows by position, each line's minimum, and the lines that still hold a candidate.
+/// sums of S rows by position, the lines that still hold a candidate and each one's minimum
+/// (in `live`'s order).
 struct Walk<'c, 'a> {
     st: State<'a>,
     c: &'c Compact,
@@ -280,6 +286,8 @@ struct Walk<'c, 'a> {
     set: u64,
     /// The walk whose state this one reached (it stopped there).
     follows: Option<u32>,
+    /// Its centroid sums every [`SNAP`] picks, for checking its followers.
+    snaps: Vec<f64>,
 }
 
 impl<'c, 'a> Walk<'c, 'a> {
@@ -304,6 +312,7 @@ impl<'c, 'a> Walk<'c, 'a> {
             id,
             set: item_hash(start),
             follows: None,
+            snaps: Vec::new(),
         };
         w.take(c.pos[start] as usize);
         w
@@ -327,18 +336,26 @@ impl<'c, 'a> Walk<'c, 'a> {
         // An unchosen item remains (t < n), so `live` is not empty and gmin is a real sum.
         let gmin = compact::add_lines(&mut self.sums, c.row(last), &self.live, &mut self.mins);
         self.lines_read += self.live.len() as u64;
-        let mins = &self.mins;
         // |Σq/scale − Σ exact| ≤ t·err (rounding plus the entries' own error), plus the
         // rule's own slack.
         let bound = t as f64 * c.err + rule_slack(t, d);
         let band = (2.0 * bound * c.scale).ceil() as i64 + 1;
         let thr = (i64::from(gmin) + band).min(i64::from(CHOSEN) / 2) as i32;
         self.cands.clear();
-        for &l in self.live.iter().filter(|&&l| mins[l as usize] <= thr) {
-            let lo = l as usize * LINE;
-            for (p, &x) in self.sums.iter().enumerate().skip(lo).take(LINE) {
-                if x <= thr {
-                    self.cands.push((f64::from(x) / c.scale, c.perm[p], p));
+        // Few lines reach the band: test 16 minima at a time without a branch each.
+        let mins = &self.mins[..self.live.len()];
+        for (base, chunk) in mins.chunks(16).enumerate() {
+            let mut hits = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (i, &x)| m | (u32::from(x <= thr) << i));
+            while hits != 0 {
+                let l = self.live[base * 16 + hits.trailing_zeros() as usize] as usize;
+                hits &= hits - 1;
+                for (p, &x) in self.sums.iter().enumerate().skip(l * LINE).take(LINE) {
+                    if x <= thr {
+                        self.cands.push((f64::from(x) / c.scale, c.perm[p], p));
+                    }
                 }
             }
         }
@@ -482,6 +499,7 @@ mod tests {
             id: w.id,
             start,
             seq: w.st.seq,
+            snaps: w.snaps,
             follows: Some(Follow {
                 leader,
                 chosen: w.st.chosen,

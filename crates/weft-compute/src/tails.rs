@@ -14,7 +14,8 @@
 //! candidates: before a tail is used, [`same_state`] checks the set item by item and
 //! recomputes the leader's centroid in the leader's order, comparing it bit for bit with
 //! the follower's. Where either differs, the caller computes the ordering in full, so the
-//! picks are always the rule's.
+//! picks are always the rule's. The recomputation starts from the leader's own centroid
+//! every [`SNAP`] picks (the walk keeps those sums), so it adds fewer than SNAP rows.
 
 use crate::error::ComputeError;
 use crate::rows::Rows;
@@ -27,6 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Picks between two looks for a leader: a follower computes at most this many picks that
 /// a look on every pick would have saved.
 pub(crate) const EVERY: usize = 64;
+
+/// Picks between the centroid sums a walk keeps for checking its followers: a check adds at
+/// most SNAP − 1 rows instead of one per pick (the followers of the fortunes stop after
+/// ~3,600 picks on average), for n/SNAP·d·8 bytes per ordering (21 KB at n = 7,797).
+pub(crate) const SNAP: usize = 1024;
 
 /// A walk's state at a look, as hashes: equal states give equal marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,21 +64,29 @@ pub(crate) fn centroid_hash(c: &[f64]) -> u64 {
 
 /// Whether the follower's state (its chosen flags and centroid after `picks` picks) is the
 /// leader's after the same number of picks: the same set, and the same centroid bits when
-/// summed in the leader's order.
+/// summed in the leader's order. `snaps` holds the leader's own running sums after SNAP,
+/// 2·SNAP, … picks (d values each; as many as its walk reached), the sums of its first
+/// picks in its order, from which the rest are added.
 pub(crate) fn same_state(
     e: Rows<'_>,
     chosen: &[bool],
     centroid: &[f64],
     picks: usize,
     leader: &[u32],
+    snaps: &[f64],
 ) -> bool {
     if leader.len() < picks || !leader[..picks].iter().all(|&j| chosen[j as usize]) {
         return false;
     }
     // `picks` distinct items of the leader are chosen by the follower, who chose `picks`:
     // the sets are equal. Now the sum, in the leader's order, as its walk computed it.
-    let mut c = vec![0.0; e.d()];
-    for &j in &leader[..picks] {
+    let d = e.d();
+    let k = (picks / SNAP).min(snaps.len() / d);
+    let mut c = match k {
+        0 => vec![0.0; d],
+        k => snaps[(k - 1) * d..k * d].to_vec(),
+    };
+    for &j in &leader[k * SNAP..picks] {
         add_row(&mut c, e.row(j as usize));
     }
     c.iter()
@@ -86,6 +100,8 @@ pub(crate) struct Finished {
     pub(crate) id: u32,
     pub(crate) start: usize,
     pub(crate) seq: Vec<u32>,
+    /// The walk's centroid sums after SNAP, 2·SNAP, … of its own picks (see [`same_state`]).
+    pub(crate) snaps: Vec<f64>,
     pub(crate) follows: Option<Follow>,
 }
 
@@ -111,8 +127,15 @@ pub(crate) struct Tails {
 #[derive(Default)]
 struct Inner {
     marks: HashMap<Mark, u32>,
-    done: HashMap<u32, Arc<[u32]>>,
+    done: HashMap<u32, Kept>,
     kept: usize,
+}
+
+/// A finished ordering of an earlier run: its picks and its walk's centroid snapshots.
+#[derive(Clone)]
+pub(crate) struct Kept {
+    pub(crate) seq: Arc<Vec<u32>>,
+    pub(crate) snaps: Arc<Vec<f64>>,
 }
 
 impl Tails {
@@ -128,10 +151,12 @@ impl Tails {
         }
     }
 
-    /// Memory for the finished orderings and marks of n full orderings.
-    pub(crate) fn bytes(n: usize) -> u64 {
-        let (n, looks) = (n as u64, n.div_ceil(EVERY) as u64);
-        n * n * 4 + n * looks * 64
+    /// Memory for the finished orderings, marks and snapshots of n full orderings of
+    /// d-dimensional rows.
+    pub(crate) fn bytes(n: usize, d: usize) -> u64 {
+        let (looks, snaps) = (n.div_ceil(EVERY) as u64, (n / SNAP) as u64);
+        let (n, d) = (n as u64, d as u64);
+        n * n * 4 + n * looks * 64 + n * snaps * d * 8
     }
 
     /// Whether walks look for leaders.
@@ -159,16 +184,16 @@ impl Tails {
     }
 
     /// The ordering of a walk finished in an earlier run, if kept.
-    pub(crate) fn finished(&self, id: u32) -> Option<Arc<[u32]>> {
+    pub(crate) fn finished(&self, id: u32) -> Option<Kept> {
         self.lock().done.get(&id).cloned()
     }
 
     /// Keeps a finished ordering for later runs to follow (while the limit allows).
-    pub(crate) fn keep(&self, id: u32, seq: Arc<[u32]>) {
+    pub(crate) fn keep(&self, id: u32, kept: Kept) {
         let mut inner = self.lock();
-        if inner.kept + seq.len() <= self.limit {
-            inner.kept += seq.len();
-            inner.done.insert(id, seq);
+        if inner.kept + kept.seq.len() <= self.limit {
+            inner.kept += kept.seq.len();
+            inner.done.insert(id, kept);
         } else {
             inner.kept = self.limit;
         }
@@ -192,11 +217,12 @@ impl Tails {
     /// Completes the walks of one run over rows `e`: a follower takes its leader's picks
     /// after its own when [`same_state`] confirms the states are equal, else `alone`
     /// computes its ordering from its start in full. The checks run on `threads` workers;
-    /// the finished orderings are kept for later runs.
+    /// the finished orderings are kept for later runs. Each walk's picks are completed in
+    /// place (a walk reserves room for all n), so only the returned copies allocate.
     pub(crate) fn resolve(
         &self,
         e: Rows<'_>,
-        walked: Vec<Finished>,
+        mut walked: Vec<Finished>,
         len: usize,
         threads: usize,
         alone: impl Fn(usize) -> Vec<u32>,
@@ -211,31 +237,44 @@ impl Tails {
             let f = &walked[i];
             std::cmp::Reverse(f.follows.as_ref().map_or(usize::MAX, |_| f.seq.len()))
         });
-        let mut out: Vec<Option<Arc<[u32]>>> = vec![None; walked.len()];
+        let mut out: Vec<Option<Arc<Vec<u32>>>> = vec![None; walked.len()];
         for i in order {
-            let f = &walked[i];
+            let f = &mut walked[i];
             let picks = f.seq.len();
-            let seq: Arc<[u32]> = match &f.follows {
-                None => Arc::from(f.seq.as_slice()),
+            let seq = match &f.follows {
+                None => std::mem::take(&mut f.seq),
                 Some(follow) if same[i] => {
                     let leader = match index.get(&follow.leader) {
                         Some(&k) => out[k].clone().expect("leaders resolve first"),
-                        None => self.finished(follow.leader).expect("checked"),
+                        None => self.finished(follow.leader).expect("checked").seq,
                     };
                     self.count_followed(picks, len);
-                    f.seq.iter().chain(&leader[picks..len]).copied().collect()
+                    let mut seq = std::mem::take(&mut f.seq);
+                    seq.extend_from_slice(&leader[picks..len]);
+                    seq
                 }
-                Some(_) => Arc::from(alone(f.start)),
+                Some(_) => alone(f.start),
             };
-            out[i] = Some(seq);
+            out[i] = Some(Arc::new(seq));
         }
-        let out: Vec<Arc<[u32]>> = out.into_iter().map(|s| s.expect("resolved")).collect();
+        let out: Vec<Arc<Vec<u32>>> = out.into_iter().map(|s| s.expect("resolved")).collect();
         if self.enabled() {
-            for (f, seq) in walked.iter().zip(&out) {
-                self.keep(f.id, seq.clone());
+            for (f, seq) in walked.iter_mut().zip(&out) {
+                let snaps = Arc::new(std::mem::take(&mut f.snaps));
+                self.keep(
+                    f.id,
+                    Kept {
+                        seq: seq.clone(),
+                        snaps,
+                    },
+                );
             }
         }
-        Ok(out.iter().map(|s| s.to_vec()).collect())
+        // Kept orderings are shared with later runs: those are copied out.
+        Ok(out
+            .into_iter()
+            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|s| s.to_vec()))
+            .collect())
     }
 
     /// For each walk, whether it may take its leader's tail: true for a follower whose
@@ -253,14 +292,21 @@ impl Tails {
             let Some(follow) = &f.follows else {
                 return false;
             };
-            let same = |leader: &[u32]| {
-                same_state(e, &follow.chosen, &follow.centroid, f.seq.len(), leader)
+            let same = |leader: &[u32], snaps: &[f64]| {
+                same_state(
+                    e,
+                    &follow.chosen,
+                    &follow.centroid,
+                    f.seq.len(),
+                    leader,
+                    snaps,
+                )
             };
             match index.get(&follow.leader) {
-                Some(&k) => same(&walked[k].seq),
+                Some(&k) => same(&walked[k].seq, &walked[k].snaps),
                 None => self
                     .finished(follow.leader)
-                    .is_some_and(|l| l.len() >= len && same(&l)),
+                    .is_some_and(|l| l.seq.len() >= len && same(&l.seq, &l.snaps)),
             }
         };
         let followers: Vec<usize> = (0..walked.len())
@@ -324,14 +370,61 @@ mod tests {
             add_row(&mut c, rows.row(j));
         }
         assert_eq!(c[0], 0.0);
-        assert!(same_state(rows, &chosen, &c, 3, &[0, 1, 2, 3]));
+        assert!(same_state(rows, &chosen, &c, 3, &[0, 1, 2, 3], &[]));
         // (2^-60 + 1) − 1 = 0 as well: another order, the same bits.
-        assert!(same_state(rows, &chosen, &c, 3, &[1, 0, 2]));
+        assert!(same_state(rows, &chosen, &c, 3, &[1, 0, 2], &[]));
         // (−1 + 1) + 2^-60 = 2^-60: the same set, other bits.
-        assert!(!same_state(rows, &chosen, &c, 3, &[2, 0, 1]));
+        assert!(!same_state(rows, &chosen, &c, 3, &[2, 0, 1], &[]));
         // A set that differs in one item, and a leader shorter than the picks.
-        assert!(!same_state(rows, &chosen, &c, 3, &[0, 1, 3]));
-        assert!(!same_state(rows, &chosen, &c, 3, &[0, 1]));
+        assert!(!same_state(rows, &chosen, &c, 3, &[0, 1, 3], &[]));
+        assert!(!same_state(rows, &chosen, &c, 3, &[0, 1], &[]));
+    }
+
+    /// A check starts from the leader's latest snapshot at or before the picks: right
+    /// snapshots give the answer of a sum from scratch, and one bit off in the snapshot it
+    /// starts from makes the states differ.
+    #[test]
+    fn same_state_starts_from_the_leaders_latest_snapshot() {
+        let (n, d) = (2 * SNAP + 100, 2);
+        let mut rng = crate::isa_check::Rng::new(43);
+        let e: Vec<f32> = (0..n * d).map(|_| rng.unit()).collect();
+        let rows = Rows::new(&e, n, d).unwrap();
+        let leader: Vec<u32> = (0..n as u32).rev().collect();
+        let picks = 2 * SNAP + EVERY;
+        let (mut chosen, mut c, mut snaps) = (vec![false; n], vec![0.0; d], Vec::new());
+        for (t, &j) in leader[..picks].iter().enumerate() {
+            chosen[j as usize] = true;
+            add_row(&mut c, rows.row(j as usize));
+            if (t + 1) % SNAP == 0 {
+                snaps.extend_from_slice(&c);
+            }
+        }
+        assert_eq!(snaps.len(), 2 * d);
+        let same = |snaps: &[f64]| same_state(rows, &chosen, &c, picks, &leader, snaps);
+        assert!(same(&[]));
+        assert!(same(&snaps[..d]), "a walk that kept one snapshot");
+        assert!(same(&snaps));
+        let mut off = snaps.clone();
+        off[d] = f64::from_bits(off[d].to_bits() ^ 1);
+        assert!(!same(&off), "the latest snapshot is the start");
+        let mut early = snaps.clone();
+        early[0] = f64::from_bits(early[0].to_bits() ^ 1);
+        assert!(same(&early), "an earlier one is not read");
+        // Fewer picks than a snapshot covers: only the first is used.
+        let (mut chosen1, mut c1) = (vec![false; n], vec![0.0; d]);
+        for &j in &leader[..SNAP + EVERY] {
+            chosen1[j as usize] = true;
+            add_row(&mut c1, rows.row(j as usize));
+        }
+        assert!(same_state(rows, &chosen1, &c1, SNAP + EVERY, &leader, &off));
+        assert!(!same_state(
+            rows,
+            &chosen1,
+            &c1,
+            SNAP + EVERY,
+            &leader,
+            &early
+        ));
     }
 
     #[test]
@@ -355,9 +448,16 @@ mod tests {
     #[test]
     fn finished_orderings_are_kept_up_to_the_limit() {
         let tails = Tails::new(5);
-        tails.keep(1, Arc::from(vec![0u32, 1, 2]));
-        tails.keep(2, Arc::from(vec![1u32, 0, 2]));
-        assert_eq!(tails.finished(1).as_deref(), Some(&[0u32, 1, 2][..]));
+        let kept = |seq: Vec<u32>| Kept {
+            seq: Arc::new(seq),
+            snaps: Arc::new(Vec::new()),
+        };
+        tails.keep(1, kept(vec![0, 1, 2]));
+        tails.keep(2, kept(vec![1, 0, 2]));
+        assert_eq!(
+            tails.finished(1).map(|k| k.seq.to_vec()),
+            Some(vec![0, 1, 2])
+        );
         assert!(tails.finished(2).is_none(), "over the limit: not kept");
         // Full: no more marks are recorded, so nobody follows a walk that is not kept.
         let m = Mark {
