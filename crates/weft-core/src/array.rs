@@ -24,7 +24,8 @@ use crate::memory;
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{
-    AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    Ordering,
 };
 use std::sync::{Arc, Mutex};
 
@@ -227,6 +228,9 @@ pub struct Storage {
     readers: AtomicUsize,
     /// What took the latest lease (for [`ArrayError::Busy`]).
     reader: Mutex<&'static str>,
+    /// Whether user code was given the address ([`Array::expose_ptr`]): such memory is
+    /// never recycled, so a pointer kept past the array's life cannot write into another.
+    exposed: AtomicBool,
 }
 
 // SAFETY: the storage is a plain byte buffer; all shared access to the bytes goes through
@@ -257,6 +261,7 @@ impl Storage {
                 backing: Backing::Anonymous(Some(map)),
                 readers: AtomicUsize::new(0),
                 reader: Mutex::new(""),
+                exposed: AtomicBool::new(false),
             });
         }
         let layout = Layout::from_size_align(bytes.max(1), ALIGN)
@@ -271,6 +276,7 @@ impl Storage {
             backing: Backing::Heap(layout),
             readers: AtomicUsize::new(0),
             reader: Mutex::new(""),
+            exposed: AtomicBool::new(false),
         })
     }
 
@@ -301,6 +307,7 @@ impl Storage {
             backing: Backing::File(map, origin, source),
             readers: AtomicUsize::new(0),
             reader: Mutex::new(""),
+            exposed: AtomicBool::new(false),
         }
     }
 
@@ -332,8 +339,11 @@ impl Drop for Storage {
             }
             Backing::Anonymous(map) => {
                 memory::owned_sub(self.bytes);
+                // An exposed mapping is unmapped: a stale pointer into it then faults.
                 if let Some(map) = map.take() {
-                    crate::recycle::give(map);
+                    if !self.exposed.load(Ordering::Relaxed) {
+                        crate::recycle::give(map);
+                    }
                 }
             }
             Backing::File(..) => memory::mapped_sub(self.bytes),
@@ -541,11 +551,20 @@ impl Array {
         self.storage.busy_reader()
     }
 
-    /// The address of the first element (for LuaJIT FFI pointers). Valid while any view
-    /// of the storage is alive.
+    /// The address of the first element (identity checks and Rust-side reads). Valid while
+    /// any view of the storage is alive.
     pub fn as_ptr(&self) -> *const u8 {
         // SAFETY: offset is inside the allocation (checked when the view was made).
         unsafe { self.storage.ptr.as_ptr().add(self.offset) }
+    }
+
+    /// The address of the first element, for user code that may keep it (LuaJIT FFI
+    /// pointers, `a:ptr()`). The storage's memory is then unmapped when freed instead of
+    /// going to the next array of its size, so a pointer used after the array is gone
+    /// faults rather than silently writing into another array.
+    pub fn expose_ptr(&self) -> *const u8 {
+        self.storage.exposed.store(true, Ordering::Relaxed);
+        self.as_ptr()
     }
 
     /// Rows `first..last` (0-based, half-open) as a view sharing memory.
@@ -730,6 +749,34 @@ fn encode(dtype: DType, value: Scalar) -> Result<u64, ArrayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A freed mapping goes to the next array of its size, unless user code was given its
+    /// address: then it is unmapped, and a stale pointer cannot reach a live array.
+    #[test]
+    #[cfg_attr(miri, ignore)] // anonymous mappings: Miri has no mmap
+    fn exposed_memory_is_not_recycled() {
+        // A size no other test allocates (the store is shared by the crate's tests).
+        let n = MAP_THRESHOLD / 4 + 4096 * 5 + 12;
+        let bytes = n * 4;
+        let a = Array::zeros(DType::F32, n, None).unwrap();
+        let _ = a.as_ptr();
+        drop(a);
+        let kept = crate::recycle::take(bytes).expect("an unexposed mapping is kept");
+        crate::recycle::give(kept);
+        let b = Array::zeros(DType::F32, n, None).unwrap();
+        let view = b.slice_rows(1, 3).unwrap();
+        assert!(!view.expose_ptr().is_null());
+        drop(b);
+        assert!(
+            crate::recycle::take(bytes).is_none(),
+            "the view still holds it"
+        );
+        drop(view);
+        assert!(
+            crate::recycle::take(bytes).is_none(),
+            "exposed through a view: unmapped, not kept"
+        );
+    }
 
     #[test]
     fn zeroed_aligned_and_counted() {

@@ -354,7 +354,7 @@ unsafe extern "C-unwind" fn raw_ptr(state: *mut ffi::lua_State) -> c_int {
             if let (Some(by), None) = (a.busy_reader(), a.read_only_origin()) {
                 return Err(format!("a:ptr: array is being read by {by}"));
             }
-            ffi::lua_pushlightuserdata(state, a.as_ptr() as *mut std::ffi::c_void);
+            ffi::lua_pushlightuserdata(state, a.expose_ptr() as *mut std::ffi::c_void);
             let constness = if a.read_only_origin().is_some() {
                 "const "
             } else {
