@@ -19,7 +19,7 @@ GPU ?= ,gpu
 
 module:
 	@test -n "$(FEATURE)" || { echo "make module: LUA must be luajit, lua5.4 or lua5.1 (got '$(LUA)')" >&2; exit 2; }
-	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module$(GPU) --target-dir target/module-$(LUA)
+	$(CARGO) build --release -p weft-lua --no-default-features --features $(FEATURE),module,mimalloc$(GPU) --target-dir target/module-$(LUA)
 	mkdir -p target/lua/$(LUA)
 	cp target/module-$(LUA)/release/libweft_lua.so target/lua/$(LUA)/weft.so
 
@@ -87,7 +87,7 @@ example-test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module,gpu --target-dir target/module-lua5.4 -- -D warnings
+	$(CARGO) clippy -p weft-lua --no-default-features --features lua54,module,gpu,mimalloc --target-dir target/module-lua5.4 -- -D warnings
 	# the CPU-only build (--no-default-features: no weft-gpu, no wgpu) stays warning-free
 	$(CARGO) clippy -p weft-cli --no-default-features -- -D warnings
 	# weft.mpi (weft-lua's `mpi` feature is off in the workspace build)
@@ -118,7 +118,7 @@ mpi-test:
 .PHONY: mpi-lua-test
 mpi-lua-test:
 	$(MAKE) module LUA=luajit
-	$(CARGO) build --release -p weft-lua --no-default-features --features luajit,module$(GPU),mpi --target-dir target/module-luajit
+	$(CARGO) build --release -p weft-lua --no-default-features --features luajit,module,mimalloc$(GPU),mpi --target-dir target/module-luajit
 	mkdir -p target/lua-mpi/luajit
 	cp target/module-luajit/release/libweft_lua.so target/lua-mpi/luajit/weft.so
 	$(CARGO) build --release -p weft-cli --features mpi

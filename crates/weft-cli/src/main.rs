@@ -11,6 +11,10 @@
 //! naming the input and the problem; an internal bug too, through the panic hook), 2 for a
 //! usage error, 130/143 after SIGINT/SIGTERM stopped a `diversity-cache` run.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd;
 mod error;
 mod input;

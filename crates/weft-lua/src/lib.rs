@@ -53,6 +53,13 @@
 //! not a position (`gather` puts rank r's value at index r + 1).
 #![deny(missing_docs)]
 
+// The module's allocator (feature `mimalloc`, set by `make module`): Lua tables made by a
+// producer and messages freed by their consumer cross threads on every channel item, which
+// glibc's per-thread arenas serve with locks; mimalloc frees across threads without one.
+#[cfg(all(feature = "module", feature = "mimalloc"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod arrays;
 mod channels;
 pub mod codec;

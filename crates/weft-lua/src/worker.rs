@@ -84,35 +84,50 @@ impl Drop for WorkerState {
     }
 }
 
-/// `lua_Alloc` over the C allocator.
-unsafe extern "C" fn malloc_allocator(
+/// `lua_Alloc` over Rust's global allocator: the C allocator in the CLI and the tests,
+/// mimalloc in the loadable module (feature `mimalloc`, see lib.rs). Lua frees and resizes
+/// a block with the size it asked for (`old_size`), which is what the layout needs.
+unsafe extern "C" fn global_allocator(
     _: *mut std::ffi::c_void,
     ptr: *mut std::ffi::c_void,
-    _: usize,
+    old_size: usize,
     new_size: usize,
 ) -> *mut std::ffi::c_void {
-    // SAFETY: the lua_Alloc contract: free on size 0 (returning null), else realloc
-    // (null on failure, which Lua turns into a memory error).
+    use std::alloc::Layout;
+    let layout = |size| Layout::from_size_align(size, LUA_ALIGN).ok();
+    // SAFETY: the lua_Alloc contract: `ptr` is null (then `old_size` encodes a type, not
+    // a size) or a block this function returned for `old_size` bytes; size 0 frees it and
+    // returns null; null on failure, which Lua turns into a memory error. Layouts are
+    // non-zero sized with a valid alignment.
     unsafe {
+        let null = std::ptr::null_mut();
         if new_size == 0 {
-            libc::free(ptr);
-            std::ptr::null_mut()
-        } else {
-            libc::realloc(ptr, new_size)
+            if let (false, Some(old)) = (ptr.is_null(), layout(old_size)) {
+                std::alloc::dealloc(ptr.cast(), old);
+            }
+            return null;
+        }
+        match (ptr.is_null(), layout(old_size), layout(new_size)) {
+            (true, _, Some(new)) => std::alloc::alloc(new).cast(),
+            (false, Some(old), Some(_)) => std::alloc::realloc(ptr.cast(), old, new_size).cast(),
+            _ => null,
         }
     }
 }
+
+/// What `malloc` guarantees on 64-bit targets, and so what Lua's own allocator assumes.
+const LUA_ALIGN: usize = 16;
 
 /// A new worker state. `weft` itself is loaded on first `require` (or when a received
 /// handle needs its methods), so a task that never touches weft does not pay for it.
 pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
     // SAFETY: a fresh state owned by this WorkerState; openlibs gives the same libraries as
-    // a standalone interpreter (debug, and on LuaJIT ffi and jit, included). The malloc
+    // a standalone interpreter (debug, and on LuaJIT ffi and jit, included). The global
     // allocator reuses memory freed by earlier states (LuaJIT's own maps fresh pages,
     // whose faults cost ~15% of a state's construction); lua_newstate refuses custom
     // allocators only on non-GC64 LuaJIT, where luaL_newstate takes over.
     let raw = unsafe {
-        let state = ffi::lua_newstate(malloc_allocator, std::ptr::null_mut());
+        let state = ffi::lua_newstate(global_allocator, std::ptr::null_mut());
         if state.is_null() {
             ffi::luaL_newstate()
         } else {
@@ -436,5 +451,54 @@ impl WorkerLifecycle for LuaWorkers {
     fn stop(&self, _: usize) {
         let lua = WORKER_STATE.with(|w| w.borrow_mut().take());
         drop(lua);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::global_allocator;
+    use std::ffi::c_void;
+
+    /// Calls the `lua_Alloc` as Lua does.
+    fn call(ptr: *mut c_void, old: usize, new: usize) -> *mut c_void {
+        // SAFETY: each call below follows the lua_Alloc contract (a pointer is only passed
+        // back with the size it was last given).
+        unsafe { global_allocator(std::ptr::null_mut(), ptr, old, new) }
+    }
+
+    #[test]
+    fn the_lua_allocator_keeps_contents_across_resizes_and_refuses_impossible_sizes() {
+        // A fresh block: Lua 5.4 passes a type tag (here 5, a table) as the old size.
+        let p = call(std::ptr::null_mut(), 5, 24).cast::<u8>();
+        assert!(!p.is_null());
+        assert_eq!(p as usize % 16, 0, "aligned as malloc would");
+        // SAFETY: p holds 24 bytes, then 4,096 after the grow, then 8 after the shrink.
+        unsafe {
+            for i in 0..24 {
+                *p.add(i) = i as u8;
+            }
+            let grown = call(p.cast(), 24, 4096).cast::<u8>();
+            assert!(!grown.is_null());
+            assert!(
+                (0..24).all(|i| *grown.add(i) == i as u8),
+                "grow kept the bytes"
+            );
+            *grown.add(4095) = 7;
+            let shrunk = call(grown.cast(), 4096, 8).cast::<u8>();
+            assert!(
+                (0..8).all(|i| *shrunk.add(i) == i as u8),
+                "shrink kept the bytes"
+            );
+            // No size can be laid out this big: a refusal (null), which Lua turns into a
+            // memory error, and the block is still the caller's.
+            assert!(call(shrunk.cast(), 8, usize::MAX - 4).is_null());
+            assert_eq!(*shrunk.add(7), 7);
+            assert!(call(shrunk.cast(), 8, 0).is_null(), "a free returns null");
+        }
+        assert!(call(std::ptr::null_mut(), 0, usize::MAX - 4).is_null());
+        assert!(
+            call(std::ptr::null_mut(), 3, 0).is_null(),
+            "freeing nothing is nothing"
+        );
     }
 }
