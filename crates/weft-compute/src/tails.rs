@@ -240,21 +240,20 @@ impl Tails {
         let mut out: Vec<Option<Arc<Vec<u32>>>> = vec![None; walked.len()];
         for i in order {
             let f = &mut walked[i];
-            let picks = f.seq.len();
-            let seq = match &f.follows {
-                None => std::mem::take(&mut f.seq),
+            let mut seq = std::mem::take(&mut f.seq);
+            let picks = seq.len();
+            match &f.follows {
+                None => {}
                 Some(follow) if same[i] => {
                     let leader = match index.get(&follow.leader) {
                         Some(&k) => out[k].clone().expect("leaders resolve first"),
                         None => self.finished(follow.leader).expect("checked").seq,
                     };
                     self.count_followed(picks, len);
-                    let mut seq = std::mem::take(&mut f.seq);
                     seq.extend_from_slice(&leader[picks..len]);
-                    seq
                 }
-                Some(_) => alone(f.start),
-            };
+                Some(_) => seq = alone(f.start),
+            }
             out[i] = Some(Arc::new(seq));
         }
         let out: Vec<Arc<Vec<u32>>> = out.into_iter().map(|s| s.expect("resolved")).collect();
@@ -391,14 +390,19 @@ mod tests {
         let rows = Rows::new(&e, n, d).unwrap();
         let leader: Vec<u32> = (0..n as u32).rev().collect();
         let picks = 2 * SNAP + EVERY;
-        let (mut chosen, mut c, mut snaps) = (vec![false; n], vec![0.0; d], Vec::new());
-        for (t, &j) in leader[..picks].iter().enumerate() {
-            chosen[j as usize] = true;
-            add_row(&mut c, rows.row(j as usize));
-            if (t + 1) % SNAP == 0 {
-                snaps.extend_from_slice(&c);
+        // The state after the leader's first `k` picks, and its running sum every SNAP.
+        let prefix = |k: usize| {
+            let (mut chosen, mut c, mut snaps) = (vec![false; n], vec![0.0; d], Vec::new());
+            for (t, &j) in leader[..k].iter().enumerate() {
+                chosen[j as usize] = true;
+                add_row(&mut c, rows.row(j as usize));
+                if (t + 1) % SNAP == 0 {
+                    snaps.extend_from_slice(&c);
+                }
             }
-        }
+            (chosen, c, snaps)
+        };
+        let (chosen, c, snaps) = prefix(picks);
         assert_eq!(snaps.len(), 2 * d);
         let same = |snaps: &[f64]| same_state(rows, &chosen, &c, picks, &leader, snaps);
         assert!(same(&[]));
@@ -411,11 +415,7 @@ mod tests {
         early[0] = f64::from_bits(early[0].to_bits() ^ 1);
         assert!(same(&early), "an earlier one is not read");
         // Fewer picks than a snapshot covers: only the first is used.
-        let (mut chosen1, mut c1) = (vec![false; n], vec![0.0; d]);
-        for &j in &leader[..SNAP + EVERY] {
-            chosen1[j as usize] = true;
-            add_row(&mut c1, rows.row(j as usize));
-        }
+        let (chosen1, c1, _) = prefix(SNAP + EVERY);
         assert!(same_state(rows, &chosen1, &c1, SNAP + EVERY, &leader, &off));
         assert!(!same_state(
             rows,
