@@ -117,6 +117,23 @@ describe("weft.array", function()
     assert.matches("a:get: expected a weft.array %(got table%)", H.err(m.get, {}, 1))
   end)
 
+  it("reports freed memory kept for reuse as weft.memory()'s third value", function()
+    collectgarbage()
+    local bytes = 3 * 1048576 + 5 * 4096 -- a size no other test allocates
+    local a = weft.array("u8", bytes)
+    a[bytes] = 1
+    local owned, _, kept = weft.memory()
+    a:free()
+    local owned_after, _, kept_after = weft.memory()
+    assert.equal(owned - bytes, owned_after, "no longer allocated")
+    assert.is_true(kept_after >= bytes and kept_after <= 64 * 1048576, "kept, within its bound")
+    local again = weft.array("u8", bytes) -- takes the kept mapping back, cleared
+    local _, _, kept_again = weft.memory()
+    assert.equal(kept_after - bytes, kept_again)
+    assert.equal(0, again[bytes])
+    again:free()
+  end)
+
   it("lives outside the Lua heap", function()
     collectgarbage()
     local heap = collectgarbage("count")

@@ -19,6 +19,13 @@ pub fn mapped() -> usize {
     MAPPED.load(Ordering::Relaxed)
 }
 
+/// Bytes of freed arrays' memory kept, still resident, for the next array of the same size
+/// (at most 64 MiB; weft-core's recycle.rs): no longer in [`owned`], not yet returned to
+/// the system.
+pub fn kept() -> usize {
+    crate::recycle::kept().1
+}
+
 /// Bytes of array memory allocated since the process started, freed or not (wrapping).
 /// The Lua binding paces each state's garbage collector by it: array memory lives
 /// outside the Lua heaps, so the collectors cannot see it otherwise.

@@ -57,8 +57,7 @@ pub(crate) fn give(map: MmapMut) {
     drop(evicted);
 }
 
-/// How many mappings and bytes are kept (tests).
-#[cfg(test)]
+/// How many mappings and bytes are kept.
 pub(crate) fn kept() -> (usize, usize) {
     let kept = KEPT.lock();
     (kept.len(), kept.iter().map(|m| m.len()).sum())

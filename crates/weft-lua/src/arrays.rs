@@ -489,12 +489,14 @@ pub(crate) unsafe extern "C-unwind" fn load_npy(state: *mut ffi::lua_State) -> c
     }
 }
 
-/// `weft.memory()`: bytes of arrays weft allocated, and bytes of files it mapped.
+/// `weft.memory()`: bytes of arrays weft allocated, bytes of files it mapped, and bytes of
+/// freed arrays' memory kept for reuse.
 pub(crate) unsafe extern "C-unwind" fn memory(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: pushes two numbers.
+    // SAFETY: pushes three numbers.
     unsafe {
         ffi::lua_pushnumber(state, weft_core::memory::owned() as f64);
         ffi::lua_pushnumber(state, weft_core::memory::mapped() as f64);
+        ffi::lua_pushnumber(state, weft_core::memory::kept() as f64);
     }
-    2
+    3
 }
