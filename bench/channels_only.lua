@@ -5,19 +5,10 @@
 -- unbounded and with capacity 1024, numbers unbounded.
 package.path = (arg and arg[0] and arg[0]:match("^(.*)/") or "bench") .. "/?.lua;" .. package.path
 local weft = require "weft"
-local now = require("harness").now
+local harness = require "harness"
+local now, produce_numbers, produce_tables = harness.now, harness.produce_numbers, harness.produce_tables
 local n = 100000
 local pool = weft.pool { size = 1 }
-local function produce_tables(ch, count)
-  for i = 1, count do ch:push({ i, "x" }) end
-  ch:close()
-  return count
-end
-local function produce_numbers(ch, count)
-  for i = 1, count do ch:push(i) end
-  ch:close()
-  return count
-end
 local function run(producer, capacity)
   local rates = {}
   for k = 1, 7 do

@@ -261,6 +261,20 @@ if failures > 0 then
 end
 end
 
+--- The channel benchmarks' producers (runtime.lua, channels_only.lua): push `count` items
+--- into `ch`, close it, return `count`. They run on a pool worker, so they use no upvalues.
+function M.produce_numbers(ch, count)
+  for i = 1, count do ch:push(i) end
+  ch:close()
+  return count
+end
+
+function M.produce_tables(ch, count)
+  for i = 1, count do ch:push({ i, "x" }) end
+  ch:close()
+  return count
+end
+
 M.now, M.CLOCK, M.NCPU = now, CLOCK, NCPU
 M.check, M.progress, M.stats, M.repeat_ = check, progress, stats, repeat_
 M.fmt, M.sci, M.section, M.row, M.wait_quiet = fmt, sci, section, row, wait_quiet

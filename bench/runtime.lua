@@ -191,16 +191,7 @@ do
   local producer_pool = weft.pool { size = 1 }
   producer_pool:submit(one):join()
 
-  local function produce_numbers(ch, count)
-    for i = 1, count do ch:push(i) end
-    ch:close()
-    return count
-  end
-  local function produce_tables(ch, count)
-    for i = 1, count do ch:push({ i, "x" }) end
-    ch:close()
-    return count
-  end
+  local produce_numbers, produce_tables = B.produce_numbers, B.produce_tables
 
   local function run(kind, capacity)
     local producer = kind == "numbers" and produce_numbers or produce_tables
