@@ -205,6 +205,38 @@ describe("weft.spawn", function()
     end
   end)
 
+  it("a thread cancelled before its function starts never runs it", function()
+    -- Whether cancel lands before the thread takes its function is a race, so each of the
+    -- twenty spawns is judged by what cancel reported: "cancelled" at once means the
+    -- function had not started, and then it must never run. Cancel follows spawn within
+    -- microseconds while a thread takes tens to start, so some land early.
+    local ran = weft.channel()
+    local early = {}
+    local hs = {}
+    for i = 1, 20 do
+      hs[i] = weft.spawn(function(r, k) r:push(k) end, ran, i)
+      hs[i]:cancel()
+      early[i] = hs[i]:status() == "cancelled"
+    end
+    local n_early = 0
+    for i = 1, 20 do
+      assert.is_true(hs[i]:wait(10))
+      if early[i] then
+        n_early = n_early + 1
+        assert.are.equal("cancelled", hs[i]:status())
+        local ok, e = pcall(hs[i].join, hs[i], 10)
+        assert.is_false(ok)
+        assert.is_truthy(tostring(e):find("cancelled", 1, true), tostring(e))
+      end
+    end
+    assert.is_true(n_early > 0, "no cancel landed before its thread started")
+    local v = ran:pop(0)
+    while v ~= nil do
+      assert.is_false(early[v], "thread " .. tostring(v) .. " ran after an early cancel")
+      v = ran:pop(0)
+    end
+  end)
+
   it("weft.check() is a no-op outside a cancelled task", function()
     local ok, e = pcall(weft.check)
     assert.is_true(ok, e)

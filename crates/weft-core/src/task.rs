@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Status {
-    /// Queued in a pool, not started.
+    /// Queued (a pool job, or a spawned thread's function its thread has not taken yet).
     Pending = 0,
     /// Running.
     Running = 1,
@@ -108,8 +108,8 @@ pub struct Task {
     watchers: Mutex<Vec<Arc<dyn Interrupt>>>,
     finished: Condvar,
     cancel: Arc<CancelToken>,
-    /// The CPU of the worker that started the task ([`NO_CPU`]: not started by a pool
-    /// worker): a joiner spins only while this differs from its own (`backoff.rs`).
+    /// The CPU of the thread that started the task ([`NO_CPU`]: not started yet): a
+    /// joiner spins only while this differs from its own (`backoff.rs`).
     runner_cpu: AtomicI32,
     /// The CPU a joiner last ran on: the worker that finishes the task, polling for its
     /// next job (likely from that joiner), parks at once when that is its own CPU.
@@ -117,7 +117,7 @@ pub struct Task {
 }
 
 impl Task {
-    /// A task that is already running (a spawned thread) or queued (a pool job).
+    /// A task that is already running or queued (claimed later with [`Task::start`]).
     pub fn new(running: bool) -> Arc<Task> {
         let status = if running {
             Status::Running

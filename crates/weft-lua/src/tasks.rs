@@ -23,9 +23,15 @@ pub(crate) fn spawn(lua: &Lua, args: MultiValue) -> Ret<LuaTask> {
     }
     let call = encode(lua, args, Label::Argument, 1)?;
     let inherit = inherit(lua);
-    let task = Task::new(true);
+    // Queued until its thread claims it, as a pool job is: a joiner then knows whether
+    // the thread has started and on which CPU, and spins only while that helps
+    // (weft-core's `backoff.rs`). A thread cancelled before it starts never runs.
+    let task = Task::new(false);
     let job_task = task.clone();
     crate::spawner::spawn(Box::new(move |state| {
+        if !job_task.start() {
+            return;
+        }
         // The state is closed only after the outcome is published: closing costs tens of
         // microseconds that a joiner should not wait for.
         let mut used = None;
