@@ -55,12 +55,8 @@ impl<'a> Engine<'a> {
                 tails: Tails::new(0),
             });
         }
-        // Finished orderings are kept for others to follow when they fit beside the copy.
-        let keep = if budget.fits(compact::bytes(n) + Tails::bytes(n, e.d())) {
-            n * n
-        } else {
-            0
-        };
+        // Finished orderings are kept for others to follow, as many as fit beside the copy.
+        let keep = Tails::limit(n, e.d(), budget.get() - compact::bytes(n));
         let identity: Vec<u32> = (0..n as u32).collect();
         let first = Engine {
             e,

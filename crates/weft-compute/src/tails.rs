@@ -159,6 +159,18 @@ impl Tails {
         n * n * 4 + n * looks * 64 + n * snaps * d * 8
     }
 
+    /// Picks of finished orderings (the [`Tails::new`] limit) that `bytes` can hold: all
+    /// n·n when [`Tails::bytes`] fits, else the share of them `bytes` pays for, each pick
+    /// costing its part of the marks and snapshots too. So a budget too small for every
+    /// ordering still keeps the first ones for later walks to follow, instead of none.
+    pub(crate) fn limit(n: usize, d: usize, bytes: u64) -> usize {
+        let (all, picks) = (Tails::bytes(n, d), (n as u64) * (n as u64));
+        if all <= bytes {
+            return n * n;
+        }
+        (u128::from(picks) * u128::from(bytes) / u128::from(all)) as usize
+    }
+
     /// Whether walks look for leaders.
     pub(crate) fn enabled(&self) -> bool {
         self.limit > 0
@@ -173,11 +185,15 @@ impl Tails {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records `mark` for walk `id`, or returns the walk that recorded it first.
+    /// Records `mark` for walk `id`, or returns the walk that recorded it first. Once the
+    /// limit is reached no mark is recorded, and a walk is led only to a kept ordering: a
+    /// walk of an earlier run that was not kept is gone, and following it would cost the
+    /// follower a walk from its start.
     pub(crate) fn meet(&self, mark: Mark, id: u32) -> Option<u32> {
         let mut inner = self.lock();
         if inner.kept >= self.limit {
-            return None;
+            let first = inner.marks.get(&mark).copied();
+            return first.filter(|f| *f != id && inner.done.contains_key(f));
         }
         let first = *inner.marks.entry(mark).or_insert(id);
         (first != id).then_some(first)
@@ -467,5 +483,48 @@ mod tests {
         };
         assert_eq!(tails.meet(m, 3), None);
         assert_eq!(tails.meet(m, 4), None);
+    }
+
+    #[test]
+    fn a_full_tails_still_leads_walks_to_kept_orderings_only() {
+        let tails = Tails::new(4);
+        let mark = |set| Mark {
+            picks: 64,
+            set,
+            centroid: 9,
+        };
+        let (kept_id, lost_id, follower) = (tails.id(), tails.id(), tails.id());
+        assert_eq!(tails.meet(mark(1), kept_id), None);
+        assert_eq!(tails.meet(mark(2), lost_id), None);
+        let kept = |seq: Vec<u32>| Kept {
+            seq: Arc::new(seq),
+            snaps: Arc::new(Vec::new()),
+        };
+        tails.keep(kept_id, kept(vec![0, 1, 2]));
+        tails.keep(lost_id, kept(vec![2, 1, 0]));
+        assert!(tails.finished(lost_id).is_none(), "over the limit");
+        assert_eq!(tails.meet(mark(1), follower), Some(kept_id));
+        assert_eq!(
+            tails.meet(mark(2), follower),
+            None,
+            "its leader was not kept"
+        );
+        assert_eq!(tails.meet(mark(1), kept_id), None, "never itself");
+        assert_eq!(tails.meet(mark(3), follower), None, "full: not recorded");
+        assert_eq!(tails.meet(mark(3), lost_id), None);
+    }
+
+    #[test]
+    fn the_limit_is_every_pick_when_all_fit_else_the_share_that_does() {
+        let (n, d) = (7_797, 384);
+        let all = Tails::bytes(n, d);
+        assert_eq!(Tails::limit(n, d, all), n * n);
+        assert_eq!(Tails::limit(n, d, u64::MAX), n * n);
+        assert_eq!(Tails::limit(n, d, 0), 0);
+        let half = Tails::limit(n, d, all / 2);
+        assert!(half.abs_diff(n * n / 2) <= 1, "{half}");
+        // n = 50,000 needs 19.9 GB for every ordering; 6.6 GB keeps a third.
+        let big = Tails::limit(50_000, d, 6_600_000_000);
+        assert!((800_000_000..850_000_000).contains(&big), "{big}");
     }
 }
