@@ -52,8 +52,9 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Memory the compact similarity matrix (N²·2 bytes) may take; beyond it every step is
-    /// computed from the embeddings (slow, same file). When the finished orderings fit too
-    /// (N²·4 bytes more), orderings that meet share their tails (faster, same file).
+    /// computed from the embeddings (slow, same file). What is left keeps finished
+    /// orderings (N²·4 bytes for all of them, and their snapshots), so that later orderings
+    /// that meet one take the rest of its picks (faster, same file).
     /// Default: half of physical memory.
     #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
     pub budget: Option<Budget>,
