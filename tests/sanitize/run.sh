@@ -21,8 +21,10 @@
 #   and do not run under a sanitizer yet).
 # - ASan: the same three crates. No -Zbuild-std: ASan finds bad accesses in instrumented
 #   code and in every heap block (malloc is intercepted), and std's generic code is
-#   instrumented where weft instantiates it. Not weft-cli: its one unsafe line is
-#   Lua::unsafe_new, and its tests run, as a subprocess, code covered here and by the specs.
+#   instrumented where weft instantiates it. Not weft-cli: its unsafe code is
+#   Lua::unsafe_new and the CPU-detection cache (src/cpu_detect.rs: one 16-byte store into
+#   the buffer LuaJIT passes, unit-tested against LuaJIT's own function), and its tests
+#   run, as a subprocess, code covered here and by the specs.
 # - ASan Lua module: the busted specs under Debian's luajit, lua5.4 and lua5.1 with the module built
 #   with -Zsanitizer=address. rustc links the ASan runtime into executables only, not into a
 #   cdylib, and the interpreters are not instrumented, so the runtime is preloaded: gcc's

@@ -16,6 +16,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod cpu_detect;
 mod error;
 mod input;
 mod mpi_guard;

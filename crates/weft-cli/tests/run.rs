@@ -150,3 +150,37 @@ fn require_finds_weft_again_after_package_loaded_is_cleared() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "function\t42\ntrue\n");
 }
+
+/// LuaJIT's CPU features, detected once per process by this binary (src/cpu_detect.rs), are
+/// the machine's, in the main state and in threads' fresh states alike.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn every_state_sees_the_machines_cpu_features() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().collect())
+        .unwrap();
+    let want: Vec<&str> = [("pni", "SSE3"), ("sse4_1", "SSE4.1"), ("bmi2", "BMI2")]
+        .into_iter()
+        .filter(|(flag, _)| flags.contains(flag))
+        .map(|(_, name)| name)
+        .collect();
+    let s = Script::new(
+        "local weft = require 'weft'
+         local function cpu()
+           local t = { select(2, jit.status()) }
+           local names = {}
+           for _, v in ipairs(t) do if v:match('^[A-Z]') then names[#names + 1] = v end end
+           return table.concat(names, ' ')
+         end
+         print(cpu())
+         for _ = 1, 3 do print(weft.spawn(cpu):join()) end",
+    );
+    let out = weft(&["run", s.path()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = want.join(" ");
+    assert_eq!(text(&out.stdout), format!("{line}\n").repeat(4));
+}
