@@ -209,12 +209,17 @@ describe("weft.spawn", function()
     -- Whether cancel lands before the thread takes its function is a race, so each of the
     -- twenty spawns is judged by what cancel reported: "cancelled" at once means the
     -- function had not started, and then it must never run. Cancel follows spawn within
-    -- microseconds while a thread takes tens to start, so some land early.
+    -- microseconds while a thread takes tens to start, so some land early. A function that
+    -- did start turns interruption off first, so it cannot end "cancelled" after pushing
+    -- (which would look like an early cancel that ran).
     local ran = weft.channel()
     local early = {}
     local hs = {}
     for i = 1, 20 do
-      hs[i] = weft.spawn(function(r, k) r:push(k) end, ran, i)
+      hs[i] = weft.spawn(function(r, k)
+        require("weft").interruptible(false)
+        r:push(k)
+      end, ran, i)
       hs[i]:cancel()
       early[i] = hs[i]:status() == "cancelled"
     end
