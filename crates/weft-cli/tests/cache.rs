@@ -451,6 +451,53 @@ fn progress_json_is_one_object_per_line() {
 }
 
 #[test]
+fn each_run_reports_the_bytes_of_s_it_read_and_the_rate() {
+    let dir = TempDir::new("s_read");
+    let (n, d) = (160, 16);
+    write_f32(&dir.join("emb.npy"), &exact_set(n, d, 9), n, d);
+    let (emb, cache) = (dir.path("emb.npy"), dir.path("c.cache"));
+    let summary = ok(&weft(&["diversity-cache", &emb, "-o", &cache]));
+    // "…; S built in B s, X MB of its rows read in T s = R GB/s[; K orderings took …])"
+    let number_before = |text: &str, what: &str| -> f64 {
+        let head = &text[..text.find(what).unwrap_or_else(|| panic!("{what}: {text}"))];
+        let word = head.rsplit([' ', ',']).next().unwrap();
+        word.parse()
+            .unwrap_or_else(|_| panic!("{word:?} before {what}: {text}"))
+    };
+    let mb = number_before(&summary, " MB of its rows read");
+    // Each ordering reads at most one row of S (2n bytes) per step: 2n³ bytes in all.
+    assert!(
+        mb > 0.0 && mb * 1e6 <= (2 * n * n * n) as f64,
+        "{mb} MB: {summary}"
+    );
+    assert!(number_before(&summary, " GB/s") > 0.0, "{summary}");
+    if summary.contains("took the rest") {
+        let followed = number_before(&summary, " orderings took the rest");
+        assert!(followed >= 1.0 && followed < n as f64, "{summary}");
+    }
+    // A run whose S does not fit its budget reads none, and says why.
+    let summary = ok(&weft(&[
+        "diversity-cache",
+        &emb,
+        "-o",
+        &cache,
+        "--force",
+        "--budget",
+        "1K",
+    ]));
+    assert!(
+        summary.contains("; S over --budget: every step computed from the embeddings)"),
+        "{summary}"
+    );
+    // Nothing computed, nothing measured.
+    let summary = ok(&weft(&["diversity-cache", &emb, "-o", &cache, "--resume"]));
+    assert!(
+        summary.contains("already complete") && !summary.contains("GB/s"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn on_a_terminal_the_default_is_a_bar() {
     // util-linux `script` runs the command on a pseudo-terminal; skipped without it.
     let (dir, emb, _, _) = small();

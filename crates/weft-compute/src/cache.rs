@@ -16,12 +16,15 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use weft_core::files::StagedFile;
 
 mod merge;
 mod shard;
+mod stats;
 pub use merge::merge;
 pub use shard::Shard;
+pub use stats::RunStats;
 
 /// The 8 bytes a cache file starts with.
 pub const MAGIC: &[u8; 8] = b"WEFTDIVC";
@@ -330,6 +333,8 @@ pub struct CacheWriter<'a> {
     normalised: Vec<f32>,
     raw: Rows<'a>,
     budget: Budget,
+    /// What the last [`run`](Self::run) that computed orderings measured.
+    last_run: Option<RunStats>,
     /// Dropped last: the file is closed before the lock is released.
     _lock: CacheLock,
 }
@@ -427,6 +432,7 @@ impl<'a> CacheWriter<'a> {
             normalised,
             raw: emb,
             budget: Budget::default(),
+            last_run: None,
             _lock: lock,
         })
     }
@@ -485,6 +491,7 @@ impl<'a> CacheWriter<'a> {
             normalised,
             raw: emb,
             budget: Budget::default(),
+            last_run: None,
             _lock: lock,
         })
     }
@@ -556,8 +563,29 @@ impl<'a> CacheWriter<'a> {
         cancel: &AtomicBool,
     ) -> Result<(), ComputeError> {
         let rows = Rows::new(normalised, self.info.n, self.info.d)?;
+        let t0 = Instant::now();
         let engine = Orderings::new(rows, Some(threads), self.budget)?;
-        self.fill_with(&engine, missing, progress, cancel)
+        let build = t0.elapsed();
+        let done0 = self.info.done;
+        // Recorded even when the run stops early: what it did compute was measured.
+        let result = self.fill_with(&engine, missing, progress, cancel);
+        let (followed, picks_saved) = engine.followed();
+        self.last_run = Some(RunStats {
+            orderings: self.info.done - done0,
+            build,
+            compute: result.as_ref().map_or(Duration::ZERO, |t| *t),
+            s_bytes_read: engine.s_bytes_read(),
+            in_memory: engine.in_memory(),
+            followed,
+            picks_saved,
+        });
+        result.map(|_| ())
+    }
+
+    /// What the last [`run`](Self::run) that computed orderings on the CPU measured (`None`
+    /// before one, and after [`run_with`](Self::run_with) alone).
+    pub fn last_run(&self) -> Option<&RunStats> {
+        self.last_run.as_ref()
     }
 
     /// [`run`](Self::run) with another producer of the orderings (the GPU): `make` builds it
@@ -588,20 +616,24 @@ impl<'a> CacheWriter<'a> {
         Ok(self.info.clone())
     }
 
-    /// Runs `missing` through `producer` in its batches, committing each.
+    /// Runs `missing` through `producer` in its batches, committing each. Returns the time
+    /// spent in the producer (the commits' writes and syncs not counted).
     fn fill_with<P: Producer>(
         &mut self,
         producer: &P,
         missing: &[usize],
         progress: &mut dyn FnMut(Progress),
         cancel: &AtomicBool,
-    ) -> Result<(), P::Error> {
+    ) -> Result<Duration, P::Error> {
         let n = self.info.n;
+        let mut computing = Duration::ZERO;
         for batch in missing.chunks(producer.batch().max(1)) {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
+            let t0 = Instant::now();
             let seqs = producer.run_cancellable(batch, cancel)?;
+            computing += t0.elapsed();
             // Checked (each an ordering from its start): the producer may be the GPU.
             self.commit(batch, &seqs)?;
             progress(Progress {
@@ -609,7 +641,7 @@ impl<'a> CacheWriter<'a> {
                 total: n,
             });
         }
-        Ok(())
+        Ok(computing)
     }
 
     /// Writes the finished orderings of a batch, syncs them, then sets and syncs their bits.

@@ -56,7 +56,7 @@ mod tiles;
 pub mod topk;
 
 pub use budget::Budget;
-pub use cache::{Cache, CacheInfo, CacheWriter, Producer, Progress};
+pub use cache::{Cache, CacheInfo, CacheWriter, Producer, Progress, RunStats};
 pub use diversity::{diversity, diversity_many, diversity_prefixes, Orderings};
 pub use error::{count, ComputeError, RowProblem, RESUME_WITH_FORCE};
 pub use normalize::{normalize, Normalised};
