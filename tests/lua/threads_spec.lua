@@ -351,6 +351,47 @@ describe("a thread's Lua state", function()
     assert.are.equal(1 + 4 + 9 + 16 + 25, s)
   end)
 
+  it("can first require weft inside a coroutine, then use it after that coroutine is gone", function()
+    -- A thread's state attaches weft's Rust bindings on first need: here from a coroutine
+    -- that is collected before weft is used again from the thread's main function.
+    local h = weft.spawn(function()
+      local co = coroutine.wrap(function()
+        local w = require "weft"
+        local ch = w.channel()
+        ch:push("from the coroutine")
+        return ch
+      end)
+      local ch = co()
+      co = nil
+      collectgarbage()
+      collectgarbage()
+      local w = require "weft"
+      local inner = w.spawn(function(c) return c:pop(), 7 end, ch)
+      local got, seven = inner:join(10)
+      local t = { w.map(function(x) return x * 2 end, { 1, 2, 3 }) }
+      return got, seven, t[1][3]
+    end)
+    local got, seven, six = h:join(20)
+    assert.are.equal("from the coroutine", got)
+    assert.are.equal(7, seven)
+    assert.are.equal(6, six)
+  end)
+
+  it("can use a handle it received without requiring weft first", function()
+    local ch = weft.channel()
+    local counter = weft.counter(5)
+    local h = weft.spawn(function(c, n)
+      -- no require: the handles bring weft's methods with them
+      c:push("pushed by a thread that never required weft")
+      n:add(1)
+      return n:get()
+    end, ch, counter)
+    local seen = h:join(20)
+    assert.are.equal("pushed by a thread that never required weft", ch:pop(5))
+    assert.are.equal(6, seen)
+    assert.are.equal(6, counter:get())
+  end)
+
   it("gets fresh globals: one thread's globals do not leak into the next", function()
     for i = 1, 5 do
       local seen = weft.spawn(function(k)

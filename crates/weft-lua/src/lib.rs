@@ -5,11 +5,14 @@
 //! as a library the `weft` CLI embeds with a vendored LuaJIT (feature `vendored`).
 //!
 //! - [`codec`]: Lua values ⇄ `weft_core::Message`, on the raw C API.
-//! - `runtime`: per-state data (`StateData`, and `state_data` for raw C functions) and
-//!   the error convention (binding functions return failures; `lua/weft.lua` raises them
-//!   as plain Lua errors).
-//! - `worker`: building worker states and running one call in them; `spawner`: the parked
-//!   threads behind `weft.spawn`; `interrupt`: how cancellation reaches running Lua code.
+//! - `runtime`: per-state data (`StateData`: `state_data` for raw code, `data_of` for
+//!   mlua code) and the error convention (binding functions return failures;
+//!   `lua/weft.lua` raises them as plain Lua errors). `setup`: the registry entries a
+//!   state needs, written with the C API.
+//! - `worker_state`: worker threads' states, built with the C API, mlua attached only on
+//!   first need; `worker`: running one call (or a `map` chunk) in them; `spawner`: the
+//!   parked threads behind `weft.spawn`; `interrupt`: how cancellation reaches running
+//!   Lua code.
 //! - `tasks`, `pools`, `channels`: the API functions; `fast`: the hot channel paths as raw
 //!   C functions and LuaJIT FFI entry points.
 //! - `handles`: every `Handle` ⇄ userdata mapping: the mlua userdata of tasks, channels
@@ -31,6 +34,7 @@
 //!
 //! ```text
 //! lib (open) ──► tasks, pools, channels, compute, jsonl, fast, worker, spawner
+//!                  (worker, spawner ──► worker_state ──► setup)
 //!                  │
 //!                  ▼
 //! handles ───────► frozen, arrays, counters, shared_tables, jit_reads   (the kinds)
@@ -80,11 +84,13 @@ mod pools;
 mod progress;
 mod rawud;
 mod runtime;
+mod setup;
 mod shared_tables;
 mod spawner;
 mod stack;
 mod tasks;
 pub mod worker;
+pub mod worker_state;
 
 use mlua::{Lua, Table};
 use runtime::{export, fail_mark};
@@ -95,7 +101,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Copy `values` out of `lua` into a [`weft_core::Message`] that any thread can own,
 /// with the same rules as every weft crossing (errors name the refused value's path).
 pub fn encode_values(lua: &Lua, values: mlua::MultiValue) -> Result<weft_core::Message, String> {
-    runtime::prepare_state(lua).map_err(|e| e.to_string())?;
+    setup::prepare_state(lua).map_err(|e| e.to_string())?;
     runtime::encode(lua, values, codec::Label::Argument, 1).map_err(runtime::Raise::into_text)
 }
 
@@ -109,7 +115,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {
         return Ok(module);
     }
-    runtime::prepare_state(lua)?;
+    setup::prepare_state(lua)?;
     let core = lua.create_table()?;
     core.set("version", VERSION)?;
     core.set("cpus", export(lua, "weft.cpus", |_, ()| Ok(pools::cpus()))?)?;
@@ -215,10 +221,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     static PRELUDE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let prelude = runtime::load_cached(
+    let prelude = setup::load_cached(
         lua,
         &PRELUDE,
-        "=weft.lua",
+        c"=weft.lua",
         include_str!("../../../lua/weft.lua"),
     )?;
     let module: Table = prelude.call((core, fail_mark()))?;

@@ -5,9 +5,10 @@
 
 use crate::codec::Label;
 use crate::handles::{LuaPool, LuaTask};
-use crate::runtime::{encode, Raise, Ret, StateData};
+use crate::runtime::{encode, Raise, Ret};
 use crate::tasks::results;
-use crate::worker::{inherit, run_as_task, run_call, run_map_chunk, with_worker_state, LuaWorkers};
+use crate::worker::{run_as_task, run_call, run_map_chunk, with_worker_state, LuaWorkers};
+use crate::worker_state::inherit;
 use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -341,7 +342,7 @@ fn map_on(lua: &Lua, pool: &Pool, func: LuaValue, items: Table, opts: Option<Tab
 /// Decode `msg`'s values straight into `table[first..]` (no detour through the stack,
 /// which is limited to ~65k slots on LuaJIT).
 fn set_values(lua: &Lua, table: &Table, msg: &Message, first: usize) -> Ret<()> {
-    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let data = crate::runtime::data_of(lua);
     let mut err = None;
     // SAFETY: on the owning thread inside a protected call; slot 1 holds `table`.
     unsafe {

@@ -1,4 +1,4 @@
-//! Per-state setup and the conventions every binding function follows.
+//! Per-state data and the conventions every binding function follows.
 //!
 //! Errors: an error raised from an mlua callback reaches Lua as a userdata, which breaks
 //! the ordinary `local ok, err = pcall(...); err:match(...)`. So binding functions never
@@ -6,13 +6,11 @@
 //! `error(value, level)`. Users see plain string errors (or the original error value of a
 //! failed task), positioned at their own call for usage errors.
 
-use crate::codec::{self, decode, CodecState, Encoder, Label};
-use mlua::chunk::ChunkMode;
+use crate::codec::{decode, CodecState, Encoder, Label};
 use mlua::{
     ffi, FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Value as LuaValue,
 };
 use std::ffi::c_void;
-use std::sync::OnceLock;
 use weft_core::message::{Message, Value};
 
 /// Everything weft keeps per Lua state.
@@ -24,19 +22,29 @@ pub(crate) struct StateData {
 /// Registry key of the light userdata pointing at this state's [`StateData`].
 pub(crate) const STATE_KEY: &std::ffi::CStr = c"weft.state";
 
-/// This state's [`StateData`], from a raw C function (mlua code uses `app_data_ref`).
+/// This state's [`StateData`], from raw code (mlua code uses [`data_of`]).
 ///
 /// # Safety
-/// A valid state that [`prepare_state`] prepared; the reference must not outlive it.
+/// A valid state that `setup` prepared; the reference must not outlive it.
 pub(crate) unsafe fn state_data<'a>(state: *mut ffi::lua_State) -> &'a StateData {
-    // SAFETY: prepare_state stored a pointer to the StateData boxed in this state's app
-    // data, which lives (at a fixed address) as long as the state.
+    // SAFETY: setup stored a pointer to a StateData that lives, at a fixed address, as
+    // long as the state (boxed in mlua's app data or in the WorkerState).
     unsafe {
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, STATE_KEY.as_ptr());
         let p = ffi::lua_touserdata(state, -1) as *const StateData;
         ffi::lua_pop(state, 1);
         &*p
     }
+}
+
+/// This state's [`StateData`], from mlua code.
+pub(crate) fn data_of(lua: &Lua) -> &StateData {
+    let at = lua
+        .app_data_ref::<crate::setup::StateRef>()
+        .expect("weft state data")
+        .data;
+    // SAFETY: the StateData a StateRef points at lives as long as the state (see setup).
+    unsafe { &*at }
 }
 
 static FAIL_MARK: u8 = 0;
@@ -133,7 +141,7 @@ pub(crate) fn encode(
             return Ok(Message::single(v));
         }
     }
-    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let data = data_of(lua);
     let mut out: Option<Result<Message, String>> = None;
     // SAFETY: runs on this state's thread inside mlua's protected call; the encoder only
     // reads the stack slots 1..=n that exec_raw pushed.
@@ -183,7 +191,7 @@ pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
         }
         return Ok(out);
     }
-    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+    let data = data_of(lua);
     let mut err = None;
     // SAFETY: runs on this state's thread inside a protected call; push_all leaves exactly
     // the decoded values on the stack, which exec_raw returns.
@@ -199,127 +207,4 @@ pub(crate) fn decode(lua: &Lua, msg: &Message) -> Ret<MultiValue> {
         Some(e) => Err(Raise::Usage(e)),
         None => Ok(values),
     }
-}
-
-/// Compile `source` once per process and load it from bytecode afterwards: parsing the
-/// Lua parts of weft dominated the cost of a new worker state.
-pub(crate) fn load_cached(
-    lua: &Lua,
-    cache: &'static OnceLock<Vec<u8>>,
-    name: &str,
-    source: &str,
-) -> mlua::Result<Function> {
-    if let Some(bytes) = cache.get() {
-        return lua
-            .load(&bytes[..])
-            .set_name(name)
-            .set_mode(ChunkMode::Binary)
-            .into_function();
-    }
-    let f = lua.load(source).set_name(name).into_function()?;
-    let _ = cache.set(f.dump(false));
-    Ok(f)
-}
-
-static HANDLER: OnceLock<Vec<u8>> = OnceLock::new();
-
-/// Make a state ready for the codec and for running tasks: per-state data, the handle
-/// export/import callbacks and the task error handler. Idempotent.
-pub(crate) fn prepare_state(lua: &Lua) -> mlua::Result<()> {
-    if lua.app_data_ref::<StateData>().is_some() {
-        return Ok(());
-    }
-    lua.set_app_data(StateData::default());
-    let data: *const StateData = &*lua.app_data_ref::<StateData>().expect("just set");
-    lua.set_named_registry_value(
-        STATE_KEY.to_str().expect("ascii"),
-        LightUserData(data as *mut c_void),
-    )?;
-    lua.set_named_registry_value(
-        "weft.export",
-        lua.create_function(|_, ud: mlua::AnyUserData| {
-            crate::handles::export(&ud).map(codec::stash_handle)
-        })?,
-    )?;
-    lua.set_named_registry_value(
-        "weft.import",
-        lua.create_function(|lua, ()| {
-            // Handle methods live in the weft module; a worker loads it lazily.
-            crate::open(lua)?;
-            match codec::take_handle() {
-                Some(h) => crate::handles::import(lua, h),
-                None => Err(mlua::Error::runtime("no handle to import")),
-            }
-        })?,
-    )?;
-    let handler: (Function, Function) = load_cached(
-        lua,
-        &HANDLER,
-        "=weft.handler",
-        r#"local traceback, tostring, type = debug.traceback, tostring, type
-        local function handler(e)
-          local text = type(e) == "string" and e or tostring(e)
-          return { e, traceback(text, 2), text }
-        end
-        local function fresh_cell()
-          local v
-          return function() return v end
-        end
-        return handler, fresh_cell"#,
-    )?
-    .call(())?;
-    lua.set_named_registry_value("weft.handler", handler.0)?;
-    // Shared tables iterate a copy with the base library's `next`.
-    lua.set_named_registry_value("weft.next", lua.globals().get::<Function>("next")?)?;
-    lua.set_named_registry_value("weft.fresh_cell", handler.1)?;
-    #[cfg(feature = "luajit")]
-    lua.set_named_registry_value(
-        "weft.load_packing",
-        lua.create_function(|lua, ()| register_number_packing(lua))?,
-    )?;
-    Ok(())
-}
-
-/// LuaJIT: the helpers the codec calls to move long runs of numbers between a table and
-/// a Rust buffer at JIT speed (see `codec::encode::bulk_numbers`). They load the FFI
-/// library, which most states never need, so the codec loads them on first use through
-/// `weft.load_packing` (see `codec::raw::push_helper`).
-#[cfg(feature = "luajit")]
-fn register_number_packing(lua: &Lua) -> mlua::Result<()> {
-    static PACKING: OnceLock<Vec<u8>> = OnceLock::new();
-    let (pack, unpack, other_keys): (Function, Function, Function) = load_cached(
-        lua,
-        &PACKING,
-        "=weft.packing",
-        r#"local cast, type = require("ffi").cast, type
-        local function pack(t, n, p)
-          local buf = cast("double *", p)
-          for i = 1, n do
-            local v = t[i]
-            if type(v) ~= "number" then return i - 1 end
-            buf[i - 1] = v
-          end
-          return n
-        end
-        local function unpack(t, n, p)
-          local buf = cast("double *", p)
-          for i = 1, n do t[i] = buf[i - 1] end
-        end
-        local function other_keys(t, len)
-          local extra, n = nil, 0
-          for k in pairs(t) do
-            if type(k) ~= "number" or k < 1 or k > len or k % 1 ~= 0 then
-              n = n + 1
-              extra = extra or {}
-              extra[n] = k
-            end
-          end
-          return extra
-        end
-        return pack, unpack, other_keys"#,
-    )?
-    .call(())?;
-    lua.set_named_registry_value("weft.pack_numbers", pack)?;
-    lua.set_named_registry_value("weft.other_keys", other_keys)?;
-    lua.set_named_registry_value("weft.unpack_numbers", unpack)
 }

@@ -7,13 +7,13 @@
 //! function runs in a state no other code has touched. Parked threads exit after
 //! [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept.
 
-use crate::worker::{new_state, Inherit, WorkerState};
+use crate::worker_state::{new_state, Inherit, WorkerState};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::time::Duration;
 
 /// What a spawn thread runs: the job receives the fresh state (or why there is none).
-pub(crate) type SpawnJob = Box<dyn FnOnce(mlua::Result<WorkerState>) + Send + 'static>;
+pub(crate) type SpawnJob = Box<dyn FnOnce(Result<WorkerState, String>) + Send + 'static>;
 
 /// How long a parked thread waits for work before exiting.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);

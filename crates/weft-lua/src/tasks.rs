@@ -3,7 +3,8 @@
 use crate::codec::Label;
 use crate::handles::LuaTask;
 use crate::runtime::{decode, encode, Raise, Ret};
-use crate::worker::{inherit, run_as_task, run_call};
+use crate::worker::{run_as_task, run_call};
+use crate::worker_state::inherit;
 use mlua::{AnyUserData, Lua, MultiValue, Value as LuaValue};
 use std::sync::Arc;
 use weft_core::pool::wait_task;

@@ -1,16 +1,14 @@
-//! Lua states on worker threads: creating them, and running one call in them.
-//!
-//! A worker state is a fresh state with every standard library (including `debug` and, on
-//! LuaJIT, `ffi` and `jit`), the creating state's `package.path`/`cpath`, and `weft`
-//! loaded on first `require`. Cancellation reaches its running code as described in
-//! `interrupt`.
+//! Running calls in worker threads' Lua states (built by `worker_state`): one call, a
+//! `map` chunk, a pool worker's lifecycle. Cancellation reaches the running code as
+//! described in `interrupt`.
 
 use crate::codec::decode::{push_all, push_task};
 use crate::codec::{raw::push_named, Decoder, Encoder, Label};
 use crate::runtime::StateData;
-use mlua::{ffi, Lua, Table};
+use crate::worker_state::{new_state, Inherit, WorkerState};
+use mlua::ffi;
 use std::cell::RefCell;
-use std::mem::ManuallyDrop;
+use std::ffi::{c_int, CStr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use weft_core::cancel;
@@ -22,138 +20,6 @@ use weft_core::task::{Failure, Outcome, Task};
 /// [`crate::codec::encode::MAX_DEPTH`] levels of nesting plus deep Lua recursion (the
 /// memory is reserved, and only the pages a thread touches are committed).
 pub const STACK_SIZE: usize = 16 << 20;
-
-/// What a worker state copies from the state that created it.
-#[derive(Clone, Default)]
-pub struct Inherit {
-    path: Option<String>,
-    cpath: Option<String>,
-}
-
-impl Inherit {
-    /// Set `package.path` and `package.cpath` of `lua` to the inherited values.
-    pub fn apply(&self, lua: &Lua) -> mlua::Result<()> {
-        let package: Table = lua.globals().get("package")?;
-        if let Some(p) = &self.path {
-            package.set("path", p.as_str())?;
-        }
-        if let Some(p) = &self.cpath {
-            package.set("cpath", p.as_str())?;
-        }
-        Ok(())
-    }
-}
-
-/// Read `package.path` and `package.cpath` of `lua`.
-pub fn inherit(lua: &Lua) -> Inherit {
-    let package: Option<Table> = lua.globals().get("package").ok();
-    let get = |k: &str| {
-        package
-            .as_ref()
-            .and_then(|p| p.get::<Option<String>>(k).ok().flatten())
-    };
-    Inherit {
-        path: get("path"),
-        cpath: get("cpath"),
-    }
-}
-
-/// A worker's Lua state. Built with the C API (`lua_newstate` on the C allocator +
-/// `luaL_openlibs`, far cheaper than `Lua::unsafe_new`, which matters for `weft.spawn`)
-/// and wrapped by mlua; closed when dropped.
-pub struct WorkerState {
-    lua: ManuallyDrop<Lua>,
-    raw: *mut ffi::lua_State,
-}
-
-impl std::ops::Deref for WorkerState {
-    type Target = Lua;
-    fn deref(&self) -> &Lua {
-        &self.lua
-    }
-}
-
-impl Drop for WorkerState {
-    fn drop(&mut self) {
-        // SAFETY: the only mlua handle is dropped first; mlua does not own a state made by
-        // get_or_init_from_ptr, so closing it is ours to do, exactly once.
-        unsafe {
-            ManuallyDrop::drop(&mut self.lua);
-            ffi::lua_close(self.raw);
-        }
-    }
-}
-
-/// `lua_Alloc` over Rust's global allocator: the C allocator in the CLI and the tests,
-/// mimalloc in the loadable module (feature `mimalloc`, see lib.rs). Lua frees and resizes
-/// a block with the size it asked for (`old_size`), which is what the layout needs.
-unsafe extern "C" fn global_allocator(
-    _: *mut std::ffi::c_void,
-    ptr: *mut std::ffi::c_void,
-    old_size: usize,
-    new_size: usize,
-) -> *mut std::ffi::c_void {
-    use std::alloc::Layout;
-    let layout = |size| Layout::from_size_align(size, LUA_ALIGN).ok();
-    // SAFETY: the lua_Alloc contract: `ptr` is null (then `old_size` encodes a type, not
-    // a size) or a block this function returned for `old_size` bytes; size 0 frees it and
-    // returns null; null on failure, which Lua turns into a memory error. Layouts are
-    // non-zero sized with a valid alignment.
-    unsafe {
-        let null = std::ptr::null_mut();
-        if new_size == 0 {
-            if let (false, Some(old)) = (ptr.is_null(), layout(old_size)) {
-                std::alloc::dealloc(ptr.cast(), old);
-            }
-            return null;
-        }
-        match (ptr.is_null(), layout(old_size), layout(new_size)) {
-            (true, _, Some(new)) => std::alloc::alloc(new).cast(),
-            (false, Some(old), Some(_)) => std::alloc::realloc(ptr.cast(), old, new_size).cast(),
-            _ => null,
-        }
-    }
-}
-
-/// What `malloc` guarantees on 64-bit targets, and so what Lua's own allocator assumes.
-const LUA_ALIGN: usize = 16;
-
-/// A new worker state. `weft` itself is loaded on first `require` (or when a received
-/// handle needs its methods), so a task that never touches weft does not pay for it.
-pub fn new_state(inherit: &Inherit) -> mlua::Result<WorkerState> {
-    // SAFETY: a fresh state owned by this WorkerState; openlibs gives the same libraries as
-    // a standalone interpreter (debug, and on LuaJIT ffi and jit, included). The global
-    // allocator reuses memory freed by earlier states (LuaJIT's own maps fresh pages,
-    // whose faults cost ~15% of a state's construction); lua_newstate refuses custom
-    // allocators only on non-GC64 LuaJIT, where luaL_newstate takes over.
-    let raw = unsafe {
-        let state = ffi::lua_newstate(global_allocator, std::ptr::null_mut());
-        if state.is_null() {
-            ffi::luaL_newstate()
-        } else {
-            state
-        }
-    };
-    if raw.is_null() {
-        return Err(mlua::Error::MemoryError("cannot create a Lua state".into()));
-    }
-    // SAFETY: raw is a valid, empty state used only by this thread.
-    let lua = unsafe {
-        ffi::luaL_openlibs(raw);
-        Lua::get_or_init_from_ptr(raw).clone()
-    };
-    let state = WorkerState {
-        lua: ManuallyDrop::new(lua),
-        raw,
-    };
-    inherit.apply(&state)?;
-    let package: Table = state.globals().get("package")?;
-    crate::runtime::prepare_state(&state)?;
-    package
-        .get::<Table>("preload")?
-        .set("weft", state.create_function(|lua, ()| crate::open(lua))?)?;
-    Ok(state)
-}
 
 pub(crate) fn failed(text: String) -> Outcome {
     Outcome::Failed(Failure::from_text(text))
@@ -200,13 +66,13 @@ unsafe fn failure_on_top(state: *mut ffi::lua_State, data: &StateData) -> Failur
 }
 
 /// Run `func(args...)` (both messages decoded here) and capture its outcome.
-pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
-    let data = lua.app_data_ref::<StateData>().expect("weft state data");
+pub fn run_call(ws: &WorkerState, func: &Message, args: &Message) -> Outcome {
     let mut outcome = None;
-    // SAFETY: on the owning thread inside exec_raw's protected call; the user function
+    // SAFETY: on the owning thread inside `protected`; the user function
     // runs under lua_pcall, so its errors never unwind through these frames.
     let r = unsafe {
-        lua.exec_raw::<()>((), |state| {
+        ws.protected(|state| {
+            let data = crate::runtime::state_data(state);
             push_named(state, c"weft.handler");
             let handler = ffi::lua_gettop(state);
             let (n, borrowed) = match push_task(state, &data.codec, func).and_then(|(n, b)| {
@@ -234,7 +100,7 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
                 data.codec.loads.borrow_mut().release(h);
             }
             if status != ffi::LUA_OK {
-                outcome = Some(Outcome::Failed(failure_on_top(state, &data)));
+                outcome = Some(Outcome::Failed(failure_on_top(state, data)));
             } else {
                 // SAFETY (for_held_values): the results stay on the stack until the
                 // settop below, after the encoder is finished.
@@ -259,17 +125,17 @@ pub fn run_call(lua: &Lua, func: &Message, args: &Message) -> Outcome {
 /// Run `func(item)` for each item of a `map` chunk; results come back as the message's
 /// values, in order. A failure names the item by its 1-based index in the whole list.
 pub fn run_map_chunk(
-    lua: &Lua,
+    ws: &WorkerState,
     func: &Message,
     items: &Message,
     first_index: usize,
     task: &Task,
 ) -> Outcome {
-    let data = lua.app_data_ref::<StateData>().expect("weft state data");
     let mut outcome = None;
     // SAFETY: as in run_call: each item call runs under lua_pcall with the handler.
     let r = unsafe {
-        lua.exec_raw::<()>((), |state| {
+        ws.protected(|state| {
+            let data = crate::runtime::state_data(state);
             push_named(state, c"weft.handler");
             let handler = ffi::lua_gettop(state);
             let borrowed = match push_task(state, &data.codec, func) {
@@ -312,7 +178,7 @@ pub fn run_map_chunk(
                 if crate::interrupt::running(state, || ffi::lua_pcall(state, 1, 1, handler))
                     != ffi::LUA_OK
                 {
-                    let mut failure = failure_on_top(state, &data);
+                    let mut failure = failure_on_top(state, data);
                     failure.traceback = format!(
                         "weft: map item {} failed: {}",
                         first_index + k,
@@ -342,7 +208,7 @@ pub fn run_map_chunk(
 }
 
 /// The outcome a raw run left, or why there is none.
-fn finished(run: mlua::Result<()>, outcome: Option<Outcome>) -> Outcome {
+fn finished(run: Result<(), String>, outcome: Option<Outcome>) -> Outcome {
     match (run, outcome) {
         (Ok(()), Some(o)) => o,
         (Err(e), _) => failed(format!("weft: {e}")),
@@ -374,12 +240,12 @@ thread_local! {
 }
 
 /// Run `f` with this pool worker's Lua state.
-pub fn with_worker_state(f: impl FnOnce(&Lua) -> Outcome) -> Outcome {
+pub fn with_worker_state(f: impl FnOnce(&WorkerState) -> Outcome) -> Outcome {
     WORKER_STATE.with(|w| match &*w.borrow() {
-        Some(lua) => {
-            let outcome = f(lua);
+        Some(state) => {
+            let outcome = f(state);
             if !matches!(outcome, Outcome::Returned(_)) {
-                forget_interrupted_requires(lua);
+                forget_interrupted_requires(state);
             }
             outcome
         }
@@ -392,37 +258,51 @@ pub fn with_worker_state(f: impl FnOnce(&Lua) -> Outcome) -> Outcome {
 /// fails with "loop or previous error loading module". A pool worker's state outlives the
 /// task that failed, so remove such sentinels (found by provoking one: its value differs
 /// between versions, and Lua 5.4 leaves none).
-fn forget_interrupted_requires(lua: &Lua) {
-    let clean = || -> mlua::Result<()> {
-        let package: mlua::Table = lua.globals().raw_get("package")?;
-        let (loaded, preload): (mlua::Table, mlua::Table) =
-            (package.raw_get("loaded")?, package.raw_get("preload")?);
-        const PROBE: &str = "weft: sentinel probe";
-        preload.raw_set(
-            PROBE,
-            lua.create_function(|_, ()| -> mlua::Result<()> {
-                Err(mlua::Error::runtime("probe"))
-            })?,
-        )?;
-        let require: mlua::Function = lua.globals().raw_get("require")?;
-        let _ = require.call::<mlua::Value>(PROBE);
-        preload.raw_set(PROBE, mlua::Value::Nil)?;
-        let sentinel: mlua::Value = loaded.raw_get(PROBE)?;
-        if sentinel.is_nil() {
-            return Ok(());
+fn forget_interrupted_requires(ws: &WorkerState) {
+    /// A loader that fails, to see what a failed `require` leaves behind.
+    unsafe extern "C-unwind" fn failing_loader(state: *mut ffi::lua_State) -> c_int {
+        // SAFETY: raises a string with nothing on this frame to drop.
+        unsafe {
+            ffi::lua_pushstring(state, c"probe".as_ptr());
+            ffi::lua_error(state)
         }
-        let stale: Vec<mlua::Value> = loaded
-            .pairs::<mlua::Value, mlua::Value>()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| v == &sentinel)
-            .map(|(k, _)| k)
-            .collect();
-        for k in stale {
-            loaded.raw_set(k, mlua::Value::Nil)?;
+    }
+    const PROBE: &CStr = c"weft: sentinel probe";
+    // SAFETY: balanced table reads and writes on the state's own thread, protected; the
+    // sentinels are cleared while iterating, which `lua_next` allows (existing fields
+    // set to nil).
+    let _ = ws.protected(|s| unsafe {
+        ffi::lua_getglobal(s, c"package".as_ptr());
+        if ffi::lua_type(s, 1) != ffi::LUA_TTABLE {
+            return;
         }
-        Ok(())
-    };
-    let _ = clean();
+        ffi::lua_getfield(s, 1, c"loaded".as_ptr()); // 2
+        ffi::lua_getfield(s, 1, c"preload".as_ptr()); // 3
+        if ffi::lua_type(s, 2) != ffi::LUA_TTABLE || ffi::lua_type(s, 3) != ffi::LUA_TTABLE {
+            return;
+        }
+        ffi::lua_pushcfunction(s, failing_loader);
+        ffi::lua_setfield(s, 3, PROBE.as_ptr());
+        ffi::lua_getglobal(s, c"require".as_ptr());
+        ffi::lua_pushstring(s, PROBE.as_ptr());
+        let _ = crate::codec::raw::pcall(s, 1, 0);
+        ffi::lua_settop(s, 3);
+        ffi::lua_pushnil(s);
+        ffi::lua_setfield(s, 3, PROBE.as_ptr());
+        ffi::lua_getfield(s, 2, PROBE.as_ptr()); // 4: the sentinel, if this Lua leaves one
+        if ffi::lua_type(s, 4) == ffi::LUA_TNIL {
+            return;
+        }
+        ffi::lua_pushnil(s);
+        while ffi::lua_next(s, 2) != 0 {
+            if ffi::lua_rawequal(s, -1, 4) != 0 {
+                ffi::lua_pushvalue(s, -2);
+                ffi::lua_pushnil(s);
+                ffi::lua_rawset(s, 2);
+            }
+            ffi::lua_pop(s, 1);
+        }
+    });
 }
 
 /// Pool lifecycle: build a state per worker and run the pool's `init` in it.
@@ -435,7 +315,7 @@ pub struct LuaWorkers {
 
 impl WorkerLifecycle for LuaWorkers {
     fn start(&self, index: usize) -> Result<(), String> {
-        let lua = new_state(&self.inherit).map_err(|e| e.to_string())?;
+        let lua = new_state(&self.inherit)?;
         if let Some(init) = &self.init {
             let args = Message::single(weft_core::Value::Int(index as i64 + 1));
             match run_call(&lua, init, &args) {
@@ -451,54 +331,5 @@ impl WorkerLifecycle for LuaWorkers {
     fn stop(&self, _: usize) {
         let lua = WORKER_STATE.with(|w| w.borrow_mut().take());
         drop(lua);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::global_allocator;
-    use std::ffi::c_void;
-
-    /// Calls the `lua_Alloc` as Lua does.
-    fn call(ptr: *mut c_void, old: usize, new: usize) -> *mut c_void {
-        // SAFETY: each call below follows the lua_Alloc contract (a pointer is only passed
-        // back with the size it was last given).
-        unsafe { global_allocator(std::ptr::null_mut(), ptr, old, new) }
-    }
-
-    #[test]
-    fn the_lua_allocator_keeps_contents_across_resizes_and_refuses_impossible_sizes() {
-        // A fresh block: Lua 5.4 passes a type tag (here 5, a table) as the old size.
-        let p = call(std::ptr::null_mut(), 5, 24).cast::<u8>();
-        assert!(!p.is_null());
-        assert_eq!(p as usize % 16, 0, "aligned as malloc would");
-        // SAFETY: p holds 24 bytes, then 4,096 after the grow, then 8 after the shrink.
-        unsafe {
-            for i in 0..24 {
-                *p.add(i) = i as u8;
-            }
-            let grown = call(p.cast(), 24, 4096).cast::<u8>();
-            assert!(!grown.is_null());
-            assert!(
-                (0..24).all(|i| *grown.add(i) == i as u8),
-                "grow kept the bytes"
-            );
-            *grown.add(4095) = 7;
-            let shrunk = call(grown.cast(), 4096, 8).cast::<u8>();
-            assert!(
-                (0..8).all(|i| *shrunk.add(i) == i as u8),
-                "shrink kept the bytes"
-            );
-            // No size can be laid out this big: a refusal (null), which Lua turns into a
-            // memory error, and the block is still the caller's.
-            assert!(call(shrunk.cast(), 8, usize::MAX - 4).is_null());
-            assert_eq!(*shrunk.add(7), 7);
-            assert!(call(shrunk.cast(), 8, 0).is_null(), "a free returns null");
-        }
-        assert!(call(std::ptr::null_mut(), 0, usize::MAX - 4).is_null());
-        assert!(
-            call(std::ptr::null_mut(), 3, 0).is_null(),
-            "freeing nothing is nothing"
-        );
     }
 }
