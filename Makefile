@@ -170,6 +170,7 @@ bench-smoke:
 	$(LUAJIT_CPATH) luajit bench/runtime.lua --quick > /dev/null
 	$(LUAJIT_CPATH) luajit bench/parallel.lua 1 2e6 > /dev/null
 	$(LUAJIT_CPATH) luajit bench/shared.lua --quick > /dev/null
+	$(LUAJIT_CPATH) luajit bench/spawn_loop.lua 3 100 > /dev/null
 	$(CARGO) run --release -q -p weft-cli -- bench --quick > /dev/null
 
 clean:
