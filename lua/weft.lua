@@ -136,32 +136,47 @@ if core.ffi_push_number then
 
   -- One straight-line checker and one builder per row length: LuaJIT cannot compile a
   -- short inner loop into the trace of the loop that pushes or pops (it aborts with
-  -- "inner loop in root trace"), so the loops over keys and cells are unrolled here.
+  -- "inner loop in root trace"), so the loops over keys and cells are unrolled here. Each
+  -- is compiled on first use of its length: compiling all 16 on every load was ~40 % of
+  -- what a spawned function that requires weft (or receives a handle) waited for.
   local checkers, builders = {}, {}
-  for n = 1, ROW_MAX do
+
+  local function new_checker(n)
     local check = { "local next, getmetatable, fill, cells = ...\nreturn function(v)",
       "  if getmetatable(v) ~= nil then return nil end\n  local k = nil" }
-    local build = { "local table_new, value, cells = ...\nreturn function()",
-      ("  local row = table_new(%d, 0)"):format(n) }
-    for i = 1, n do
+    for _ = 1, n do
       -- n keys in all, and 1..n all present: then the keys are exactly 1..n.
       check[#check + 1] = "  k = next(v, k)\n  if k == nil then return nil end"
-      build[#build + 1] = ("  row[%d] = value(cells[%d])"):format(i, i - 1)
     end
     check[#check + 1] = "  if next(v, k) ~= nil then return nil end"
     for i = 1, n do
       check[#check + 1] = ("  if not fill(cells[%d], v[%d]) then return nil end"):format(i - 1, i)
     end
     check[#check + 1] = ("  return %d\nend"):format(n)
+    local f = assert(load(table.concat(check, "\n"), "=weft.row_check"))(next, getmetatable, fill, cells)
+    checkers[n] = f
+    return f
+  end
+
+  local function new_builder(n)
+    local build = { "local table_new, value, cells = ...\nreturn function()",
+      ("  local row = table_new(%d, 0)"):format(n) }
+    for i = 1, n do
+      build[#build + 1] = ("  row[%d] = value(cells[%d])"):format(i, i - 1)
+    end
     build[#build + 1] = "  return row\nend"
-    checkers[n] = assert(load(table.concat(check, "\n"), "=weft.row_check"))(next, getmetatable, fill, cells)
-    builders[n] = assert(load(table.concat(build, "\n"), "=weft.row_build"))(table_new, value, cells)
+    local f = assert(load(table.concat(build, "\n"), "=weft.row_build"))(table_new, value, cells)
+    builders[n] = f
+    return f
   end
 
   --- The length of `v` if it is a row, filling `cells`; nil otherwise.
   local function as_row(v)
-    local check = checkers[#v]
-    return check and check(v)
+    local n = #v
+    if n < 1 or n > ROW_MAX then
+      return nil
+    end
+    return (checkers[n] or new_checker(n))(v)
   end
 
   function Channel.push(ch, v, timeout)
@@ -195,7 +210,8 @@ if core.ffi_push_number then
       if r == 0 then
         return cells[0].num
       elseif r == 5 then
-        return builders[count[0]]()
+        local n = count[0]
+        return (builders[n] or new_builder(n))()
       elseif r == 1 then
         return nil, "timeout"
       elseif r == 2 then
