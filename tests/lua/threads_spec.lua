@@ -377,6 +377,30 @@ describe("a thread's Lua state", function()
     assert.are.equal(6, six)
   end)
 
+  it("is fresh after a thread that used weft: weft not loaded, no globals", function()
+    -- A spawn thread whose last function used weft builds its next state with weft's
+    -- module ready; that state must still look like any other fresh one.
+    for i = 1, 4 do
+      assert.are.equal(i, weft.spawn(function(k)
+        local w = require "weft"
+        rawset(_G, "WEFT_AHEAD_LEAK", k)
+        return w.spawn(function(j) return j end, k):join(10)
+      end, i):join(10))
+    end
+    for _ = 1, 4 do
+      local loaded, leak, same, inner = weft.spawn(function()
+        local before = package.loaded.weft
+        local leaked = rawget(_G, "WEFT_AHEAD_LEAK")
+        local w = require "weft"
+        return before == nil, leaked, w == require("weft"), w.spawn(function() return 9 end):join(10)
+      end):join(10)
+      assert.is_true(loaded, "weft was in package.loaded before require")
+      assert.is_nil(leak)
+      assert.is_true(same)
+      assert.are.equal(9, inner)
+    end
+  end)
+
   it("can use a handle it received without requiring weft first", function()
     local ch = weft.channel()
     local counter = weft.counter(5)

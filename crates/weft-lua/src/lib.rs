@@ -113,9 +113,11 @@ pub fn decode_values(lua: &Lua, msg: &weft_core::Message) -> Result<mlua::MultiV
 /// Build (once per state) and return the `weft` module table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {
+        runtime::data_of(lua).used_weft.set(true);
         return Ok(module);
     }
     setup::prepare_state(lua)?;
+    runtime::data_of(lua).used_weft.set(true);
     let core = lua.create_table()?;
     core.set("version", VERSION)?;
     core.set("cpus", export(lua, "weft.cpus", |_, ()| Ok(pools::cpus()))?)?;

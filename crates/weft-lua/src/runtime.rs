@@ -17,6 +17,10 @@ use weft_core::message::{Message, Value};
 #[derive(Default)]
 pub(crate) struct StateData {
     pub codec: CodecState,
+    /// Whether Lua code in this state asked for weft's module (`require`, or a received
+    /// handle, which needs its methods): what a spawn thread reads to build its next
+    /// state with weft ready (`spawner`).
+    pub used_weft: std::cell::Cell<bool>,
 }
 
 /// Registry key of the light userdata pointing at this state's [`StateData`].

@@ -4,11 +4,14 @@
 //! together. So a spawn thread, once its function has returned, closes that state, builds
 //! a *new* one and parks; the next `weft.spawn` hands its function to a parked thread and
 //! only the hand-off is on the caller's path. A state is never reused: each spawned
-//! function runs in a state no other code has touched. Parked threads exit after
-//! [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept.
+//! function runs in a state no other code has touched. A thread whose last function used
+//! weft builds its next state with weft's module already built (not in `package.loaded`:
+//! the state still looks fresh), since building it on `require` cost a spawn ~100 µs.
+//! Parked threads exit after [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept.
 
 use crate::worker_state::{new_state, Inherit, WorkerState};
 use parking_lot::{Condvar, Mutex};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -55,7 +58,16 @@ fn thread_main(first: SpawnJob) {
     let mut state = new_state(&Inherit::default());
     loop {
         job(state);
-        state = new_state(&Inherit::default());
+        // A thread whose last function used weft builds its next state with weft loaded:
+        // a program that spawns such functions would otherwise wait for the module to be
+        // built in every one (~100 µs), while one that never uses weft does not pay for it.
+        let ahead = USED_WEFT.with(Cell::take);
+        state = new_state(&Inherit::default()).and_then(|s| {
+            if ahead {
+                s.open_weft()?;
+            }
+            Ok(s)
+        });
         if state.is_err() {
             return;
         }
@@ -64,6 +76,17 @@ fn thread_main(first: SpawnJob) {
             None => return,
         }
     }
+}
+
+thread_local! {
+    /// Whether the state this thread's last function ran in used weft (set by the job
+    /// before it closes the state, see [`note_used_weft`]).
+    static USED_WEFT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Record, on a spawn thread, whether the state its function ran in used weft.
+pub(crate) fn note_used_weft(state: &WorkerState) {
+    USED_WEFT.with(|u| u.set(state.used_weft()));
 }
 
 fn wait_for_job() -> Option<SpawnJob> {

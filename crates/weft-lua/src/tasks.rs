@@ -51,6 +51,9 @@ pub(crate) fn spawn(lua: &Lua, args: MultiValue) -> Ret<LuaTask> {
                 "weft.spawn: cannot create the thread's Lua state: {e}"
             )),
         });
+        if let Some(state) = &used {
+            crate::spawner::note_used_weft(state);
+        }
         drop(used);
     }))
     .map_err(|e| Raise::Usage(format!("weft.spawn: cannot start a thread: {e}")))?;

@@ -81,6 +81,23 @@ impl Drop for WorkerState {
 }
 
 impl WorkerState {
+    /// Whether Lua code in this state asked for weft's module (`require "weft"`, a
+    /// received handle); building it ahead ([`WorkerState::open_weft`]) does not count.
+    pub fn used_weft(&self) -> bool {
+        self._data.used_weft.get()
+    }
+
+    /// Attach mlua and build the `weft` module now, on the state's main thread and outside
+    /// any Lua call, so that a function that needs them does not wait for them.
+    pub fn open_weft(&self) -> Result<(), String> {
+        // SAFETY: the state is valid, used only by this thread, and not inside a Lua call;
+        // mlua attached here keeps the main thread as its state.
+        let lua = unsafe { mlua::Lua::get_or_init_from_ptr(self.raw) };
+        crate::open(lua).map_err(|e| e.to_string())?;
+        self._data.used_weft.set(false);
+        Ok(())
+    }
+
     /// Run `body` on the state inside `lua_pcall`, with an empty stack, so that a Lua
     /// error it raises (a memory error in a push) unwinds to here rather than aborting the
     /// process. `body` must leave nothing needing drop on its own frame while it calls
