@@ -130,19 +130,6 @@ pub(crate) unsafe fn push_chunk(
     name: &CStr,
     source: &str,
 ) -> Result<(), String> {
-    unsafe extern "C-unwind" fn collect(
-        _: *mut ffi::lua_State,
-        p: *const c_void,
-        size: usize,
-        into: *mut c_void,
-    ) -> c_int {
-        // SAFETY: lua_dump hands `size` readable bytes at `p` and our Vec as `into`.
-        unsafe {
-            let bytes = std::slice::from_raw_parts(p as *const u8, size);
-            (*(into as *mut Vec<u8>)).extend_from_slice(bytes);
-        }
-        0
-    }
     // SAFETY: the caller's contract; the chunk or the error message is pushed, and the
     // error popped.
     unsafe {
@@ -163,7 +150,12 @@ pub(crate) unsafe fn push_chunk(
                 if status == ffi::LUA_OK {
                     let mut bytes = Vec::new();
                     // Not stripped: tracebacks keep weft's line numbers.
-                    ffi::lua_dump(state, collect, &mut bytes as *mut Vec<u8> as *mut c_void, 0);
+                    ffi::lua_dump(
+                        state,
+                        crate::codec::encode::write_chunk,
+                        &mut bytes as *mut Vec<u8> as *mut c_void,
+                        0,
+                    );
                     let _ = cache.set(bytes);
                 }
                 status
@@ -172,14 +164,8 @@ pub(crate) unsafe fn push_chunk(
         if status == ffi::LUA_OK {
             return Ok(());
         }
-        let message = if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
-            String::from_utf8_lossy(crate::codec::raw::str_bytes(state, -1)).into_owned()
-        } else {
-            "(error object is not a string)".into()
-        };
-        let message = format!("cannot load {}: {message}", name.to_string_lossy());
-        ffi::lua_pop(state, 1);
-        Err(message)
+        let message = crate::codec::raw::pop_error_text(state);
+        Err(format!("cannot load {}: {message}", name.to_string_lossy()))
     }
 }
 

@@ -215,14 +215,12 @@ pub fn new_state(inherit: &Inherit) -> Result<WorkerState, String> {
     // SAFETY: the collector is stopped while the libraries are built: its cycles over a
     // heap that only grows were ~6 % of a spawn's CPU. It restarts with the pause a
     // finished cycle would have set (LuaJIT: twice the heap; PUC Lua ignores the -1).
-    unsafe {
-        ffi::lua_gc(raw, ffi::LUA_GCSTOP, 0);
-        state.protected(|s| ffi::luaL_openlibs(s))?;
-    }
+    unsafe { ffi::lua_gc(raw, ffi::LUA_GCSTOP, 0) };
     let mut failure = None;
-    // SAFETY: registry and table writes on the state's own thread, protected; `data`
-    // lives as long as the state.
+    // SAFETY: library loading, registry and table writes on the state's own thread,
+    // protected; `data` lives as long as the state.
     state.protected(|s| unsafe {
+        ffi::luaL_openlibs(s);
         match setup::prepare_raw(s, data) {
             Ok(()) => set_preload(s, c"weft", setup::open_weft),
             Err(e) => failure = Some(e),

@@ -845,7 +845,8 @@ pub struct DumpCache {
 const DUMP_CACHE_LIMIT: usize = 256;
 const KEEPALIVE: &std::ffi::CStr = c"weft.dumped";
 
-unsafe extern "C-unwind" fn write_chunk(
+/// The `lua_Writer` that appends a dumped chunk to the `Vec<u8>` passed as `out`.
+pub(crate) unsafe extern "C-unwind" fn write_chunk(
     _: *mut ffi::lua_State,
     p: *const c_void,
     size: usize,

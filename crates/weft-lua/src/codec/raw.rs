@@ -50,13 +50,25 @@ pub(crate) unsafe fn pcall(
         if ffi::lua_pcall(state, nargs, nresults, 0) == ffi::LUA_OK {
             return Ok(());
         }
+        Err(pop_error_text(state))
+    }
+}
+
+/// Pop the error value on top of the stack, as text (a string, or a note that it is not
+/// one).
+///
+/// # Safety
+/// `state` must be valid with an error value on top.
+pub(crate) unsafe fn pop_error_text(state: *mut ffi::lua_State) -> String {
+    // SAFETY: the caller's contract; the string is copied before it is popped.
+    unsafe {
         let msg = if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
             String::from_utf8_lossy(str_bytes(state, -1)).into_owned()
         } else {
             "(error object is not a string)".to_string()
         };
         ffi::lua_pop(state, 1);
-        Err(msg)
+        msg
     }
 }
 
