@@ -87,7 +87,32 @@ fn one_two_and_three_ranks_write_the_single_process_bytes() {
         }
         // Progress and the summary come from rank 0 alone.
         assert_eq!(err.matches("is complete").count(), 1, "{err}");
+        // The summary gives the bytes of S all ranks read together (at most one row per
+        // step of each ordering: 400 orderings × 400 steps × a row of 2-byte entries,
+        // padded to a multiple of 64), and the rate.
+        let read = s_bytes_read(&err);
+        assert!(read > 0.0 && read <= 400.0 * 400.0 * 448.0 * 2.0, "{err}");
+        assert!(err.contains(" GB/s"), "{err}");
     }
+}
+
+/// The bytes of S a run's summary says were read (`…, 1.23 GB of its rows read in …` or
+/// `45.6 MB of …`).
+fn s_bytes_read(summary: &str) -> f64 {
+    let before = summary
+        .split(" of its rows read in")
+        .next()
+        .filter(|b| b.len() < summary.len())
+        .unwrap_or_else(|| panic!("no S figures in: {summary}"));
+    let mut words = before.rsplit(' ');
+    let unit = words.next().unwrap();
+    let number: f64 = words.next().unwrap().parse().unwrap();
+    number
+        * match unit {
+            "GB" => 1e9,
+            "MB" => 1e6,
+            u => panic!("unit {u} in: {summary}"),
+        }
 }
 
 #[test]

@@ -588,6 +588,12 @@ impl<'a> CacheWriter<'a> {
         self.last_run.as_ref()
     }
 
+    /// Records what a run of CPU engines outside [`run`](Self::run) measured (the MPI ranks
+    /// together: `weft_mpi::cache`), for [`last_run`](Self::last_run).
+    pub fn record_run(&mut self, stats: RunStats) {
+        self.last_run = Some(stats);
+    }
+
     /// [`run`](Self::run) with another producer of the orderings (the GPU): `make` builds it
     /// from the normalised rows, and is called only when some ordering is missing. The
     /// producer must give the CPU engine's orderings exactly (the file does not say who

@@ -20,16 +20,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mpi::collective::UserOperation;
+use mpi::collective::{SystemOperation, UserOperation};
 use mpi::datatype::{DynBuffer, DynBufferMut, UserDatatype};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use weft_compute::cache::BATCH;
 use weft_compute::columns::{ColumnBlock, ColumnWalks};
 use weft_compute::{
-    normalize, Budget, CacheInfo, CacheWriter, ComputeError, Orderings, Progress, Rows,
+    normalize, Budget, CacheInfo, CacheWriter, ComputeError, Orderings, Progress, Rows, RunStats,
 };
 
 use crate::Mpi;
@@ -206,7 +206,9 @@ fn batches(
     if missing.is_empty() {
         return Ok(writer.map(|w| w.info().clone()));
     }
+    let built = Instant::now();
     let engine = Orderings::new(e, Some(threads), budget).map_err(|e| Failed::Alone(e.to_string()));
+    let build = built.elapsed();
     let Some(writer) = writer else {
         // A worker: ask, compute, send back (which asks for the next), until told to stop.
         let engine = engine?;
@@ -215,6 +217,7 @@ fn batches(
         loop {
             let (starts, _) = root.receive_vec_with_tag::<u64>(TAG_WORK);
             if starts.is_empty() {
+                root.reduce_into(&engine_figures(&engine)[..], SystemOperation::sum());
                 return Ok(None);
             }
             let starts: Vec<usize> = starts.into_iter().map(|s| s as usize).collect();
@@ -225,6 +228,8 @@ fn batches(
         }
     };
     let engine = engine?;
+    let done0 = writer.info().done;
+    let computing = Instant::now();
     let handout = Mutex::new(Handout {
         batches: missing.chunks(BATCH).map(<[usize]>::to_vec).collect(),
         next: 0,
@@ -321,10 +326,34 @@ fn batches(
         }
         let _ = server.join();
     });
+    // Every worker was told to stop, so every worker is in this reduction, failure or not.
+    let mut total = [0u64; 3];
+    world.process_at_rank(0).reduce_into_root(
+        &engine_figures(&engine)[..],
+        &mut total[..],
+        SystemOperation::sum(),
+    );
+    writer.record_run(RunStats {
+        orderings: writer.info().done - done0,
+        build,
+        compute: computing.elapsed(),
+        s_bytes_read: total[0],
+        in_memory: engine.in_memory(),
+        followed: total[1],
+        picks_saved: total[2],
+    });
     if let Some(f) = failure {
         return Err(Failed::Together(f));
     }
     writer.finish().map(Some).map_err(Failed::Together)
+}
+
+/// What one rank's engine measured, summed over the ranks at the end of a batches run:
+/// bytes of S read, orderings that took an earlier one's rest, the picks they saved. The
+/// summary's rate divides the sum by rank 0's time for the whole run, commits included.
+fn engine_figures(engine: &Orderings<'_>) -> [u64; 3] {
+    let (followed, picks_saved) = engine.followed();
+    [engine.s_bytes_read(), followed, picks_saved]
 }
 
 /// Orderings the ranks walk together over column blocks: one collective per step serves
