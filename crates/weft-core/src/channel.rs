@@ -274,7 +274,7 @@ impl Channel {
         match &self.queue {
             Queue::Unbounded(q) => {
                 self.streak
-                    .before_pop(|| q.len(), || self.closed.load(Relaxed));
+                    .before_pop(|| q.len(), || self.closed.load(Relaxed), &deadline);
                 if let Some(m) = q.pop() {
                     return Ok(m);
                 }

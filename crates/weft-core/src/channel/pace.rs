@@ -33,6 +33,7 @@
 //! [`CHECK_AT_MOST_EVERY`] pops), since each read pulls the tail's line away from the
 //! producer. The counts are the channel's ([`Streak`]).
 
+use crate::deadline::Deadline;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -110,13 +111,14 @@ impl Streak {
     /// Called before a pop looks at the queue: counts the pop as one that finds an item at
     /// once (if it finds none, [`Streak::found_empty`] starts the count again), and when
     /// enough such pops came before it and `queued()` is below the batch, waits for one as
-    /// the module docs say. `closed()` is the channel's flag. Returns what the check did,
-    /// if this pop checked.
+    /// the module docs say, but not past `deadline`. `closed()` is the channel's flag.
+    /// Returns what the check did, if this pop checked.
     #[inline]
     pub(super) fn before_pop(
         &self,
         queued: impl Fn() -> usize,
         closed: impl Fn() -> bool,
+        deadline: &Deadline,
     ) -> Option<Paced> {
         if cfg!(loom) {
             return None;
@@ -127,7 +129,11 @@ impl Streak {
             counts.in_a_row.store(in_a_row + 1, Relaxed);
             return None;
         }
-        let paced = self.check(queued, closed, MAX_WAIT);
+        // Never past the pop's own deadline (`ch:pop(0)` drains without waiting).
+        let max_wait = deadline.instant().map_or(MAX_WAIT, |t| {
+            t.saturating_duration_since(Instant::now()).min(MAX_WAIT)
+        });
+        let paced = self.check(queued, closed, max_wait);
         counts.in_a_row.store(1, Relaxed);
         Some(paced)
     }
@@ -185,7 +191,7 @@ mod tests {
 
     /// One pop that finds an item at once, as `Channel::pop` makes it.
     fn pop(streak: &Streak, queued: impl Fn() -> usize) -> Option<Paced> {
-        streak.before_pop(queued, || false)
+        streak.before_pop(queued, || false, &Deadline::Never)
     }
 
     /// Pops on `streak` until one checks; how many it took, and what the check did.
@@ -242,6 +248,22 @@ mod tests {
         );
         streak.found_empty();
         assert_eq!(pops_until_a_check(&streak, || 1000).0, CHECK_EVERY + 1);
+    }
+
+    #[test]
+    fn a_pop_whose_deadline_has_passed_looks_once_and_goes_on() {
+        let streak = ready();
+        let looks = Cell::new(0);
+        let growing = || {
+            looks.set(looks.get() + 1);
+            looks.get()
+        };
+        let now = Deadline::after_secs(Some(0.0));
+        assert_eq!(
+            streak.before_pop(growing, || false, &now),
+            Some(Paced::TimedOut)
+        );
+        assert_eq!(looks.get(), 2);
     }
 
     #[test]
