@@ -435,7 +435,13 @@ mod tests {
         ignore = "20 000 messages take too long under Miri; tests/channel_small.rs is its Miri-sized twin"
     )]
     fn many_producers_many_consumers_lose_nothing() {
-        let ch = Channel::new(Some(16));
+        // Bounded, and unbounded, where the consumers' pops pace (pace.rs).
+        for capacity in [Some(16), None] {
+            many_producers_many_consumers_on(Channel::new(capacity));
+        }
+    }
+
+    fn many_producers_many_consumers_on(ch: Arc<Channel>) {
         let producers: Vec<_> = (0..4)
             .map(|p| {
                 let ch = ch.clone();
