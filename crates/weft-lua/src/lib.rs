@@ -110,14 +110,21 @@ pub fn decode_values(lua: &Lua, msg: &weft_core::Message) -> Result<mlua::MultiV
     runtime::decode(lua, msg).map_err(runtime::Raise::into_text)
 }
 
-/// Build (once per state) and return the `weft` module table.
+/// Build (once per state) and return the `weft` module table, noting that Lua code in
+/// this state used weft (`StateData::used_weft`).
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
+    let module = module(lua)?;
+    runtime::data_of(lua).used_weft.set(true);
+    Ok(module)
+}
+
+/// Build (once per state) and return the `weft` module table, without noting a use: what
+/// a spawn thread calls to build a state's module ahead (`WorkerState::open_weft`).
+pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(Some(module)) = lua.named_registry_value::<Option<Table>>("weft.module") {
-        runtime::data_of(lua).used_weft.set(true);
         return Ok(module);
     }
     setup::prepare_state(lua)?;
-    runtime::data_of(lua).used_weft.set(true);
     let core = lua.create_table()?;
     core.set("version", VERSION)?;
     core.set("cpus", export(lua, "weft.cpus", |_, ()| Ok(pools::cpus()))?)?;

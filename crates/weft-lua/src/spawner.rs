@@ -11,12 +11,13 @@
 
 use crate::worker_state::{new_state, Inherit, WorkerState};
 use parking_lot::{Condvar, Mutex};
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// What a spawn thread runs: the job receives the fresh state (or why there is none).
-pub(crate) type SpawnJob = Box<dyn FnOnce(Result<WorkerState, String>) + Send + 'static>;
+/// What a spawn thread runs: the job receives the fresh state (or why there is none) and
+/// returns whether Lua code in it used weft ([`WorkerState::used_weft`]), read before it
+/// closed the state.
+pub(crate) type SpawnJob = Box<dyn FnOnce(Result<WorkerState, String>) -> bool + Send + 'static>;
 
 /// How long a parked thread waits for work before exiting.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,11 +58,10 @@ fn thread_main(first: SpawnJob) {
     let mut job = first;
     let mut state = new_state(&Inherit::default());
     loop {
-        job(state);
         // A thread whose last function used weft builds its next state with weft loaded:
         // a program that spawns such functions would otherwise wait for the module to be
         // built in every one (~100 µs), while one that never uses weft does not pay for it.
-        let ahead = USED_WEFT.with(Cell::take);
+        let ahead = job(state);
         state = new_state(&Inherit::default()).and_then(|s| {
             if ahead {
                 s.open_weft()?;
@@ -76,17 +76,6 @@ fn thread_main(first: SpawnJob) {
             None => return,
         }
     }
-}
-
-thread_local! {
-    /// Whether the state this thread's last function ran in used weft (set by the job
-    /// before it closes the state, see [`note_used_weft`]).
-    static USED_WEFT: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Record, on a spawn thread, whether the state its function ran in used weft.
-pub(crate) fn note_used_weft(state: &WorkerState) {
-    USED_WEFT.with(|u| u.set(state.used_weft()));
 }
 
 fn wait_for_job() -> Option<SpawnJob> {

@@ -31,7 +31,7 @@ pub(crate) fn spawn(lua: &Lua, args: MultiValue) -> Ret<LuaTask> {
     let job_task = task.clone();
     crate::spawner::spawn(Box::new(move |state| {
         if !job_task.start() {
-            return;
+            return false;
         }
         // The state is closed only after the outcome is published: closing costs tens of
         // microseconds that a joiner should not wait for.
@@ -51,10 +51,7 @@ pub(crate) fn spawn(lua: &Lua, args: MultiValue) -> Ret<LuaTask> {
                 "weft.spawn: cannot create the thread's Lua state: {e}"
             )),
         });
-        if let Some(state) = &used {
-            crate::spawner::note_used_weft(state);
-        }
-        drop(used);
+        used.is_some_and(|state| state.used_weft())
     }))
     .map_err(|e| Raise::Usage(format!("weft.spawn: cannot start a thread: {e}")))?;
     Ok(LuaTask(task))

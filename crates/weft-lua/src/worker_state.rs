@@ -93,9 +93,7 @@ impl WorkerState {
         // SAFETY: the state is valid, used only by this thread, and not inside a Lua call;
         // mlua attached here keeps the main thread as its state.
         let lua = unsafe { mlua::Lua::get_or_init_from_ptr(self.raw) };
-        crate::open(lua).map_err(|e| e.to_string())?;
-        self._data.used_weft.set(false);
-        Ok(())
+        crate::module(lua).map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Run `body` on the state inside `lua_pcall`, with an empty stack, so that a Lua
