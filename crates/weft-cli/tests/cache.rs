@@ -458,12 +458,6 @@ fn each_run_reports_the_bytes_of_s_it_read_and_the_rate() {
     let (emb, cache) = (dir.path("emb.npy"), dir.path("c.cache"));
     let summary = ok(&weft(&["diversity-cache", &emb, "-o", &cache]));
     // "…; S built in B s, X MB of its rows read in T s = R GB/s[; K orderings took …])"
-    let number_before = |text: &str, what: &str| -> f64 {
-        let head = &text[..text.find(what).unwrap_or_else(|| panic!("{what}: {text}"))];
-        let word = head.rsplit([' ', ',']).next().unwrap();
-        word.parse()
-            .unwrap_or_else(|_| panic!("{word:?} before {what}: {text}"))
-    };
     let mb = number_before(&summary, " MB of its rows read");
     // Each ordering reads at most one row of S (2n bytes) per step: 2n³ bytes in all.
     assert!(

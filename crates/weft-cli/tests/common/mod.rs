@@ -31,6 +31,16 @@ pub fn ok(out: &Output) -> String {
     err
 }
 
+/// The number written just before `what` in `text` (the word after the last space or
+/// comma), e.g. `3.79` in `…, 3.79 GB of its rows read …` with `what` = ` GB of its rows`.
+#[track_caller]
+pub fn number_before(text: &str, what: &str) -> f64 {
+    let head = &text[..text.find(what).unwrap_or_else(|| panic!("{what}: {text}"))];
+    let word = head.rsplit([' ', ',']).next().unwrap();
+    word.parse()
+        .unwrap_or_else(|_| panic!("{word:?} before {what}: {text}"))
+}
+
 /// Asserts a failure with exit code 1 and exactly one line on stderr, starting `weft: ` and
 /// containing every fragment; returns the line.
 #[track_caller]
