@@ -11,7 +11,8 @@
 //!   state needs, written with the C API.
 //! - `worker_state`: worker threads' states, built with the C API, mlua attached only on
 //!   first need; `worker`: running one call (or a `map` chunk) in them; `spawner`: the
-//!   parked threads behind `weft.spawn`; `interrupt`: how cancellation reaches running
+//!   parked threads behind `weft.spawn`; `ready_states`: the fresh states they take,
+//!   built ahead on a background thread; `interrupt`: how cancellation reaches running
 //!   Lua code.
 //! - `tasks`, `pools`, `channels`: the API functions; `fast`: the hot channel paths as raw
 //!   C functions and LuaJIT FFI entry points.
@@ -34,7 +35,7 @@
 //!
 //! ```text
 //! lib (open) ──► tasks, pools, channels, compute, jsonl, fast, worker, spawner
-//!                  (worker, spawner ──► worker_state ──► setup)
+//!                  (worker, spawner ──► ready_states ──► worker_state ──► setup)
 //!                  │
 //!                  ▼
 //! handles ───────► frozen, arrays, counters, shared_tables, jit_reads   (the kinds)
@@ -83,6 +84,7 @@ mod mpi;
 mod pools;
 mod progress;
 mod rawud;
+mod ready_states;
 mod runtime;
 mod setup;
 mod shared_tables;

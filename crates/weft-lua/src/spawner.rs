@@ -1,14 +1,16 @@
 //! OS threads for `weft.spawn`, kept ready with a fresh Lua state.
 //!
 //! Building a state with every standard library costs more than the rest of a spawn put
-//! together. So a spawn thread, once its function has returned, closes that state, builds
-//! a *new* one and parks; the next `weft.spawn` hands its function to a parked thread and
-//! only the hand-off is on the caller's path. A state is never reused: each spawned
-//! function runs in a state no other code has touched. A thread whose last function used
-//! weft builds its next state with weft's module already built (in the registry, not in
-//! `package.loaded`; no global set), since building it on `require` cost a spawn ~100 µs.
-//! Parked threads exit after [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept.
+//! together. So a spawn thread, once its function has returned, closes that state, takes
+//! a *new* one (built ahead by `ready_states`, or built there and then) and parks; the
+//! next `weft.spawn` hands its function to a parked thread and only the hand-off is on
+//! the caller's path. A state is never reused: each spawned function runs in a state no
+//! other code has touched. A thread whose last function used weft builds its next state
+//! itself, with weft's module already built (in the registry, not in `package.loaded`; no
+//! global set), since building it on `require` cost a spawn ~100 µs. Parked threads exit
+//! after [`IDLE_TIMEOUT`], and at most [`MAX_IDLE`] are kept.
 
+use crate::ready_states;
 use crate::worker_state::{new_state, Inherit, WorkerState};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -56,18 +58,13 @@ pub(crate) fn spawn(job: SpawnJob) -> std::io::Result<()> {
 
 fn thread_main(first: SpawnJob) {
     let mut job = first;
-    let mut state = new_state(&Inherit::default());
+    let mut state = next_state(false);
     loop {
         // A thread whose last function used weft builds its next state with weft loaded:
         // a program that spawns such functions would otherwise wait for the module to be
         // built in every one (~100 µs), while one that never uses weft does not pay for it.
-        let ahead = job(state);
-        state = new_state(&Inherit::default()).and_then(|s| {
-            if ahead {
-                s.open_weft()?;
-            }
-            Ok(s)
-        });
+        let used_weft = job(state);
+        state = next_state(used_weft);
         if state.is_err() {
             return;
         }
@@ -76,6 +73,22 @@ fn thread_main(first: SpawnJob) {
             None => return,
         }
     }
+}
+
+/// The state for this thread's next function: with weft's module built ahead if its last
+/// one used weft, built here; otherwise one the builder made ahead (`ready_states`), or
+/// one built here and now when none is ready.
+fn next_state(with_weft: bool) -> Result<WorkerState, String> {
+    if !with_weft {
+        if let Some(state) = ready_states::take() {
+            return Ok(state);
+        }
+    }
+    let state = new_state(&Inherit::default())?;
+    if with_weft {
+        state.open_weft()?;
+    }
+    Ok(state)
 }
 
 fn wait_for_job() -> Option<SpawnJob> {

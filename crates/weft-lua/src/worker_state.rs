@@ -72,6 +72,11 @@ pub struct WorkerState {
     _data: Box<StateData>,
 }
 
+// SAFETY: a Lua state is tied to no OS thread, only to one thread at a time, which owning
+// the WorkerState ensures; its StateData moves with it. A state built ahead by
+// `ready_states` moves once, between Lua calls and before mlua is attached to it.
+unsafe impl Send for WorkerState {}
+
 impl Drop for WorkerState {
     fn drop(&mut self) {
         // SAFETY: the state is ours and closed exactly once; mlua, if attached, does not
