@@ -112,6 +112,10 @@ fn the_column_split_of_s_writes_the_same_bytes() {
         let args = ["diversity-cache", &emb, "-o", &out, "--budget", "100K"];
         let err = ok(&run(p, &args));
         assert!(err.contains("S split by columns"), "{err}");
+        // Each of the 300 orderings' 300 picks read one row of every rank's block: 2 bytes
+        // for each of the 300 columns, 54.0 MB over all the ranks, whatever P.
+        assert_eq!(number_before(&err, " MB of its rows read"), 54.0, "{err}");
+        assert!(number_before(&err, " GB/s") > 0.0, "{err}");
         assert!(
             std::fs::read(&out).unwrap() == want,
             "P = {p}: the bytes differ"

@@ -81,7 +81,16 @@ impl<'a> ColumnBlock<'a> {
     /// Orderings from `starts`, ready for their first step.
     pub fn walks(&self, starts: &[usize]) -> ColumnWalks<'_, 'a> {
         let walks = starts.iter().map(|&s| Walk::new(self, s)).collect();
-        ColumnWalks { block: self, walks }
+        ColumnWalks {
+            block: self,
+            walks,
+            bytes_read: starts.len() as u64 * self.row_bytes(),
+        }
+    }
+
+    /// Bytes of one row of the block, which every pick reads once.
+    fn row_bytes(&self) -> u64 {
+        (std::mem::size_of::<i16>() * self.cols.len()) as u64
     }
 
     /// Bound on |q/SCALE − e_i·e_j| for one entry: the rounding to i16 plus the f64 dot
@@ -95,6 +104,8 @@ impl<'a> ColumnBlock<'a> {
 pub struct ColumnWalks<'b, 'a> {
     block: &'b ColumnBlock<'a>,
     walks: Vec<Walk>,
+    /// Bytes of the block read so far: a row of it per pick, the starts included.
+    bytes_read: u64,
 }
 
 struct Walk {
@@ -183,7 +194,14 @@ impl ColumnWalks<'_, '_> {
     pub fn take(&mut self, picks: &[u32]) {
         for (w, &j) in self.walks.iter_mut().zip(picks) {
             w.take(self.block, j as usize);
+            self.bytes_read += self.block.row_bytes();
         }
+    }
+
+    /// Bytes of this process's block of S read so far (the figure `weft diversity-cache`
+    /// reports as the bytes of S read).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// The orderings computed.
@@ -237,6 +255,10 @@ mod tests {
                     w.take(&picks);
                 }
             }
+            // Every pick of every ordering read one row of each block: n picks of
+            // 2 bytes per owned column, n columns over all the blocks.
+            let read: u64 = walks.iter().map(|w| w.bytes_read()).sum();
+            assert_eq!(read, (starts.len() * n * 2 * n) as u64, "{size} blocks");
             for w in walks {
                 assert_eq!(w.into_orderings(), want, "{size} blocks");
             }

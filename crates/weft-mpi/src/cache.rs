@@ -396,8 +396,13 @@ fn columns(
 ) -> Result<Option<CacheInfo>, Failed> {
     let missing = missing_everywhere(world, writer.as_deref());
     let (rank, size) = (world.rank() as usize, world.size() as usize);
+    let built = Instant::now();
     let block = ColumnBlock::new(e, ColumnBlock::owned(e.n(), rank, size), threads)
         .map_err(|e| Failed::Alone(e.to_string()))?;
+    let build = built.elapsed();
+    let done0 = writer.as_deref().map_or(0, |w| w.info().done);
+    let computing = Instant::now();
+    let mut bytes_read = 0u64;
     // MPI_MINLOC over (score, item) pairs, which rsmpi does not name: a user operation on
     // whole pairs (MPI never splits an element of a datatype between calls).
     let min = UserOperation::commutative(|x: DynBuffer, mut y: DynBufferMut| {
@@ -438,6 +443,7 @@ fn columns(
             let picks: Vec<u32> = all.iter().map(|p| p.item as u32).collect();
             walks.take(&picks);
         }
+        bytes_read += walks.bytes_read();
         if let Some(w) = writer.as_deref_mut() {
             let seqs: Vec<Option<Vec<u32>>> =
                 walks.into_orderings().into_iter().map(Some).collect();
@@ -453,6 +459,23 @@ fn columns(
                 total: w.info().starts().len(),
             });
         }
+    }
+    // Rank 0's broadcast ended the loop at the same group on every rank, so every rank is
+    // in this reduction: the bytes of S all blocks read, for the summary.
+    let mut total = 0u64;
+    if let Some(w) = writer.as_deref_mut() {
+        root.reduce_into_root(&bytes_read, &mut total, SystemOperation::sum());
+        w.record_run(RunStats {
+            orderings: w.info().done - done0,
+            build,
+            compute: computing.elapsed(),
+            s_bytes_read: total,
+            in_memory: true,
+            followed: 0,
+            picks_saved: 0,
+        });
+    } else {
+        root.reduce_into(&bytes_read, SystemOperation::sum());
     }
     match (failure, writer) {
         (Some(f), _) => Err(Failed::Together(f)),

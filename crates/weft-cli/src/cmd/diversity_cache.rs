@@ -241,7 +241,12 @@ fn how_s_was_read(r: &RunStats) -> String {
     }
     let rate = r
         .s_gb_per_s()
-        .map(|g| format!(" = {g:.1} GB/s"))
+        // Three decimals below 1 GB/s: S split by columns between MPI ranks reads a few
+        // MB/s, each step waiting for a collective.
+        .map(|g| match g {
+            g if g >= 1.0 => format!(" = {g:.1} GB/s"),
+            g => format!(" = {g:.3} GB/s"),
+        })
         .unwrap_or_default();
     let tails = if r.followed > 0 {
         format!(
