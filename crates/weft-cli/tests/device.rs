@@ -149,7 +149,7 @@ fn gpu_outputs_equal_cpu_outputs() {
             device,
         ]));
         let cache = dir.path(&format!("c-{device}.cache"));
-        ok(&weft(&[
+        let err = ok(&weft(&[
             "diversity-cache",
             &emb,
             "-o",
@@ -157,6 +157,12 @@ fn gpu_outputs_equal_cpu_outputs() {
             "--device",
             device,
         ]));
+        if device == "gpu" {
+            // The summary gives the bytes of S the device read: per ordering, the
+            // unchosen entries of n − 1 rows (299·300/2) of 4 bytes; 300 orderings.
+            assert!(err.contains("53.8 MB of its rows read"), "{err}");
+            assert!(number_before(&err, " GB/s") > 0.0, "{err}");
+        }
     }
     assert!(
         bytes("seq-gpu.npy") == bytes("seq-cpu.npy"),

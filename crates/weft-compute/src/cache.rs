@@ -92,6 +92,12 @@ pub trait Producer {
         starts: &[usize],
         cancel: &AtomicBool,
     ) -> Result<Vec<Option<Vec<u32>>>, Self::Error>;
+
+    /// Bytes of a copy of S the orderings run so far read, for the run's summary; `None`
+    /// when the producer holds no S (or does not count).
+    fn s_bytes_read(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Producer for Orderings<'_> {
@@ -582,8 +588,9 @@ impl<'a> CacheWriter<'a> {
         result.map(|_| ())
     }
 
-    /// What the last [`run`](Self::run) that computed orderings on the CPU measured (`None`
-    /// before one, and after [`run_with`](Self::run_with) alone).
+    /// What the last run that computed orderings measured: a [`run`](Self::run) on the CPU,
+    /// or a [`run_with`](Self::run_with) whose producer holds S (the GPU's; `None` before
+    /// either, and after a producer that reports no reads of S).
     pub fn last_run(&self) -> Option<&RunStats> {
         self.last_run.as_ref()
     }
@@ -611,12 +618,30 @@ impl<'a> CacheWriter<'a> {
             .collect();
         if !missing.is_empty() && !cancel.load(Ordering::Relaxed) {
             let normalised = std::mem::take(&mut self.normalised);
+            let done0 = self.info.done;
             let result = Rows::new(&normalised, self.info.n, self.info.d)
                 .map_err(P::Error::from)
-                .and_then(make)
-                .and_then(|p| self.fill_with(&p, &missing, progress, cancel));
+                .and_then(|rows| {
+                    let t0 = Instant::now();
+                    make(rows).map(|p| (p, t0.elapsed()))
+                })
+                .and_then(|(p, build)| {
+                    let compute = self.fill_with(&p, &missing, progress, cancel)?;
+                    // A producer that holds S says what it read, for the summary.
+                    Ok(p.s_bytes_read().map(|s_bytes_read| RunStats {
+                        orderings: self.info.done - done0,
+                        build,
+                        compute,
+                        s_bytes_read,
+                        in_memory: true,
+                        followed: 0,
+                        picks_saved: 0,
+                    }))
+                });
             self.normalised = normalised;
-            result?;
+            if let Some(stats) = result? {
+                self.last_run = Some(stats);
+            }
         }
         self.check_still_in_place()?;
         Ok(self.info.clone())

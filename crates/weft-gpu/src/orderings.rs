@@ -89,6 +89,8 @@ pub struct GpuOrderings<'g> {
     batch: usize,
     /// Step submissions so far (each followed by one wait for the host).
     submissions: std::sync::atomic::AtomicU64,
+    /// Bytes of the quantised S the step shader has read for finished orderings.
+    s_bytes_read: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for GpuOrderings<'_> {
@@ -204,6 +206,7 @@ impl<'g> GpuOrderings<'g> {
             decide,
             batch,
             submissions: Default::default(),
+            s_bytes_read: Default::default(),
         };
         let s_bytes = row_bytes * n as u64;
         let blocks = n.div_ceil(fit);
@@ -242,6 +245,13 @@ impl<'g> GpuOrderings<'g> {
     /// followed by one read-back and the host's re-scoring.
     pub fn submissions(&self) -> u64 {
         self.submissions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the quantised S on the device that the orderings run so far read: the
+    /// `add` step reads, for every pick but an ordering's last, the entries of the pick's
+    /// row for the items not yet chosen, 4 bytes each (0 when rows come from E).
+    pub fn s_bytes_read(&self) -> u64 {
+        self.s_bytes_read.load(Ordering::Relaxed)
     }
 
     /// Orderings advanced together in one batch.
@@ -571,6 +581,11 @@ impl<'g> GpuOrderings<'g> {
                 .map_err(|e: String| gpu.failed(what, e))?;
         }
         gpu.take_uncaptured(what)?;
+        if self.s_on_device() {
+            let entries: u64 = pickers.iter().map(|p| s_entries_read(n, p.len())).sum();
+            let bytes = entries * std::mem::size_of::<i32>() as u64;
+            self.s_bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        }
         Ok(pickers.into_iter().map(|p| Some(p.into_seq())).collect())
     }
 
@@ -599,11 +614,23 @@ impl<'g> GpuOrderings<'g> {
     }
 }
 
+/// Entries of S the step shader reads for an ordering of `len` items among `n`: the add
+/// after the t-th pick (t = 1 … len − 1; the last pick is never added) reads the n − t
+/// items not yet chosen.
+fn s_entries_read(n: usize, len: usize) -> u64 {
+    let (n, adds) = (n as u64, len.saturating_sub(1) as u64);
+    adds * n - adds * (adds + 1) / 2
+}
+
 impl Producer for GpuOrderings<'_> {
     type Error = GpuError;
 
     fn batch(&self) -> usize {
         self.batch
+    }
+
+    fn s_bytes_read(&self) -> Option<u64> {
+        self.s_on_device().then(|| GpuOrderings::s_bytes_read(self))
     }
 
     fn run_cancellable(
@@ -733,4 +760,21 @@ fn step_pipelines(
         let pipelines = ["add_s", "add_e", "shortlist", "decide"].map(make);
         (layout, pipelines)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::s_entries_read;
+
+    #[test]
+    fn entries_read_count_the_unchosen_items_of_every_added_pick() {
+        // n = 5, all 5 items: adds after picks 1..4 read 4 + 3 + 2 + 1 entries.
+        assert_eq!(s_entries_read(5, 5), 10);
+        // A prefix of 3: adds after picks 1 and 2.
+        assert_eq!(s_entries_read(5, 3), 4 + 3);
+        assert_eq!(s_entries_read(5, 1), 0, "a start alone adds nothing");
+        assert_eq!(s_entries_read(5, 0), 0);
+        let n = 7_797;
+        assert_eq!(s_entries_read(n, n), (n as u64 - 1) * n as u64 / 2);
+    }
 }

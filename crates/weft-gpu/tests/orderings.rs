@@ -88,6 +88,9 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
     // S from f64 products where the adapter has f64 (lavapipe has), and from f32 products.
     let o = GpuOrderings::new(&g, rows, &OrderOptions::default()).unwrap();
     assert_eq!(o.run(&starts).unwrap(), want);
+    // Every full ordering's adds read the unchosen entries of n − 1 rows of S (i32).
+    let per_ordering = 4 * (n as u64 - 1) * n as u64 / 2;
+    assert_eq!(o.s_bytes_read(), starts.len() as u64 * per_ordering);
     if o.s_in_f64() {
         // The narrow f64 band: nearly every step's shortlist is one item, taken on the
         // device, so far fewer submissions (host round trips) than the n − 1 steps.
@@ -126,6 +129,7 @@ fn real_embeddings_orderings_equal_the_cpu_engine() {
     .unwrap();
     assert!(!from_e.s_on_device());
     assert_eq!(from_e.run(&starts[..3]).unwrap(), want[..3]);
+    assert_eq!(from_e.s_bytes_read(), 0, "no S on the device, none read");
 }
 
 fn temp(name: &str) -> PathBuf {

@@ -1,11 +1,12 @@
-//! What a CPU run of [`CacheWriter::run`](super::CacheWriter::run) measured: the figures
-//! `weft diversity-cache` prints after every run, so that each real run shows the bytes of
-//! S it read and the rate it read them at, beside what the machine can stream (`weft bench`).
+//! What a run of [`CacheWriter::run`](super::CacheWriter::run) (or of a producer that holds
+//! S, the GPU's) measured: the figures `weft diversity-cache` prints after every run, so
+//! that each real run shows the bytes of S it read and the rate it read them at, beside
+//! what the machine can stream (`weft bench`).
 
 use std::time::Duration;
 
-/// Figures of the last [`CacheWriter::run`](super::CacheWriter::run) that computed
-/// orderings on the CPU engine.
+/// Figures of the last run that computed orderings: the CPU engine's, the MPI ranks'
+/// together, or a producer's that holds S.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RunStats {
     /// Orderings computed and committed by the run.
